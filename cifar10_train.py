@@ -237,7 +237,10 @@ def train(config, data, strategy=None, verbose=1):
     report_freq = config["report_freq"]
     steps_per_execution = max(1, int(config.get("steps_per_execution", 1)))
     iterator = iter(train_data)
-    progbar = keras.utils.Progbar(train_total, verbose=verbose and (1 if os.isatty(1) else 2), unit_name="step")
+    progbar = keras.utils.Progbar(
+        train_total, verbose=verbose and (1 if os.isatty(1) else 2), unit_name="step",
+        stateful_metrics=["loss", "accuracy"],  # show the report window's running numbers as they are
+    )
     window = np.zeros(3)
     window_start, start_time = time.time(), time.time()
     window_steps = 0

@@ -28,7 +28,7 @@ means (the old Keras CIFAR example's ``l2(1e-4)`` is in effect 2e-4).
 import keras
 from keras import layers
 
-# He et al. 2016a, Table 6: depth -> parameters (millions) reported for CIFAR-10.
+# He et al. 2016a, Table 6: depth -> learned parameters (millions) reported for CIFAR-10.
 HE_CIFAR_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
 
 BN_MOMENTUM = 0.9  # as in tensorflow/models' CIFAR ResNet; Keras' 0.99 lags on short runs
@@ -172,6 +172,11 @@ MODELS = {
 
 # Options a builder accepts beyond the common (input_shape, num_classes, weight_decay).
 RESNET_V1_OPTIONS = ("shortcut", "preactivation")
+
+
+def trainable_params(model):
+    """Learned parameters, the figure papers report (BN moving statistics are not learned)."""
+    return int(sum(w.numpy().size for w in model.trainable_weights))
 
 
 def build_model(name, input_shape, num_classes, weight_decay=1e-4, **options):

@@ -1,0 +1,181 @@
+"""cifar10_input: the official formats, damaged files, downloads, splits and augmentation."""
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import cifar10_input
+from conftest import write_binary_folder, write_python_archive, write_python_folder
+
+
+def _expected(batches):
+    train = [batches[f"data_batch_{i}"] for i in range(1, 6)]
+    return (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train]), *batches["test_batch"])
+
+
+@pytest.mark.parametrize("layout", ["archive", "archive_itself", "python_folder", "parent_of_folder", "binary_folder"])
+def test_reads_every_official_layout(tmp_path, cifar_batches, layout):
+    if layout in ("archive", "archive_itself"):
+        # Any .tar.gz name works when its members are cifar-10-batches-py/...
+        archive = write_python_archive(tmp_path / "my-copy.tar.gz", cifar_batches)
+        data_dir = archive if layout == "archive_itself" else tmp_path
+    elif layout == "python_folder":
+        data_dir = write_python_folder(tmp_path, cifar_batches)
+    elif layout == "parent_of_folder":
+        write_python_folder(tmp_path, cifar_batches)
+        data_dir = tmp_path
+    else:
+        write_binary_folder(tmp_path, cifar_batches)
+        data_dir = tmp_path
+    data = cifar10_input.load_cifar10(str(data_dir), download=False)
+    x_train, y_train, x_test, y_test = _expected(cifar_batches)
+    assert data["x_train"].dtype == np.uint8 and data["x_train"].shape == (35, 32, 32, 3)
+    np.testing.assert_array_equal(data["x_train"], x_train)  # R, G, B planes decoded to HWC
+    np.testing.assert_array_equal(data["y_train"], y_train)
+    np.testing.assert_array_equal(data["x_test"], x_test)
+    np.testing.assert_array_equal(data["y_test"], y_test)
+    assert data["class_names"][0] == "airplane"
+
+
+def test_truncated_archive_names_the_file(tmp_path, cifar_batches):
+    archive = write_python_archive(tmp_path / "cifar-10-python.tar.gz", cifar_batches)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(cifar10_input.DataError, match="cifar-10-python.tar.gz is truncated or corrupt"):
+        cifar10_input.load_cifar10(str(archive), download=False)
+
+
+def test_corrupt_batch_file_names_the_batch(tmp_path, cifar_batches):
+    folder = write_python_folder(tmp_path, cifar_batches)
+    (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:100])
+    with pytest.raises(cifar10_input.DataError, match="data_batch_3 is truncated or corrupt"):
+        cifar10_input.load_cifar10(str(tmp_path), download=False)
+
+
+def test_truncated_binary_batch_names_the_batch(tmp_path, cifar_batches):
+    folder = write_binary_folder(tmp_path, cifar_batches)
+    path = folder / "test_batch.bin"
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(cifar10_input.DataError, match="test_batch.bin is truncated"):
+        cifar10_input.load_cifar10(str(tmp_path), download=False)
+
+
+def _serve_archive(tmp_path, monkeypatch, cifar_batches, md5=None):
+    """Points the official URL at a local file:// copy (urlretrieve handles file URLs)."""
+    source = write_python_archive(tmp_path / "server" / "cifar-10-python.tar.gz", cifar_batches)
+    monkeypatch.setattr(cifar10_input, "CIFAR10_URL", source.as_uri())
+    monkeypatch.setattr(cifar10_input, "CIFAR10_MD5", md5 or hashlib.md5(source.read_bytes()).hexdigest())
+    return source
+
+
+def test_download_checks_md5_and_caches(tmp_path, monkeypatch, cifar_batches):
+    _serve_archive(tmp_path, monkeypatch, cifar_batches)
+    cache = tmp_path / "cache"
+    data = cifar10_input.load_cifar10(str(cache))
+    assert data["x_train"].shape == (35, 32, 32, 3)
+    assert os.listdir(cache) == ["cifar-10-python.tar.gz"]
+    # The second call finds the cached archive and does not download again.
+    monkeypatch.setattr(cifar10_input, "CIFAR10_URL", "file:///nonexistent/cifar-10-python.tar.gz")
+    assert cifar10_input.load_cifar10(str(cache))["source"].endswith("cifar-10-python.tar.gz")
+
+
+def test_md5_mismatch_is_one_clear_line_and_leaves_nothing(tmp_path, monkeypatch, cifar_batches):
+    _serve_archive(tmp_path, monkeypatch, cifar_batches, md5="0" * 32)
+    cache = tmp_path / "cache"
+    with pytest.raises(cifar10_input.DataError, match="MD5") as error:
+        cifar10_input.load_cifar10(str(cache))
+    assert "--data_dir" in str(error.value) and "\n" not in str(error.value)
+    assert os.listdir(cache) == []
+
+
+def test_offline_download_names_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar10_input, "CIFAR10_URL", "file:///nonexistent/cifar-10-python.tar.gz")
+    with pytest.raises(cifar10_input.DataError, match="could not download CIFAR-10.*--data_dir") as error:
+        cifar10_input.load_cifar10(str(tmp_path / "cache"))
+    assert "\n" not in str(error.value)
+    assert os.listdir(tmp_path / "cache") == []
+
+
+def test_split_is_deterministic_and_disjoint():
+    images = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
+    labels = np.arange(100)
+    (xa, ya), (va, la) = cifar10_input.split_validation(images, labels, 0.1, seed=3)
+    (xb, _), (vb, _) = cifar10_input.split_validation(images, labels, 0.1, seed=3)
+    (_, _), (vc, _) = cifar10_input.split_validation(images, labels, 0.1, seed=4)
+    assert len(va) == 10 and len(xa) == 90
+    np.testing.assert_array_equal(va, vb)
+    assert not np.array_equal(va, vc)
+    assert set(ya) | set(la) == set(labels) and not set(ya) & set(la)
+
+
+def test_channel_stats_match_numpy(cifar_batches):
+    images = cifar_batches["data_batch_1"][0]
+    mean, std = cifar10_input.channel_stats(images)
+    np.testing.assert_allclose(mean, images.reshape(-1, 3).mean(0))
+    np.testing.assert_allclose(std, images.reshape(-1, 3).std(0))
+
+
+def _padded_windows(image):
+    """Every 32x32 crop of the 4-pixel zero-padded image, flipped or not."""
+    padded = np.pad(image, [(4, 4), (4, 4), (0, 0)])
+    for dy in range(9):
+        for dx in range(9):
+            crop = padded[dy:dy + 32, dx:dx + 32]
+            yield crop
+            yield crop[:, ::-1]
+
+
+def test_he_augment_is_a_padded_crop_or_its_mirror():
+    images = tf.random.stateless_normal([6, 32, 32, 3], seed=[1, 2])
+    out = cifar10_input.he_augment(images, tf.constant([5, 6], tf.int64)).numpy()
+    assert out.shape == images.shape and out.dtype == np.float32
+    for image, augmented in zip(images.numpy(), out):
+        assert any(np.array_equal(augmented, window) for window in _padded_windows(image))
+
+
+def test_he_augment_seeded_and_random():
+    images = tf.random.stateless_normal([16, 32, 32, 3], seed=[1, 2])
+    a = cifar10_input.he_augment(images, tf.constant([0, 1], tf.int64))
+    b = cifar10_input.he_augment(images, tf.constant([0, 1], tf.int64))
+    c = cifar10_input.he_augment(images, tf.constant([0, 2], tf.int64))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_train_dataset_same_in_tf_data_and_eagerly(cifar_batches):
+    images, labels = cifar_batches["data_batch_1"]
+    mean, std = cifar10_input.channel_stats(images)
+    dataset = cifar10_input.make_train_dataset(images, labels, 4, mean, std, "none", seed=0)
+    x, y = next(iter(dataset))
+    assert x.shape == (4, 32, 32, 3) and x.dtype == tf.float32 and y.dtype == tf.int64
+    # With no augmentation each row is exactly the normalised source image.
+    for row, label in zip(x.numpy(), y.numpy()):
+        matches = [i for i in range(len(images)) if np.allclose(cifar10_input.normalize(images[i], mean, std), row)]
+        assert matches and labels[matches[0]] == label
+
+
+def test_train_dataset_repeats_and_is_seeded(cifar_batches):
+    images, labels = cifar_batches["data_batch_1"]
+    mean, std = cifar10_input.channel_stats(images)
+    first = [x.numpy() for x, _ in cifar10_input.make_train_dataset(images, labels, 3, mean, std, "he", seed=7).take(5)]
+    again = [x.numpy() for x, _ in cifar10_input.make_train_dataset(images, labels, 3, mean, std, "he", seed=7).take(5)]
+    assert len(first) == 5  # 7 images, batch 3: repeats beyond one epoch
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_imagedatagenerator_dataset(cifar_batches):
+    images, labels = cifar_batches["data_batch_1"]
+    mean, std = cifar10_input.channel_stats(images)
+    dataset = cifar10_input.make_train_dataset(images, labels, 3, mean, std, "imagedatagenerator", seed=0)
+    batches = list(dataset.take(4))
+    assert all(x.shape == (3, 32, 32, 3) and x.dtype == tf.float32 for x, _ in batches)
+
+
+def test_eval_dataset_keeps_order_and_last_batch(cifar_batches):
+    images, labels = cifar_batches["test_batch"]
+    dataset = cifar10_input.make_eval_dataset(images, labels, 4, [0, 0, 0], [1, 1, 1])
+    got = np.concatenate([y.numpy() for _, y in dataset])
+    np.testing.assert_array_equal(got, labels)

@@ -1,0 +1,174 @@
+"""The training engine and the command line, on tiny data the tests write."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import cifar10_main
+import cifar10_train
+import run_folder
+
+
+def _tiny_data(n=32, size=16, classes=4, seed=0):
+    rng = np.random.RandomState(seed)
+    x = rng.randint(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+    y = rng.randint(0, classes, size=n).astype(np.int32)
+    return {"x_train": x, "y_train": y, "x_val": x[:8], "y_val": y[:8],
+            "class_names": [f"c{i}" for i in range(classes)], "validation": "first 8 training images"}
+
+
+def _config(log_dir, **overrides):
+    config = dict(model="resnet20", model_options={}, train_steps=40, batch_size=16, optimizer="sgd",
+                  learning_rate=0.05, momentum=0.9, lr_decay_at=[0.5, 0.75], lr_decay_factor=0.1,
+                  weight_decay=1e-4, augment="none", report_freq=10, steps_per_execution=3, seed=0,
+                  log_dir=str(log_dir), eval_batch_size=8)
+    config.update(overrides)
+    return config
+
+
+def _scalar_tags(folder):
+    tags = set()
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("run") / "resnet20"
+    result = cifar10_train.train(_config(log_dir), _tiny_data(), verbose=0)
+    return log_dir, result
+
+
+def test_training_lowers_the_loss(trained_run):
+    log_dir, _ = trained_run
+    metrics = pd.read_csv(log_dir / run_folder.METRICS)
+    assert list(metrics["step"]) == [10, 20, 30, 40]
+    assert metrics["train_loss"].iloc[-1] < 0.5 * metrics["train_loss"].iloc[0]
+    assert list(metrics.columns) == list(cifar10_train.CSV_COLUMNS)
+    np.testing.assert_allclose(metrics["train_error"], 1 - metrics["train_accuracy"])
+
+
+def test_learning_rate_follows_he_schedule(trained_run):
+    log_dir, _ = trained_run
+    rates = pd.read_csv(log_dir / run_folder.METRICS)["learning_rate"].tolist()
+    # Divided by 10 after 50% (step 20) and 75% (step 30) of the 40 steps.
+    np.testing.assert_allclose(rates, [0.05, 0.05, 0.005, 0.0005], rtol=1e-6)
+
+
+def test_run_folder_holds_models_config_and_summaries(trained_run):
+    log_dir, result = trained_run
+    for name in (run_folder.LATEST_MODEL, run_folder.BEST_MODEL, run_folder.CONFIG):
+        assert (log_dir / name).exists()
+    config = json.loads((log_dir / run_folder.CONFIG).read_text())
+    assert config["preprocessing"]["augment"] == "none" and len(config["preprocessing"]["mean"]) == 3
+    assert config["num_classes"] == 4 and config["input_shape"] == [16, 16, 3]
+    assert {"loss", "error", "accuracy", "learning_rate", "augmented_inputs"} <= _scalar_tags(log_dir / "train")
+    assert {"loss", "error", "accuracy"} <= _scalar_tags(log_dir / "validation")
+    assert result["step"] == 40 and 0 <= result["best_val_accuracy"] <= 1
+
+
+def test_existing_run_is_refused_then_resumed(trained_run, tmp_path):
+    log_dir, _ = trained_run
+    with pytest.raises(run_folder.RunFolderError, match="--resume.*--overwrite"):
+        cifar10_train.train(_config(log_dir), _tiny_data(), verbose=0)
+    result = cifar10_train.train(_config(log_dir, train_steps=50, resume=True), _tiny_data(), verbose=0)
+    steps = pd.read_csv(log_dir / run_folder.METRICS)["step"].tolist()
+    assert steps == [10, 20, 30, 40, 50] and result["step"] == 50
+
+
+def test_nan_loss_stops_with_the_step(tmp_path):
+    with pytest.raises(cifar10_train.TrainingError, match="between steps 0 and"):
+        cifar10_train.train(_config(tmp_path / "nan", learning_rate=1e30, train_steps=6, report_freq=3), _tiny_data(),
+                            verbose=0)
+
+
+# ---------------------------------------------------------------------------- the command line
+
+
+def _main(capsys, *argv):
+    code = cifar10_main.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_then_test_from_the_command_line(capsys, cifar_archive, tmp_path):
+    log_dir = tmp_path / "cli_run"
+    code, out, err = _main(capsys, "--mode", "train", "--data_dir", str(cifar_archive), "--train_steps", "4",
+                           "--report_freq", "2", "--batch_size", "5", "--log_dir", str(log_dir))
+    assert code == 0, err
+    assert "step 4/4" in out and "validating on the test set" in out
+    code, out, err = _main(capsys, "--mode", "test", "--checkpoint", str(log_dir))
+    assert code == 0, err
+    probabilities = np.load(log_dir / "test_probabilities.npy")
+    predictions = pd.read_csv(log_dir / "test_predictions.csv")
+    assert probabilities.shape == (7, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    accuracy = float(np.mean(probabilities.argmax(1) == predictions["true_label"]))
+    assert f"accuracy {accuracy:.4f}" in out
+    np.testing.assert_array_equal(predictions["predicted_label"], probabilities.argmax(1))
+    assert json.loads((log_dir / "test_metrics.json").read_text())["accuracy"] == pytest.approx(accuracy)
+    # --output sends the files elsewhere; a .keras path works as well as the folder.
+    code, _, err = _main(capsys, "--mode", "test", "--checkpoint", str(log_dir / "best.keras"),
+                         "--output", str(tmp_path / "elsewhere"))
+    assert code == 0, err
+    assert (tmp_path / "elsewhere" / "test_predictions.csv").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "resnet7"], "invalid choice: 'resnet7'"),
+    (["--mode", "fly"], "invalid choice: 'fly'"),
+    (["--augment", "magic"], "invalid choice: 'magic'"),
+    (["--train_steps", "0"], "must be a positive integer"),
+    (["--batch_size", "-3"], "must be a positive integer"),
+    (["--learning_rate", "0"], "must be a positive number"),
+    (["--validation_split", "1.5"], "must be in [0, 1)"),
+])
+def test_bad_flags_one_line_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cifar10_main.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--train_steps", "10", "--report_freq", "20"], "--report_freq 20 is larger than --train_steps 10"),
+    (["--mode", "test", "--checkpoint", "/nonexistent/run"], "--checkpoint /nonexistent/run does not exist"),
+    (["--mode", "test"], "needs --checkpoint"),
+])
+def test_bad_combinations_one_line_exit_2(capsys, tmp_path, argv, message):
+    code, _, err = _main(capsys, *argv, "--log_dir", str(tmp_path / "run"))
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_offline_is_one_line(capsys, tmp_path, monkeypatch):
+    import cifar10_input
+    monkeypatch.setattr(cifar10_input, "CIFAR10_URL", "file:///nonexistent/cifar-10-python.tar.gz")
+    code, _, err = _main(capsys, "--data_dir", str(tmp_path / "empty"), "--train_steps", "2", "--report_freq", "1",
+                         "--log_dir", str(tmp_path / "run"))
+    assert code == 2 and "--data_dir" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_test_mode_refuses_another_model(capsys, trained_run):
+    log_dir, _ = trained_run
+    code, _, err = _main(capsys, "--mode", "test", "--checkpoint", str(log_dir), "--model", "resnet56")
+    assert code == 2 and "holds a resnet20 run, not --model resnet56" in err
+
+
+def test_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        cifar10_main.main(["--help"])
+    out = capsys.readouterr().out
+    for action in cifar10_main.build_parser()._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, action.dest
+    assert "GLOBAL batch size" in out
