@@ -170,7 +170,6 @@ def run_train(args):
     if args.batch_size % strategy.num_replicas_in_sync:
         raise cifar10_input.DataError(
             f"--batch_size {args.batch_size} does not divide among {strategy.num_replicas_in_sync} replicas")
-    tf.keras.utils.set_random_seed(args.seed)
     data, dataset = load_data(args, args.seed)
     log_dir = args.log_dir or os.path.join("runs", model_name)
     model_options = {"shortcut": args.shortcut, "preactivation": args.preactivation}

@@ -190,6 +190,7 @@ def train(config, data, strategy=None, verbose=1):
     if chief and not resuming:
         run_folder.write_json(os.path.join(log_dir, run_folder.CONFIG), config)
 
+    keras.utils.set_random_seed(config.get("seed", 0))  # same seed, same initial weights
     with strategy.scope():
         model = resnet.build_model(
             config["model"], input_shape, config["num_classes"], config["weight_decay"], **config.get("model_options", {})
