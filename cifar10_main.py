@@ -128,6 +128,11 @@ def build_parser():
 
 
 def make_strategy(name, num_gpus=None):
+    """Builds the tf.distribute strategy; call it before anything else touches TensorFlow's devices."""
+    if name == "multi_worker":
+        # Must come first: collective ops can only be configured before the
+        # runtime initialises, which listing logical devices does.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if num_gpus is not None:
         if num_gpus < 0 or num_gpus > len(gpus):
@@ -140,8 +145,10 @@ def make_strategy(name, num_gpus=None):
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy([g.name for g in gpus] or None)
-    return tf.distribute.MultiWorkerMirroredStrategy()
+        # Without GPUs, mirror over the logical CPUs (one, unless split with
+        # tf.config.set_logical_device_configuration, as the tests do).
+        devices = [g.name for g in gpus] or [c.name for c in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
 
 
 def load_data(args, seed):
@@ -161,12 +168,12 @@ def run_train(args):
     model_name = args.model or "resnet20"
     if args.report_freq > args.train_steps:
         raise cifar10_input.DataError(f"--report_freq {args.report_freq} is larger than --train_steps {args.train_steps}")
+    strategy = make_strategy(args.distribution_strategy, args.num_gpus)
     mixed = args.mixed_precision and bool(tf.config.list_physical_devices("GPU"))
     if args.mixed_precision and not mixed:
         print("note: no GPU visible, --mixed_precision ignored (float16 is slower on CPU)")
     if mixed:
         tf.keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = make_strategy(args.distribution_strategy, args.num_gpus)
     if args.batch_size % strategy.num_replicas_in_sync:
         raise cifar10_input.DataError(
             f"--batch_size {args.batch_size} does not divide among {strategy.num_replicas_in_sync} replicas")

@@ -107,16 +107,34 @@ def build_step_functions(model, optimizer, strategy, global_batch_size, mixed_pr
         return totals
 
     def eval_step(batch):
+        # Label -1 marks padding (see pad_for_replicas): it counts in neither sum.
         images, labels = batch
         labels = tf.cast(labels, tf.int32)
+        real = tf.cast(labels >= 0, tf.float32)
+        labels = tf.maximum(labels, 0)
         logits = tf.cast(model(images, training=False), tf.float32)
-        return sums(labels, logits, loss_fn(labels, logits))
+        correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32)
+        return tf.stack([tf.reduce_sum(loss_fn(labels, logits) * real), tf.reduce_sum(correct * real), tf.reduce_sum(real)])
 
     @tf.function
     def eval_batch_fn(batch):
         return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(eval_step, args=(batch,)), axis=None)
 
     return train_steps_fn, eval_batch_fn
+
+
+def pad_for_replicas(images, labels, global_batch):
+    """Pads an evaluation set to whole global batches, padding labelled -1.
+
+    Without it the last partial batch leaves some replicas an empty batch,
+    which Keras' BatchNormalization rejects (seen with MirroredStrategy on two
+    logical CPUs, TF 2.21).
+    """
+    missing = (-len(images)) % global_batch
+    if not missing:
+        return images, labels
+    pad_images = np.zeros((missing, *images.shape[1:]), images.dtype)
+    return np.concatenate([images, pad_images]), np.concatenate([labels, np.full(missing, -1, labels.dtype)])
 
 
 def _rates(totals):
@@ -213,8 +231,9 @@ def train(config, data, strategy=None, verbose=1):
     )
     eval_batch = config.get("eval_batch_size", 500)
     eval_batch += (-eval_batch) % replicas
+    x_val, y_val = pad_for_replicas(data["x_val"], np.asarray(data["y_val"], np.int32), eval_batch)
     val_data = strategy.distribute_datasets_from_function(
-        lambda ctx: cifar10_input.make_eval_dataset(data["x_val"], data["y_val"], eval_batch, mean, std, ctx)
+        lambda ctx: cifar10_input.make_eval_dataset(x_val, y_val, eval_batch, mean, std, ctx)
     )
     train_steps_fn, eval_batch_fn = build_step_functions(model, optimizer, strategy, batch_size, mixed_precision)
 

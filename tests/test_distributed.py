@@ -1,0 +1,62 @@
+"""tf.distribute code paths on CPU: MirroredStrategy over two logical CPUs, and two local workers."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _weights(path):
+    stored = np.load(path)
+    return int(stored["replicas"]), [stored[f"arr_{i}"] for i in range(len(stored.files) - 1)]
+
+
+def test_mirrored_on_two_logical_cpus(cifar_archive, tmp_path):
+    out = tmp_path / "weights.npz"
+    log_dir = tmp_path / "run"
+    done = subprocess.run([sys.executable, str(WORKER), "mirrored", str(cifar_archive), str(log_dir), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    replicas, weights = _weights(out)
+    assert replicas == 2
+    assert all(np.all(np.isfinite(w)) for w in weights)
+    assert "2 replica(s)" in done.stdout
+    assert (log_dir / "latest.keras").exists() and (log_dir / "metrics.csv").exists()
+
+
+def test_two_workers_end_with_identical_weights_and_chief_checkpoints(cifar_archive, tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    log_dir = tmp_path / "run"
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, str(WORKER), "multi_worker", str(cifar_archive), str(log_dir), str(tmp_path / f"w{index}.npz")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for p, (_, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-2000:]
+    (replicas0, weights0), (replicas1, weights1) = _weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")
+    assert replicas0 == replicas1 == 2
+    for a, b in zip(weights0, weights1):
+        np.testing.assert_array_equal(a, b)
+    # Worker 0 is the chief: it alone writes the run folder.
+    assert (log_dir / "latest.keras").exists() and (log_dir / "ckpt").is_dir()
+    assert sorted(os.listdir(log_dir / "ckpt"))
