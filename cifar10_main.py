@@ -25,7 +25,10 @@ import resnet  # noqa: E402
 import run_folder  # noqa: E402
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
+# Flags passed to the model builder only when given, so each model keeps its own defaults.
+MODEL_OPTION_FLAGS = ("shortcut", "preactivation", "stem", "residual_blocks")
 USER_ERRORS = (
+    resnet.ModelInputError,
     cifar10_input.DataError,
     run_folder.RunFolderError,
     cifar10_test.CheckpointError,
@@ -84,11 +87,18 @@ def build_parser():
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=tuple(resnet.MODELS), default=None,
                        help="architecture (default resnet20); in test mode, if given, must match the run's")
-    model.add_argument("--shortcut", choices=("A", "B"), default="A",
-                       help="ResNet v1 stride-2 shortcut: A = average pool + zero channels (He on CIFAR, Liang), "
-                            "B = 1x1 projection")
-    model.add_argument("--preactivation", action="store_true",
-                       help="ResNet v1 block as Liang 2020 draws it (BN-ReLU-conv) instead of He 2016a's conv-BN-ReLU")
+    model.add_argument("--list_models", action="store_true",
+                       help="print every model: name, input shape it is meant for, parameters, paper; then exit")
+    model.add_argument("--shortcut", choices=("A", "B"), default=None,
+                       help="CIFAR ResNet v1 (resnet20...resnet1202) stride-2 shortcut: A = average pool + zero "
+                            "channels (He on CIFAR, Liang; the default), B = 1x1 projection")
+    model.add_argument("--preactivation", action="store_true", default=None,
+                       help="CIFAR ResNet v1 block as Liang 2020 draws it (BN-ReLU-conv) instead of He 2016a's conv-BN-ReLU")
+    model.add_argument("--stem", choices=("auto", "imagenet", "cifar"), default=None,
+                       help="ImageNet-family ResNets (resnet18...resnet152): 7x7/2 conv + max-pool, or a 3x3/1 conv "
+                            "for small images; auto (the default) picks by input size")
+    model.add_argument("--residual_blocks", type=int, default=None,
+                       help="jin_cnn: number of residual blocks k after the Conv2D + MaxPooling2D stem (0 = plain CNN)")
     model.add_argument("--weight_decay", type=float, default=1e-4,
                        help="SGD-style weight decay on kernels (gradient += wd * w), He et al.'s 1e-4")
 
@@ -179,7 +189,7 @@ def run_train(args):
             f"--batch_size {args.batch_size} does not divide among {strategy.num_replicas_in_sync} replicas")
     data, dataset = load_data(args, args.seed)
     log_dir = args.log_dir or os.path.join("runs", model_name)
-    model_options = {"shortcut": args.shortcut, "preactivation": args.preactivation}
+    model_options = {k: getattr(args, k) for k in MODEL_OPTION_FLAGS if getattr(args, k) is not None}
     config = {
         "mode": "train",
         "dataset": "cifar10",
@@ -240,8 +250,21 @@ def run_test(args):
     print(f"Wrote {npy_path} {list(result['probabilities'].shape)} and {csv_path}")
 
 
+def list_models():
+    """One line per registered model, with its parameters counted at the shape it is meant for."""
+    print(f"{'name':<28s}{'input':<16s}{'classes':>8s}{'params':>13s}  paper")
+    for name, (_, shape, paper) in resnet.MODELS.items():
+        classes = 1000 if shape[0] >= 224 else 10
+        params = "not built" if name == "resnet1202" else f"{resnet.trainable_params(resnet.build_model(name, shape, classes)):,}"
+        print(f"{name:<28s}{'x'.join(map(str, shape)):<16s}{classes:>8d}{params:>13s}  {paper}")
+    print("(resnet1202 is not built here: it takes a minute; He et al. give 19.4M.)")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.list_models:
+        list_models()
+        return 0
     try:
         if args.mode == "train":
             run_train(args)

@@ -185,10 +185,6 @@ def train(config, data, strategy=None, verbose=1):
     strategy = strategy or tf.distribute.get_strategy()
     log_dir = config["log_dir"]
     chief = is_chief(strategy)
-    resuming = run_folder.prepare(log_dir, config.get("resume", False), config.get("overwrite", False)) if chief else config.get("resume", False)
-    # Non-chief workers must still take part in saving; they write to a scratch folder.
-    write_dir = log_dir if chief else tempfile.mkdtemp(prefix="worker_")
-
     mean, std = cifar10_input.channel_stats(data["x_train"])
     input_shape = list(data["x_train"].shape[1:])
     config = dict(
@@ -205,9 +201,8 @@ def train(config, data, strategy=None, verbose=1):
     batch_size = config["batch_size"]
     if batch_size % replicas:
         raise ValueError(f"--batch_size {batch_size} does not divide among {replicas} replicas")
-    if chief and not resuming:
-        run_folder.write_json(os.path.join(log_dir, run_folder.CONFIG), config)
 
+    # Build before touching the run folder, so a model that cannot be built leaves nothing behind.
     keras.utils.set_random_seed(config.get("seed", 0))  # same seed, same initial weights
     with strategy.scope():
         model = resnet.build_model(
@@ -216,6 +211,13 @@ def train(config, data, strategy=None, verbose=1):
         optimizer = make_optimizer(config, mixed_precision)
         optimizer.build(model.trainable_variables)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+
+    resume = config.get("resume", False)
+    resuming = run_folder.prepare(log_dir, resume, config.get("overwrite", False)) if chief else resume
+    # Non-chief workers must still take part in saving; they write to a scratch folder.
+    write_dir = log_dir if chief else tempfile.mkdtemp(prefix="worker_")
+    if chief and not resuming:
+        run_folder.write_json(os.path.join(log_dir, run_folder.CONFIG), config)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(write_dir, run_folder.CHECKPOINTS), max_to_keep=2)
     if resuming and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()

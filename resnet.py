@@ -159,8 +159,350 @@ resnet110 = _cifar_resnet(110)
 resnet1202 = _cifar_resnet(1202)
 
 
-# name -> (builder, input shape it is meant for, paper). --model, --list_models,
-# experiments and tests all read this table.
+# ----------------------------------------------------------------------------
+# ImageNet-family ResNets (He et al. 2016a, Table 1)
+
+# depth -> (block kind, blocks per stage); He et al. 2016a, Table 1.
+IMAGENET_RESNET_SPECS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+# Published parameter counts (millions) at 224x224 with 1000 classes (torchvision's table).
+IMAGENET_PARAMS_M = {18: 11.69, 34: 21.80, 50: 25.56, 101: 44.55, 152: 60.19}
+
+
+def _projection(x, filters, stride, weight_decay, name):
+    x = _conv(x, filters, 1, stride, weight_decay, f"{name}_proj_conv")
+    return _bn(x, f"{name}_proj_bn")
+
+
+def _basic_block(x, filters, stride, weight_decay, name):
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = _projection(x, filters, stride, weight_decay, name)
+    x = layers.ReLU(name=f"{name}_relu1")(_bn(_conv(x, filters, 3, stride, weight_decay, f"{name}_conv1"), f"{name}_bn1"))
+    x = _bn(_conv(x, filters, 3, 1, weight_decay, f"{name}_conv2"), f"{name}_bn2")
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, x]))
+
+
+def _bottleneck_block(x, filters, stride, weight_decay, name):
+    """1x1 reduce, 3x3, 1x1 expand (x4). The stride sits on the 3x3 conv, as in torchvision
+    ("ResNet v1.5"); He et al. put it on the first 1x1. Parameter counts are the same."""
+    shortcut = x
+    if stride != 1 or x.shape[-1] != 4 * filters:
+        shortcut = _projection(x, 4 * filters, stride, weight_decay, name)
+    x = layers.ReLU(name=f"{name}_relu1")(_bn(_conv(x, filters, 1, 1, weight_decay, f"{name}_conv1"), f"{name}_bn1"))
+    x = layers.ReLU(name=f"{name}_relu2")(_bn(_conv(x, filters, 3, stride, weight_decay, f"{name}_conv2"), f"{name}_bn2"))
+    x = _bn(_conv(x, 4 * filters, 1, 1, weight_decay, f"{name}_conv3"), f"{name}_bn3")
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, x]))
+
+
+def resnet_imagenet(depth, input_shape=(224, 224, 3), num_classes=1000, weight_decay=1e-4, stem="auto"):
+    """He et al.'s ImageNet ResNet-18/34/50/101/152, with bias-free convolutions.
+
+    Trainable parameters match the published counts (11.69M ... 60.19M, as
+    torchvision's bias-free models). ``keras.applications.ResNet50/101/152``
+    give their convolutions biases, so their counts are higher by exactly the
+    number of conv output channels (tests/test_models.py checks this).
+
+    Args:
+      depth: 18, 34, 50, 101 or 152.
+      stem: "imagenet" (7x7/2 conv + 3x3/2 max-pool, for 224x224), "cifar"
+        (3x3/1 conv, no pooling, as Xu trains on 32x32), or "auto": the
+        CIFAR stem for inputs smaller than 64 pixels.
+    """
+    if depth not in IMAGENET_RESNET_SPECS:
+        raise ValueError(f"ImageNet ResNet depth must be one of {sorted(IMAGENET_RESNET_SPECS)}, got {depth}")
+    if stem == "auto":
+        stem = "cifar" if min(input_shape[:2]) < 64 else "imagenet"
+    if stem not in ("imagenet", "cifar"):
+        raise ValueError(f"stem must be 'auto', 'imagenet' or 'cifar', got {stem!r}")
+    kind, stages = IMAGENET_RESNET_SPECS[depth]
+    block = _basic_block if kind == "basic" else _bottleneck_block
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    if stem == "imagenet":
+        x = _conv(inputs, 64, 7, 2, weight_decay, "stem_conv")
+        x = layers.ReLU(name="stem_relu")(_bn(x, "stem_bn"))
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    else:
+        x = layers.ReLU(name="stem_relu")(_bn(_conv(inputs, 64, 3, 1, weight_decay, "stem_conv"), "stem_bn"))
+    for stage, blocks in enumerate(stages):
+        for index in range(blocks):
+            stride = 2 if stage > 0 and index == 0 else 1
+            x = block(x, 64 * 2**stage, stride, weight_decay, f"stage{stage + 1}_block{index + 1}")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = layers.Dense(num_classes, kernel_regularizer=_l2(weight_decay), name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"resnet{depth}_{stem}")
+
+
+def _imagenet_resnet(depth):
+    def build(input_shape=(224, 224, 3), num_classes=1000, weight_decay=1e-4, **options):
+        return resnet_imagenet(depth, input_shape, num_classes, weight_decay, **options)
+
+    build.__name__ = f"resnet{depth}"
+    build.__doc__ = f"ResNet-{depth} (He et al. 2016a; {IMAGENET_PARAMS_M[depth]}M parameters at 224x224, 1000 classes)."
+    return build
+
+
+resnet18 = _imagenet_resnet(18)
+resnet34 = _imagenet_resnet(34)
+resnet50 = _imagenet_resnet(50)
+resnet101 = _imagenet_resnet(101)
+resnet152 = _imagenet_resnet(152)
+
+
+# ----------------------------------------------------------------------------
+# Pre-activation ResNet v2 for CIFAR (He et al. 2016b)
+
+# He et al. 2016b, Table 2: CIFAR pre-activation bottleneck ResNets, parameters (millions).
+HE_V2_PARAMS_M = {164: 1.7, 1001: 10.2}
+
+
+def _preact_bottleneck(x, filters, stride, weight_decay, name):
+    """BN-ReLU-conv1x1, BN-ReLU-conv3x3 (stride), BN-ReLU-conv1x1 (x4), add; projection when shapes change."""
+    preact = layers.ReLU(name=f"{name}_relu1")(_bn(x, f"{name}_bn1"))
+    shortcut = x
+    if stride != 1 or x.shape[-1] != 4 * filters:
+        shortcut = _conv(preact, 4 * filters, 1, stride, weight_decay, f"{name}_proj_conv")
+    y = _conv(preact, filters, 1, 1, weight_decay, f"{name}_conv1")
+    y = _conv(layers.ReLU(name=f"{name}_relu2")(_bn(y, f"{name}_bn2")), filters, 3, stride, weight_decay, f"{name}_conv2")
+    y = _conv(layers.ReLU(name=f"{name}_relu3")(_bn(y, f"{name}_bn3")), 4 * filters, 1, 1, weight_decay, f"{name}_conv3")
+    return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+def resnet_v2(depth, input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4):
+    """He et al. 2016b's pre-activation bottleneck ResNet for CIFAR, depth 9n+2 (56, 110, 164, 1001).
+
+    Three stages of n bottleneck blocks with widths 16/32/64 (outputs 64/128/256),
+    a final BN-ReLU, global average pooling and a dense layer; compare with
+    ``resnet_v1`` for the v1-vs-v2 question.
+    """
+    if depth < 11 or (depth - 2) % 9:
+        raise ValueError(f"ResNet v2 depth must be 9n+2 (56, 110, 164, 1001), got {depth}")
+    blocks_per_stage = (depth - 2) // 9
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _conv(inputs, 16, 3, 1, weight_decay, "stem_conv")
+    for stage, filters in enumerate((16, 32, 64)):
+        for index in range(blocks_per_stage):
+            stride = 2 if stage > 0 and index == 0 else 1
+            x = _preact_bottleneck(x, filters, stride, weight_decay, f"stage{stage + 1}_block{index + 1}")
+    x = layers.ReLU(name="final_relu")(_bn(x, "final_bn"))
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = layers.Dense(num_classes, kernel_initializer="he_normal", kernel_regularizer=_l2(weight_decay), name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"resnet{depth}_v2")
+
+
+def _cifar_resnet_v2(depth):
+    def build(input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4):
+        return resnet_v2(depth, input_shape, num_classes, weight_decay)
+
+    build.__name__ = f"resnet{depth}_v2"
+    build.__doc__ = f"Pre-activation bottleneck ResNet-{depth} for CIFAR (He et al. 2016b)."
+    return build
+
+
+resnet56_v2 = _cifar_resnet_v2(56)
+resnet110_v2 = _cifar_resnet_v2(110)
+resnet164_v2 = _cifar_resnet_v2(164)
+
+
+# ----------------------------------------------------------------------------
+# Inception-ResNet-v1 (Szegedy et al. 2016, Figs. 10-14; the blocks Liang 2020 shows)
+
+# Residual scales from TF-slim's implementation (the paper suggests 0.1-0.3).
+INCEPTION_RESNET_SCALES = {"a": 0.17, "b": 0.10, "c": 0.20}
+
+
+def _conv_bn_relu(x, filters, kernel_size, weight_decay, name, strides=1, padding="same"):
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=False,
+                      kernel_regularizer=_l2(weight_decay), name=f"{name}_conv")(x)
+    return layers.ReLU(name=f"{name}_relu")(_bn(x, f"{name}_bn"))
+
+
+def _inception_residual(x, branches, scale, weight_decay, name):
+    """Concatenate the branches, 1x1 linear conv back to the input width, scale, add, ReLU."""
+    mixed = layers.Concatenate(name=f"{name}_concat")(branches) if len(branches) > 1 else branches[0]
+    up = layers.Conv2D(x.shape[-1], 1, use_bias=True, kernel_regularizer=_l2(weight_decay), name=f"{name}_up")(mixed)
+    up = layers.Rescaling(scale, name=f"{name}_scale")(up)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([x, up]))
+
+
+def _block_a(x, wd, name):
+    b0 = _conv_bn_relu(x, 32, 1, wd, f"{name}_b0")
+    b1 = _conv_bn_relu(_conv_bn_relu(x, 32, 1, wd, f"{name}_b1a"), 32, 3, wd, f"{name}_b1b")
+    b2 = _conv_bn_relu(x, 32, 1, wd, f"{name}_b2a")
+    b2 = _conv_bn_relu(_conv_bn_relu(b2, 32, 3, wd, f"{name}_b2b"), 32, 3, wd, f"{name}_b2c")
+    return _inception_residual(x, [b0, b1, b2], INCEPTION_RESNET_SCALES["a"], wd, name)
+
+
+def _block_b(x, wd, name):
+    b0 = _conv_bn_relu(x, 128, 1, wd, f"{name}_b0")
+    b1 = _conv_bn_relu(x, 128, 1, wd, f"{name}_b1a")
+    b1 = _conv_bn_relu(_conv_bn_relu(b1, 128, (1, 7), wd, f"{name}_b1b"), 128, (7, 1), wd, f"{name}_b1c")
+    return _inception_residual(x, [b0, b1], INCEPTION_RESNET_SCALES["b"], wd, name)
+
+
+def _block_c(x, wd, name):
+    b0 = _conv_bn_relu(x, 192, 1, wd, f"{name}_b0")
+    b1 = _conv_bn_relu(x, 192, 1, wd, f"{name}_b1a")
+    b1 = _conv_bn_relu(_conv_bn_relu(b1, 192, (1, 3), wd, f"{name}_b1b"), 192, (3, 1), wd, f"{name}_b1c")
+    return _inception_residual(x, [b0, b1], INCEPTION_RESNET_SCALES["c"], wd, name)
+
+
+def _reduction_a(x, wd, k=192, l=192, m=256, n=384):
+    pool = layers.MaxPooling2D(3, strides=2, padding="valid", name="reduction_a_pool")(x)
+    b1 = _conv_bn_relu(x, n, 3, wd, "reduction_a_b1", strides=2, padding="valid")
+    b2 = _conv_bn_relu(_conv_bn_relu(x, k, 1, wd, "reduction_a_b2a"), l, 3, wd, "reduction_a_b2b")
+    b2 = _conv_bn_relu(b2, m, 3, wd, "reduction_a_b2c", strides=2, padding="valid")
+    return layers.Concatenate(name="reduction_a")([pool, b1, b2])
+
+
+def _reduction_b(x, wd):
+    pool = layers.MaxPooling2D(3, strides=2, padding="valid", name="reduction_b_pool")(x)
+    b1 = _conv_bn_relu(_conv_bn_relu(x, 256, 1, wd, "reduction_b_b1a"), 384, 3, wd, "reduction_b_b1b", 2, "valid")
+    b2 = _conv_bn_relu(_conv_bn_relu(x, 256, 1, wd, "reduction_b_b2a"), 256, 3, wd, "reduction_b_b2b", 2, "valid")
+    b3 = _conv_bn_relu(_conv_bn_relu(x, 256, 1, wd, "reduction_b_b3a"), 256, 3, wd, "reduction_b_b3b")
+    b3 = _conv_bn_relu(b3, 256, 3, wd, "reduction_b_b3c", 2, "valid")
+    return layers.Concatenate(name="reduction_b")([pool, b1, b2, b3])
+
+
+def inception_resnet_v1(input_shape=(299, 299, 3), num_classes=1000, weight_decay=1e-4, repeats=(5, 10, 5),
+                        small_input=None, dropout=0.2):
+    """Inception-ResNet-v1 (Szegedy et al. 2016, "Inception-v4, Inception-ResNet and...", Figs. 10-14).
+
+    Full model (299x299): stem to 35x35x256, 5 x block A (width 256), Reduction-A
+    (k, l, m, n = 192, 192, 256, 384 -> 17x17x896), 10 x block B (896),
+    Reduction-B (-> 8x8x1792), 5 x block C (1792), average pooling, dropout
+    (keep 0.8), dense. Each block ends in a linear 1x1 conv back to its input
+    width, scaled by 0.17 / 0.10 / 0.20 (TF-slim's choice within the paper's
+    0.1-0.3) before the add. The paper gives no parameter count for v1; this
+    one has 22.76M trainable parameters with 1000 classes, in line with its aim
+    of costing about as much as Inception-v3 (23.8M).
+
+    Small-input variant (``small_input=True``, or automatic below 75 pixels):
+    the stem keeps full resolution (3x3 convs, stride 1, no pooling) so a
+    32x32 image enters the A blocks at 32x32x256, Reduction-A takes it to 15x15
+    and Reduction-B to 7x7; ``repeats`` sets the number of A, B, C blocks.
+
+    Convolutions inside the blocks have no bias (a BN follows); the linear
+    1x1 "up" convolutions keep theirs, as in TF-slim.
+    """
+    if small_input is None:
+        small_input = min(input_shape[:2]) < 75
+    wd = weight_decay
+    inputs = keras.Input(shape=input_shape, name="image")
+    if small_input:
+        x = _conv_bn_relu(inputs, 32, 3, wd, "stem1")
+        x = _conv_bn_relu(x, 32, 3, wd, "stem2")
+        x = _conv_bn_relu(x, 64, 3, wd, "stem3")
+        x = _conv_bn_relu(x, 80, 1, wd, "stem4")
+        x = _conv_bn_relu(x, 192, 3, wd, "stem5")
+        x = _conv_bn_relu(x, 256, 3, wd, "stem6")
+    else:
+        x = _conv_bn_relu(inputs, 32, 3, wd, "stem1", strides=2, padding="valid")
+        x = _conv_bn_relu(x, 32, 3, wd, "stem2", padding="valid")
+        x = _conv_bn_relu(x, 64, 3, wd, "stem3")
+        x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+        x = _conv_bn_relu(x, 80, 1, wd, "stem4")
+        x = _conv_bn_relu(x, 192, 3, wd, "stem5", padding="valid")
+        x = _conv_bn_relu(x, 256, 3, wd, "stem6", strides=2, padding="valid")
+    for i in range(repeats[0]):
+        x = _block_a(x, wd, f"block_a{i + 1}")
+    x = _reduction_a(x, wd)
+    for i in range(repeats[1]):
+        x = _block_b(x, wd, f"block_b{i + 1}")
+    x = _reduction_b(x, wd)
+    for i in range(repeats[2]):
+        x = _block_c(x, wd, f"block_c{i + 1}")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, kernel_regularizer=_l2(wd), name="logits")(x)
+    return keras.Model(inputs, outputs, name="inception_resnet_v1" + ("_small" if small_input else ""))
+
+
+def inception_resnet_v1_small(input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4, repeats=(1, 2, 1)):
+    """Inception-ResNet-v1 for 32x32 inputs: stride-1 stem, 1/2/1 A/B/C blocks by default (CPU-sized)."""
+    return inception_resnet_v1(input_shape, num_classes, weight_decay, repeats=repeats, small_input=True)
+
+
+# ----------------------------------------------------------------------------
+# Baselines: LeNet-5, AlexNet, and Jin's CNN with k residual blocks
+
+
+def lenet5(input_shape=(32, 32, 3), num_classes=10, weight_decay=0.0):
+    """LeNet-5 (LeCun et al. 1998): conv 6@5x5, pool, conv 16@5x5, pool, dense 120, 84, classes.
+
+    Deviations: ReLU and max-pooling instead of tanh and subsampling, as in
+    most modern re-implementations. A 28x28 input (MNIST) pads the first conv
+    ("same") so both input sizes reach the same 5x5x16 map, as LeCun padded
+    digits to 32x32.
+    """
+    inputs = keras.Input(shape=input_shape, name="image")
+    padding = "same" if input_shape[0] < 32 else "valid"
+    x = layers.Conv2D(6, 5, padding=padding, activation="relu", kernel_regularizer=_l2(weight_decay), name="conv1")(inputs)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(16, 5, activation="relu", kernel_regularizer=_l2(weight_decay), name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(120, activation="relu", kernel_regularizer=_l2(weight_decay), name="fc1")(x)
+    x = layers.Dense(84, activation="relu", kernel_regularizer=_l2(weight_decay), name="fc2")(x)
+    outputs = layers.Dense(num_classes, kernel_regularizer=_l2(weight_decay), name="logits")(x)
+    return keras.Model(inputs, outputs, name="lenet5")
+
+
+def alexnet(input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4, dense_units=1024, dropout=0.5):
+    """AlexNet (Krizhevsky et al. 2012) adapted to 28x28 and 32x32 inputs.
+
+    Kept: five conv layers of 96-256-384-384-256 filters with ReLU, three
+    max-pools (after conv1, conv2, conv5), two dense layers with dropout 0.5.
+    Adapted for small images: conv1 is 3x3 stride 1 (not 11x11 stride 4),
+    conv2 5x5, the rest 3x3, pools 2x2 (3x3 stride 2 overlapping pools would
+    shrink 32 px to nothing), dense layers of 1024 (not 4096) units, BN
+    instead of local response normalisation.
+    """
+    wd = weight_decay
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for index, (filters, size, pool) in enumerate(
+        [(96, 3, True), (256, 5, True), (384, 3, False), (384, 3, False), (256, 3, True)], start=1
+    ):
+        x = layers.Conv2D(filters, size, padding="same", use_bias=False, kernel_regularizer=_l2(wd), name=f"conv{index}")(x)
+        x = layers.ReLU(name=f"relu{index}")(_bn(x, f"bn{index}"))
+        if pool:
+            x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for index in (1, 2):
+        x = layers.Dense(dense_units, activation="relu", kernel_regularizer=_l2(wd), name=f"fc{index}")(x)
+        x = layers.Dropout(dropout, name=f"dropout{index}")(x)
+    outputs = layers.Dense(num_classes, kernel_regularizer=_l2(wd), name="logits")(x)
+    return keras.Model(inputs, outputs, name="alexnet")
+
+
+def jin_cnn(input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4, residual_blocks=0, filters=64):
+    """Jin 2023's model: Conv2D + MaxPooling2D, then k residual blocks, global average pooling, dense.
+
+    ``residual_blocks=0`` is the plain CNN. The paper gives no widths: we use
+    64 filters throughout and He 2016a's basic block (conv-BN-ReLU, conv-BN,
+    identity add, ReLU).
+    """
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=_l2(weight_decay), name="stem_conv")(inputs)
+    x = layers.MaxPooling2D(2, name="stem_pool")(x)
+    for index in range(residual_blocks):
+        x = basic_block_v1(x, filters, 1, "A", weight_decay, f"res{index + 1}")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = layers.Dense(num_classes, kernel_regularizer=_l2(weight_decay), name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"jin_cnn_k{residual_blocks}")
+
+
+# ----------------------------------------------------------------------------
+# The name-to-builder table: --model, --list_models, experiments and tests all read it.
+
+# name -> (builder, input shape it is meant for, paper)
 MODELS = {
     "resnet20": (resnet20, (32, 32, 3), "He et al. 2016a; Liang 2020"),
     "resnet32": (resnet32, (32, 32, 3), "He et al. 2016a"),
@@ -168,10 +510,24 @@ MODELS = {
     "resnet56": (resnet56, (32, 32, 3), "He et al. 2016a"),
     "resnet110": (resnet110, (32, 32, 3), "He et al. 2016a; Liang 2020"),
     "resnet1202": (resnet1202, (32, 32, 3), "He et al. 2016a"),
+    "resnet56_v2": (resnet56_v2, (32, 32, 3), "He et al. 2016b"),
+    "resnet110_v2": (resnet110_v2, (32, 32, 3), "He et al. 2016b"),
+    "resnet164_v2": (resnet164_v2, (32, 32, 3), "He et al. 2016b"),
+    "resnet18": (resnet18, (224, 224, 3), "He et al. 2016a; Xu (CIFAR stem at 32x32)"),
+    "resnet34": (resnet34, (224, 224, 3), "He et al. 2016a"),
+    "resnet50": (resnet50, (224, 224, 3), "He et al. 2016a; Xu (CIFAR stem at 32x32)"),
+    "resnet101": (resnet101, (224, 224, 3), "He et al. 2016a"),
+    "resnet152": (resnet152, (224, 224, 3), "He et al. 2016a"),
+    "inception_resnet_v1": (inception_resnet_v1, (299, 299, 3), "Szegedy et al. 2016; Liang 2020"),
+    "inception_resnet_v1_small": (inception_resnet_v1_small, (32, 32, 3), "Szegedy et al. 2016 (32x32 variant); Liang 2020"),
+    "lenet5": (lenet5, (28, 28, 1), "LeCun et al. 1998; Lu & Song"),
+    "alexnet": (alexnet, (32, 32, 3), "Krizhevsky et al. 2012 (small-input); Lu & Song"),
+    "jin_cnn": (jin_cnn, (32, 32, 3), "Jin 2023 (residual_blocks=k, 0 = plain CNN)"),
 }
 
-# Options a builder accepts beyond the common (input_shape, num_classes, weight_decay).
-RESNET_V1_OPTIONS = ("shortcut", "preactivation")
+
+class ModelInputError(ValueError):
+    """The model cannot take the dataset's images; the message names both."""
 
 
 def trainable_params(model):
@@ -180,8 +536,24 @@ def trainable_params(model):
 
 
 def build_model(name, input_shape, num_classes, weight_decay=1e-4, **options):
-    """Builds a registered model by name; unknown names list the valid ones."""
+    """Builds a registered model by name.
+
+    Unknown names list the valid ones; an option the builder does not take and
+    an input shape the model cannot handle are ``ModelInputError``s with a
+    one-line message.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    builder = MODELS[name][0]
-    return builder(input_shape=tuple(input_shape), num_classes=num_classes, weight_decay=weight_decay, **options)
+    builder, intended, _ = MODELS[name]
+    try:
+        return builder(input_shape=tuple(input_shape), num_classes=num_classes, weight_decay=weight_decay, **options)
+    except TypeError as error:
+        if "unexpected keyword" not in str(error):
+            raise
+        raise ModelInputError(f"model {name} does not take option(s) {sorted(options)}") from None
+    except ValueError as error:
+        if tuple(input_shape) == tuple(intended):
+            raise
+        raise ModelInputError(
+            f"model {name} cannot take {tuple(input_shape)} images (it is meant for {intended}): "
+            f"{str(error).splitlines()[0]}") from None

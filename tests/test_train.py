@@ -172,3 +172,28 @@ def test_help_explains_every_flag(capsys):
         if action.option_strings and action.dest != "help":
             assert action.help, action.dest
     assert "GLOBAL batch size" in out
+
+
+def test_list_models_prints_every_model_with_its_params(capsys):
+    code, out, _ = _main(capsys, "--list_models")
+    assert code == 0
+    import resnet
+    for name in resnet.MODELS:
+        assert name in out
+    assert "11,689,512" in out and "269,722" in out  # ResNet-18 at 224, ResNet-20 at 32
+
+
+def test_any_model_trains_with_its_option_from_the_cli(capsys, cifar_archive, tmp_path):
+    log_dir = tmp_path / "jin"
+    code, _, err = _main(capsys, "--model", "jin_cnn", "--residual_blocks", "2", "--data_dir", str(cifar_archive),
+                         "--train_steps", "2", "--report_freq", "2", "--batch_size", "5", "--log_dir", str(log_dir))
+    assert code == 0, err
+    config = json.loads((log_dir / "config.json").read_text())
+    assert config["model_options"] == {"residual_blocks": 2}
+
+
+def test_option_a_model_does_not_take_is_one_line(capsys, cifar_archive, tmp_path):
+    code, _, err = _main(capsys, "--model", "lenet5", "--shortcut", "B", "--data_dir", str(cifar_archive),
+                         "--train_steps", "2", "--report_freq", "2", "--log_dir", str(tmp_path / "run"))
+    assert code == 2 and "model lenet5 does not take option(s) ['shortcut']" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
