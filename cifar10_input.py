@@ -17,6 +17,7 @@ import pickle
 import tarfile
 import zlib
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -32,8 +33,6 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 IMAGE_SHAPE = (32, 32, 3)
 PAD = 4  # He et al.: 4 pixels padded on each side, then a random 32x32 crop
-
-AUGMENTATIONS = ("he", "imagedatagenerator", "none")
 
 
 class DataError(Exception):
@@ -226,7 +225,36 @@ def channel_stats(images):
 
 
 # ----------------------------------------------------------------------------
-# Preprocessing and augmentation (batched tf ops)
+# Preprocessing and augmentation: one named recipe per paper (batched tf ops)
+
+# Normalisation of each recipe, on the 0-255 scale: "dataset" means the
+# training set's per-channel mean and std (computed by ``normalization``).
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)  # torchvision's ImageNet statistics
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+RECIPES = {
+    "he": ("dataset", "He et al.: 4-pixel pad + random crop + horizontal flip; per-channel mean/std"),
+    "imagedatagenerator": ("dataset", "Liang: Keras ImageDataGenerator, shift 0.1 + horizontal flip; per-channel mean/std"),
+    "sequential": ("rescale", "Jin: keras.Sequential([Rescaling(1/255), RandomFlip('horizontal_and_vertical')])"),
+    "xu": ("half", "Xu: mean 0.5 / std 0.5 on [0, 1], 4-pixel pad + random crop + horizontal flip"),
+    "imagenet": ("imagenet", "Yuan: random resized crop + flip + colour jitter; validation resize + centre crop (0.875); ImageNet mean/std"),
+    "none": ("dataset", "no augmentation; per-channel mean/std"),
+}
+AUGMENTATIONS = tuple(RECIPES)
+
+
+def normalization(augment, train_images):
+    """(mean, std) per channel on the 0-255 scale for a recipe; saved with the run so testing matches training."""
+    kind = RECIPES[augment][0]
+    channels = train_images.shape[-1]
+    if kind == "dataset":
+        return channel_stats(train_images)
+    if kind == "rescale":
+        return [0.0] * channels, [255.0] * channels
+    if kind == "half":
+        return [127.5] * channels, [127.5] * channels
+    if channels != 3:
+        raise ValueError(f"--augment {augment} uses ImageNet RGB statistics and needs 3-channel images, got {channels}")
+    return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
 def normalize(images, mean, std):
@@ -253,6 +281,70 @@ def he_augment(images, seed):
     return tf.where(flip[:, tf.newaxis, tf.newaxis, tf.newaxis], tf.reverse(cropped, axis=[2]), cropped)
 
 
+def jin_sequential(seed):
+    """Jin's augmentation as the paper builds it: Rescaling(1/255) then RandomFlip (both directions)."""
+    return keras.Sequential(
+        [keras.layers.Rescaling(1.0 / 255), keras.layers.RandomFlip("horizontal_and_vertical", seed=seed)],
+        name="jin_augmentation",
+    )
+
+
+def imagenet_train_augment(images, seed, mean, std):
+    """Yuan's training transform on a uint8 batch: random resized crop (scale 0.08-1, ratio 3/4-4/3),
+    horizontal flip, colour jitter (brightness, contrast, saturation 0.4), ImageNet normalisation.
+    The output keeps the input's height and width."""
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    seeds = [seed + i for i in range(7)]
+    area = tf.random.stateless_uniform([batch], seeds[0], 0.08, 1.0)
+    log_ratio = tf.random.stateless_uniform([batch], seeds[1], np.log(3 / 4), np.log(4 / 3))
+    ratio = tf.exp(log_ratio)
+    crop_h = tf.minimum(tf.sqrt(area / ratio), 1.0)
+    crop_w = tf.minimum(tf.sqrt(area * ratio), 1.0)
+    top = tf.random.stateless_uniform([batch], seeds[2]) * (1.0 - crop_h)
+    left = tf.random.stateless_uniform([batch], seeds[3]) * (1.0 - crop_w)
+    boxes = tf.stack([top, left, top + crop_h, left + crop_w], axis=1)
+    x = tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(batch), tf.stack([height, width]))
+    flip = tf.random.stateless_uniform([batch], seeds[4]) < 0.5
+    x = tf.where(flip[:, tf.newaxis, tf.newaxis, tf.newaxis], tf.reverse(x, axis=[2]), x)
+    jitter = tf.random.stateless_uniform([batch, 3], seeds[5], 0.6, 1.4)  # brightness, contrast, saturation factors
+    x = x * jitter[:, 0, tf.newaxis, tf.newaxis, tf.newaxis]
+    mean_level = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    x = (x - mean_level) * jitter[:, 1, tf.newaxis, tf.newaxis, tf.newaxis] + mean_level
+    gray = tf.reduce_mean(x, axis=-1, keepdims=True)
+    x = (x - gray) * jitter[:, 2, tf.newaxis, tf.newaxis, tf.newaxis] + gray
+    return normalize(tf.clip_by_value(x, 0.0, 255.0), mean, std)
+
+
+def center_crop_resize(images, fraction=0.875):
+    """Validation transform of the imagenet recipe: the central 87.5% (224 of 256), resized back."""
+    batch, size = tf.shape(images)[0], tf.shape(images)[1:3]
+    low, high = (1.0 - fraction) / 2, (1.0 + fraction) / 2
+    boxes = tf.tile([[low, low, high, high]], [batch, 1])
+    return tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(batch), size)
+
+
+def train_transform(augment, mean, std, seed=0):
+    """The recipe's training transform: ``fn(uint8 batch, batch seed [2]) -> normalised float32 batch``."""
+    if augment in ("he", "xu"):
+        return lambda images, batch_seed: he_augment(normalize(images, mean, std), batch_seed)
+    if augment == "none":
+        return lambda images, batch_seed: normalize(images, mean, std)
+    if augment == "sequential":
+        layers = jin_sequential(seed)
+        return lambda images, batch_seed: layers(tf.cast(images, tf.float32), training=True)
+    if augment == "imagenet":
+        return lambda images, batch_seed: imagenet_train_augment(images, batch_seed, mean, std)
+    raise ValueError(f"unknown augmentation {augment!r}; choose one of: {', '.join(AUGMENTATIONS)}")
+
+
+def eval_transform(augment, mean, std):
+    """The recipe's validation/test transform: ``fn(uint8 batch) -> normalised float32 batch``."""
+    if augment == "imagenet":
+        return lambda images: normalize(center_crop_resize(images), mean, std)
+    return lambda images: normalize(images, mean, std)
+
+
 def _per_replica_batch(batch_size, input_context):
     return input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
 
@@ -268,32 +360,65 @@ def make_train_dataset(images, labels, batch_size, mean, std, augment="he", seed
 
     ``batch_size`` is the global batch; under ``tf.distribute`` the
     ``input_context`` turns it into the per-replica batch and shards the data
-    per input pipeline (one per worker).
+    per input pipeline (one per worker). Batch ``i`` is augmented with the
+    seed ``(seed, i)``, so a seed fixes the whole stream.
     """
     if augment == "imagedatagenerator":
         return imagedatagenerator_dataset(images, labels, batch_size, mean, std, seed, input_context)
-    if augment not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {augment!r}; choose one of: {', '.join(AUGMENTATIONS)}")
+    transform = train_transform(augment, mean, std, seed)
     dataset = _shard(tf.data.Dataset.from_tensor_slices((images, labels)), input_context)
     dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
     dataset = dataset.batch(_per_replica_batch(batch_size, input_context), drop_remainder=True)
 
     def preprocess(index, batch):
         x, y = batch
-        x = normalize(x, mean, std)
-        if augment == "he":
-            x = he_augment(x, tf.stack([tf.cast(seed, tf.int64), index]))
-        return x, y
+        return transform(x, tf.stack([tf.cast(seed, tf.int64), index])), y
 
     return dataset.enumerate().map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def make_eval_dataset(images, labels, batch_size, mean, std, input_context=None):
-    """A single pass over (normalised images, labels), in order, last batch kept."""
+def make_eval_dataset(images, labels, batch_size, mean, std, input_context=None, augment="he"):
+    """A single pass over (preprocessed images, labels), in order, last batch kept."""
+    transform = eval_transform(augment, mean, std)
     dataset = _shard(tf.data.Dataset.from_tensor_slices((images, labels)), input_context)
     dataset = dataset.batch(_per_replica_batch(batch_size, input_context))
-    dataset = dataset.map(lambda x, y: (normalize(x, mean, std), y), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda x, y: (transform(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def denormalize(images, mean, std):
+    """Normalised float images -> uint8 for display."""
+    x = images * tf.constant(std, tf.float32) + tf.constant(mean, tf.float32)
+    return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
+
+
+def augmentation_grid(images, augment, mean, std, versions=5, seed=0):
+    """Liang's Fig. 5 as an array: one row per image, the original then ``versions`` augmented copies.
+
+    Returns uint8 [rows * H, (versions + 1) * W, C]; used for the PNG preview
+    and the TensorBoard image of every training run.
+    """
+    images = np.asarray(images)
+    shown = [images]
+    if augment == "imagedatagenerator":
+        generator = liang_image_data_generator()
+        for version in range(versions):
+            flow = generator.flow(images.astype(np.float32), batch_size=len(images), shuffle=False, seed=seed + version)
+            shown.append(np.clip(np.round(next(flow)), 0, 255).astype(np.uint8))
+    else:
+        transform = train_transform(augment, mean, std, seed)
+        for version in range(versions):
+            out = transform(images, tf.constant([seed, version], tf.int64))
+            shown.append(denormalize(out, mean, std).numpy())
+    rows = [np.concatenate([version[i] for version in shown], axis=1) for i in range(len(images))]
+    return np.concatenate(rows, axis=0)
+
+
+def liang_image_data_generator():
+    """The ImageDataGenerator Liang 2020 trains with: width/height shift 0.1, horizontal flip."""
+    return tf.keras.preprocessing.image.ImageDataGenerator(
+        width_shift_range=0.1, height_shift_range=0.1, horizontal_flip=True
+    )
 
 
 def imagedatagenerator_dataset(images, labels, batch_size, mean, std, seed=0, input_context=None, overlap=True):
@@ -305,9 +430,7 @@ def imagedatagenerator_dataset(images, labels, batch_size, mean, std, seed=0, in
     it, as the paper's code does (the benchmark's baseline); by default tf.data
     prefetches so the generator runs while the model trains.
     """
-    generator = tf.keras.preprocessing.image.ImageDataGenerator(
-        width_shift_range=0.1, height_shift_range=0.1, horizontal_flip=True
-    )
+    generator = liang_image_data_generator()
     if input_context and input_context.num_input_pipelines > 1:
         part = slice(input_context.input_pipeline_id, None, input_context.num_input_pipelines)
         images, labels = images[part], labels[part]

@@ -16,10 +16,12 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import cifar10_input  # noqa: E402
 import cifar10_test  # noqa: E402
+import datasets  # noqa: E402
 import cifar10_train  # noqa: E402
 import resnet  # noqa: E402
 import run_folder  # noqa: E402
@@ -69,20 +71,32 @@ def build_parser():
         description="Train or test ResNets on CIFAR-10 (He et al.'s recipe by default).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--mode", choices=("train", "test"), default="train",
-                        help="train: train a model and write a run folder; test: evaluate a run's model on the test set")
+    parser.add_argument("--mode", choices=("train", "test", "augment_preview"), default="train",
+                        help="train: train a model and write a run folder; test: evaluate a run's model on the test set; "
+                             "augment_preview: write a PNG grid of originals and augmented versions (Liang's Fig. 5)")
 
     data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=datasets.DATASETS, default="cifar10",
+                      help="cifar10; mnist (the four official idx .gz files); folder (one subfolder per class, "
+                           "or train/ and test/ folders of them, e.g. flower_photos)")
     data.add_argument("--data_dir", default=None,
-                      help="folder holding cifar-10-python.tar.gz (or any .tar.gz of cifar-10-batches-py/), the extracted "
-                           "cifar-10-batches-py/ or cifar-10-batches-bin/, or the archive itself; nothing found: the official "
-                           "archive is downloaded there (default ~/.keras/datasets). In test mode defaults to the run's")
-    data.add_argument("--validation_split", type=fraction, default=0.0,
+                      help="cifar10: folder holding cifar-10-python.tar.gz (or any .tar.gz of cifar-10-batches-py/), the "
+                           "extracted cifar-10-batches-py/ or cifar-10-batches-bin/, or the archive itself; mnist: the "
+                           "folder of idx files; missing files are downloaded there (default under ~/.keras/datasets). "
+                           "folder: the image folder (required). In test mode defaults to the run's")
+    data.add_argument("--validation_split", type=fraction, default=None,
                       help="fraction of the training images held out for validation (He et al. hold out 0.1); "
-                           "0 validates on the test set, as Liang's curves do")
-    data.add_argument("--augment", choices=cifar10_input.AUGMENTATIONS, default="he",
-                      help="he: 4-pixel pad + random crop + flip (tf.data); imagedatagenerator: Liang's Keras "
-                           "ImageDataGenerator (shift 0.1 + flip, slow, needs scipy); none")
+                           "0 validates on the test set, as Liang's curves do (default 0; for --dataset folder without "
+                           "train/ and test/ it is the test split instead, default 0.2 as Yuan's 8:2)")
+    data.add_argument("--image_size", type=positive_int, nargs=2, metavar=("H", "W"), default=None,
+                      help="--dataset folder: resize images to H W (default: the size the model is meant for)")
+    augment_help = "; ".join(f"{name}: {text}" for name, (_, text) in cifar10_input.RECIPES.items())
+    data.add_argument("--augment", choices=cifar10_input.AUGMENTATIONS, default=None,
+                      help=f"preprocessing recipe (normalisation + augmentation), saved with the run so --mode test "
+                           f"applies the same. {augment_help}. Default: he for cifar10, none for mnist, imagenet for folder")
+    data.add_argument("--preview_images", type=positive_int, default=6, help="augment_preview: rows (images) in the grid")
+    data.add_argument("--preview_versions", type=positive_int, default=5,
+                      help="augment_preview: augmented versions per image")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=tuple(resnet.MODELS), default=None,
@@ -107,7 +121,9 @@ def build_parser():
     train.add_argument("--batch_size", type=positive_int, default=128,
                        help="GLOBAL batch size: summed over all replicas and workers, split evenly among them")
     train.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="sgd uses --momentum")
-    train.add_argument("--learning_rate", type=positive_float, default=0.1, help="initial learning rate")
+    train.add_argument("--learning_rate", type=positive_float, default=None,
+                       help="initial learning rate (default 0.1, He et al.; 0.01 for lenet5 and alexnet, which "
+                            "have no BN in their dense layers and do not train at 0.1)")
     train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     train.add_argument("--lr_decay_at", type=fraction, nargs="*", default=[0.5, 0.75],
                        help="fractions of --train_steps at which the learning rate is divided (He: 32k/64k, 48k/64k)")
@@ -133,7 +149,8 @@ def build_parser():
     test = parser.add_argument_group("testing")
     test.add_argument("--checkpoint", default=None, help="run folder (uses its latest.keras) or a .keras file in a run folder")
     test.add_argument("--output", default=None,
-                      help="folder for test_probabilities.npy, test_predictions.csv, test_metrics.json (default: the run folder)")
+                      help="test: folder for test_probabilities.npy, test_predictions.csv, test_metrics.json (default: the "
+                           "run folder); augment_preview: the PNG file (default augment_preview_<dataset>_<augment>.png)")
     return parser
 
 
@@ -161,16 +178,27 @@ def make_strategy(name, num_gpus=None):
         return tf.distribute.MirroredStrategy(devices)
 
 
-def load_data(args, seed):
-    dataset = cifar10_input.load_cifar10(args.data_dir)
+DEFAULT_AUGMENT = {"cifar10": "he", "mnist": "none", "folder": "imagenet"}
+
+
+def load_data(args, model_name, seed):
+    """The dataset adapted to the model, and the split it validates on."""
+    if args.dataset == "folder" and not args.data_dir:
+        raise cifar10_input.DataError("--dataset folder needs --data_dir pointing at the image folder")
+    split = args.validation_split
+    folder_split = args.dataset == "folder"
+    dataset = datasets.load_dataset(
+        args.dataset, args.data_dir, resnet.MODELS[model_name][1],
+        validation_split=(0.2 if split is None else split) if folder_split else 0.0, seed=seed,
+        image_size=args.image_size)
     data = {"class_names": dataset["class_names"], "source": dataset["source"]}
-    if args.validation_split > 0:
+    if split and not folder_split:
         (data["x_train"], data["y_train"]), (data["x_val"], data["y_val"]) = cifar10_input.split_validation(
-            dataset["x_train"], dataset["y_train"], args.validation_split, seed)
-        data["validation"] = f"{len(data['x_val'])} images held out of the training set (--validation_split {args.validation_split}, seed {seed})"
+            dataset["x_train"], dataset["y_train"], split, seed)
+        data["validation"] = f"{len(data['x_val'])} images held out of the training set (--validation_split {split}, seed {seed})"
     else:
         data.update(x_train=dataset["x_train"], y_train=dataset["y_train"], x_val=dataset["x_test"], y_val=dataset["y_test"])
-        data["validation"] = "the test set (--validation_split 0)"
+        data["validation"] = dataset.get("test_description", f"the test set ({len(data['x_val'])} images)")
     return data, dataset
 
 
@@ -187,24 +215,27 @@ def run_train(args):
     if args.batch_size % strategy.num_replicas_in_sync:
         raise cifar10_input.DataError(
             f"--batch_size {args.batch_size} does not divide among {strategy.num_replicas_in_sync} replicas")
-    data, dataset = load_data(args, args.seed)
+    augment = args.augment or DEFAULT_AUGMENT[args.dataset]
+    data, dataset = load_data(args, model_name, args.seed)
     log_dir = args.log_dir or os.path.join("runs", model_name)
     model_options = {k: getattr(args, k) for k in MODEL_OPTION_FLAGS if getattr(args, k) is not None}
     config = {
         "mode": "train",
-        "dataset": "cifar10",
+        "dataset": args.dataset,
         "data_dir": dataset["source"],
+        "validation_split": args.validation_split,
+        "image_size": list(dataset["x_train"].shape[1:3]),
         "model": model_name,
         "model_options": model_options,
         "train_steps": args.train_steps,
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
-        "learning_rate": args.learning_rate,
+        "learning_rate": args.learning_rate or resnet.default_learning_rate(model_name),
         "momentum": args.momentum,
         "lr_decay_at": list(args.lr_decay_at),
         "lr_decay_factor": args.lr_decay_factor,
         "weight_decay": args.weight_decay,
-        "augment": args.augment,
+        "augment": augment,
         "report_freq": args.report_freq,
         "steps_per_execution": args.steps_per_execution,
         "eval_batch_size": args.eval_batch_size,
@@ -216,7 +247,8 @@ def run_train(args):
         "num_replicas": strategy.num_replicas_in_sync,
         "mixed_precision": mixed,
     }
-    print(f"Training {model_name} on CIFAR-10 from {dataset['source']}: {len(data['x_train'])} training images, "
+    print(f"Training {model_name} on {args.dataset} from {dataset['source']}: {len(data['x_train'])} training images "
+          f"{list(data['x_train'].shape[1:])}, augment {augment}, "
           f"validating on {data['validation']}; {strategy.num_replicas_in_sync} replica(s), global batch {args.batch_size}; "
           f"run folder {log_dir}")
     result = cifar10_train.train(config, data, strategy)
@@ -232,13 +264,19 @@ def run_test(args):
         raise cifar10_test.CheckpointError(
             f"--checkpoint {args.checkpoint} holds a {config.get('model')} run, not --model {args.model}")
     model = cifar10_test.load_model(model_path)
-    dataset = cifar10_input.load_cifar10(args.data_dir or config["data_dir"])
+    dataset = datasets.load_dataset(
+        config.get("dataset", "cifar10"), args.data_dir or config["data_dir"], config["input_shape"],
+        validation_split=config.get("validation_split") or 0.2, seed=config.get("seed", 0),
+        image_size=config.get("image_size"))
     expected = (None, *config["input_shape"])
     if tuple(model.input_shape) != expected:
         raise cifar10_test.CheckpointError(f"{model_path} takes inputs {model.input_shape}, the run's config says {expected}")
+    if tuple(dataset["x_test"].shape[1:]) != tuple(config["input_shape"]):
+        raise cifar10_input.DataError(
+            f"test images are {dataset['x_test'].shape[1:]} but the run was trained on {tuple(config['input_shape'])}")
     preprocessing = config["preprocessing"]
     result = cifar10_test.evaluate(model, dataset["x_test"], dataset["y_test"], preprocessing["mean"], preprocessing["std"],
-                                   args.eval_batch_size)
+                                   args.eval_batch_size, preprocessing["augment"])
     output = args.output or run_dir
     npy_path, csv_path = cifar10_test.write_predictions(
         result["probabilities"], dataset["y_test"], config["class_names"], output)
@@ -260,6 +298,37 @@ def list_models():
     print("(resnet1202 is not built here: it takes a minute; He et al. give 19.4M.)")
 
 
+def run_augment_preview(args):
+    """Writes Liang's Fig. 5 for any recipe: originals in the first column, augmented versions beside them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    augment = args.augment or DEFAULT_AUGMENT[args.dataset]
+    model_name = args.model or "resnet20"
+    data, _ = load_data(args, model_name, args.seed)
+    # Spread over the training set, so a class-sorted image folder shows several classes.
+    picked = np.linspace(0, len(data["x_train"]) - 1, min(args.preview_images, len(data["x_train"]))).astype(int)
+    images = data["x_train"][picked]
+    mean, std = cifar10_input.normalization(augment, data["x_train"])
+    grid = cifar10_input.augmentation_grid(images, augment, mean, std, args.preview_versions, args.seed)
+    output = args.output or f"augment_preview_{args.dataset}_{augment}.png"
+    height, width = images.shape[1:3]
+    figure, axis = plt.subplots(figsize=(1.4 * (args.preview_versions + 1), 1.4 * len(images) + 0.6))
+    axis.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", interpolation="nearest")
+    axis.set_xticks([width * (i + 0.5) for i in range(args.preview_versions + 1)],
+                    ["original"] + [f"aug {i + 1}" for i in range(args.preview_versions)])
+    axis.set_yticks([height * (i + 0.5) for i in range(len(images))],
+                    [data["class_names"][label] for label in data["y_train"][picked]])
+    axis.set_title(f"--augment {augment} on {args.dataset} (cf. Liang 2020, Fig. 5)")
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    run_folder.atomic_write(output, lambda temp: figure.savefig(temp, dpi=120))
+    plt.close(figure)
+    print(f"Wrote {output}: {len(images)} images x (1 original + {args.preview_versions} augmented), --augment {augment}")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.list_models:
@@ -268,8 +337,10 @@ def main(argv=None):
     try:
         if args.mode == "train":
             run_train(args)
-        else:
+        elif args.mode == "test":
             run_test(args)
+        else:
+            run_augment_preview(args)
     except USER_ERRORS as error:
         print(f"cifar10_main.py: error: {error}", file=sys.stderr)
         return 2

@@ -36,14 +36,15 @@ def _softmax(logits):
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def evaluate(model, images, labels, mean, std, batch_size=500):
-    """Evaluates on uint8 images with the run's normalisation.
+def evaluate(model, images, labels, mean, std, batch_size=500, augment="he"):
+    """Evaluates on uint8 images with the run's preprocessing (normalisation and, for the
+    imagenet recipe, the centre crop).
 
     Returns dict with ``loss`` (mean cross-entropy, from the logits in float64),
     ``accuracy``, ``error`` and ``probabilities``; accuracy is the argmax
     accuracy of those probabilities.
     """
-    dataset = cifar10_input.make_eval_dataset(images, labels, batch_size, mean, std)
+    dataset = cifar10_input.make_eval_dataset(images, labels, batch_size, mean, std, augment=augment)
     logits = _predict_logits(model, dataset.map(lambda x, y: x), batch_size)
     probabilities = _softmax(logits)
     labels = np.asarray(labels, dtype=np.int64)

@@ -143,11 +143,11 @@ def _rates(totals):
     return loss / max(count, 1.0), accuracy, 1.0 - accuracy
 
 
-def _write_image_summary(writer, images, mean, std, step):
-    """A few augmented training inputs, mapped back to [0, 1] for display."""
-    shown = images[:8] * tf.constant(std, tf.float32) + tf.constant(mean, tf.float32)
+def _write_augmentation_grid(writer, images, augment, mean, std, seed):
+    """Liang's Fig. 5 in TensorBoard's Images tab: originals, then augmented versions."""
+    grid = cifar10_input.augmentation_grid(images, augment, mean, std, versions=5, seed=seed)
     with writer.as_default():
-        tf.summary.image("augmented_inputs", tf.clip_by_value(shown / 255.0, 0.0, 1.0), step=step, max_outputs=8)
+        tf.summary.image("augmentation", grid[np.newaxis], step=0)
 
 
 def _save_model(model, path):
@@ -185,7 +185,7 @@ def train(config, data, strategy=None, verbose=1):
     strategy = strategy or tf.distribute.get_strategy()
     log_dir = config["log_dir"]
     chief = is_chief(strategy)
-    mean, std = cifar10_input.channel_stats(data["x_train"])
+    mean, std = cifar10_input.normalization(config["augment"], data["x_train"])
     input_shape = list(data["x_train"].shape[1:])
     config = dict(
         config,
@@ -235,7 +235,7 @@ def train(config, data, strategy=None, verbose=1):
     eval_batch += (-eval_batch) % replicas
     x_val, y_val = pad_for_replicas(data["x_val"], np.asarray(data["y_val"], np.int32), eval_batch)
     val_data = strategy.distribute_datasets_from_function(
-        lambda ctx: cifar10_input.make_eval_dataset(x_val, y_val, eval_batch, mean, std, ctx)
+        lambda ctx: cifar10_input.make_eval_dataset(x_val, y_val, eval_batch, mean, std, ctx, config["augment"])
     )
     train_steps_fn, eval_batch_fn = build_step_functions(model, optimizer, strategy, batch_size, mixed_precision)
 
@@ -250,10 +250,8 @@ def train(config, data, strategy=None, verbose=1):
     metrics_path = os.path.join(write_dir, run_folder.METRICS)
     rows = _load_metrics(metrics_path, step) if resuming else []
     best_accuracy = max((r["val_accuracy"] for r in rows), default=-1.0)
-    if step == 0:
-        preview = next(iter(cifar10_input.make_train_dataset(
-            data["x_train"][:256], data["y_train"][:256], 8, mean, std, config["augment"], seed)))[0]
-        _write_image_summary(train_writer, preview, mean, std, 0)
+    if step == 0 and chief:
+        _write_augmentation_grid(train_writer, data["x_train"][:6], config["augment"], mean, std, seed)
 
     train_total = config["train_steps"]
     report_freq = config["report_freq"]

@@ -69,7 +69,7 @@ def test_run_folder_holds_models_config_and_summaries(trained_run):
     config = json.loads((log_dir / run_folder.CONFIG).read_text())
     assert config["preprocessing"]["augment"] == "none" and len(config["preprocessing"]["mean"]) == 3
     assert config["num_classes"] == 4 and config["input_shape"] == [16, 16, 3]
-    assert {"loss", "error", "accuracy", "learning_rate", "augmented_inputs"} <= _scalar_tags(log_dir / "train")
+    assert {"loss", "error", "accuracy", "learning_rate", "augmentation"} <= _scalar_tags(log_dir / "train")
     assert {"loss", "error", "accuracy"} <= _scalar_tags(log_dir / "validation")
     assert result["step"] == 40 and 0 <= result["best_val_accuracy"] <= 1
 

@@ -1,0 +1,270 @@
+"""MNIST idx files, image folders, every augmentation recipe, and the preview, on data the tests write."""
+
+import gzip
+import hashlib
+import json
+import struct
+import warnings
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import cifar10_input
+import cifar10_main
+import datasets
+from conftest import require_shared
+
+
+# ---------------------------------------------------------------------------- MNIST
+
+def _write_idx(path, array, magic):
+    header = struct.pack(">II", magic, len(array)) + b"".join(struct.pack(">I", d) for d in array.shape[1:])
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    rng = np.random.RandomState(0)
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for prefix, count in (("train", 13), ("t10k", 5)):
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.randint(0, 256, (count, 28, 28)), 2051)
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count) % 10, 2049)
+    return folder
+
+
+def test_mnist_reads_official_idx(mnist_dir):
+    data = datasets.load_mnist(str(mnist_dir), download=False)
+    assert data["x_train"].shape == (13, 28, 28, 1) and data["x_test"].shape == (5, 28, 28, 1)
+    assert data["x_train"].dtype == np.uint8 and data["y_train"].dtype == np.int32
+    np.testing.assert_array_equal(data["y_train"], np.arange(13) % 10)  # label order kept
+    with gzip.open(mnist_dir / "t10k-images-idx3-ubyte.gz") as handle:
+        raw = np.frombuffer(handle.read()[16:], np.uint8).reshape(5, 28, 28)
+    np.testing.assert_array_equal(data["x_test"][..., 0], raw)
+
+
+def test_mnist_truncated_file_names_it(mnist_dir):
+    path = mnist_dir / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    with gzip.open(path, "wb") as handle:
+        handle.write(data[:-100])
+    with pytest.raises(cifar10_input.DataError, match="train-images-idx3-ubyte.gz is truncated or corrupt"):
+        datasets.load_mnist(str(mnist_dir), download=False)
+
+
+def test_mnist_download_md5_and_offline(mnist_dir, tmp_path, monkeypatch):
+    good = {name: hashlib.md5((mnist_dir / name).read_bytes()).hexdigest() for name in datasets.MNIST_FILES}
+    monkeypatch.setattr(datasets, "MNIST_URL", mnist_dir.as_uri() + "/")
+    monkeypatch.setattr(datasets, "MNIST_FILES", good)
+    assert datasets.load_mnist(str(tmp_path / "cache"))["x_train"].shape == (13, 28, 28, 1)
+    monkeypatch.setattr(datasets, "MNIST_FILES", dict(good, **{"t10k-labels-idx1-ubyte.gz": "0" * 32}))
+    with pytest.raises(cifar10_input.DataError, match="--data_dir"):
+        datasets.load_mnist(str(tmp_path / "cache2"))
+    assert "t10k-labels-idx1-ubyte.gz" not in [p.name for p in (tmp_path / "cache2").iterdir()]
+    monkeypatch.setattr(datasets, "MNIST_URL", "file:///nonexistent/")
+    with pytest.raises(cifar10_input.DataError, match="could not download MNIST.*--data_dir"):
+        datasets.load_mnist(str(tmp_path / "cache3"))
+
+
+def test_mnist_adapted_to_cifar_models_but_not_to_lenet():
+    digits = np.random.RandomState(0).randint(0, 256, (4, 28, 28, 1)).astype(np.uint8)
+    adapted = datasets.adapt_to_model(digits, (32, 32, 3))
+    assert adapted.shape == (4, 32, 32, 3) and adapted.dtype == np.uint8
+    np.testing.assert_array_equal(adapted[:, 2:30, 2:30, 1], digits[..., 0])  # padded 2 px, channel repeated
+    assert np.all(adapted[:, :2] == 0)
+    assert datasets.adapt_to_model(digits, (28, 28, 1)) is digits
+    cifar = np.zeros((2, 32, 32, 3), np.uint8)
+    assert datasets.adapt_to_model(cifar, (28, 28, 1)).shape == (2, 32, 32, 3)  # never shrunk
+
+
+def test_real_mnist_counts_and_histogram():
+    folder = require_shared("mnist")
+    data = datasets.load_mnist(str(folder), download=False)
+    assert data["x_train"].shape == (60000, 28, 28, 1) and data["x_test"].shape == (10000, 28, 28, 1)
+    # The label histogram in ../shared/datasets/README.md.
+    assert np.bincount(data["y_train"]).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(data["y_test"]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+# ---------------------------------------------------------------------------- image folders
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Three classes of PNG and JPEG files, plus a broken JPEG, a text file, a grayscale and an RGBA image."""
+    rng = np.random.RandomState(0)
+    root = tmp_path / "flowers"
+    for name in ("tulips", "daisy", "roses"):  # created out of order: classes must come out sorted
+        (root / name).mkdir(parents=True)
+        for index in range(5):
+            image = rng.randint(0, 256, (40 + index, 50, 3)).astype(np.uint8)
+            cv2.imwrite(str(root / name / f"{index}.{'png' if index % 2 else 'jpg'}"), image)
+    (root / "daisy" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "daisy" / "notes.txt").write_text("not an image")
+    gray = np.full((30, 30), 200, np.uint8)
+    cv2.imwrite(str(root / "roses" / "gray.png"), gray)
+    rgba = np.zeros((30, 30, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 255, 255  # pure blue in OpenCV's BGRA
+    cv2.imwrite(str(root / "tulips" / "rgba.png"), rgba)
+    return root
+
+
+def test_folder_loads_sorted_classes_rgb_uint8_and_warns(image_folder):
+    with pytest.warns(UserWarning, match=r"skipped 2 file\(s\).*daisy/broken.jpg.*daisy/notes.txt"):
+        data = datasets.load_image_folder(str(image_folder), (16, 24), validation_split=0.2, seed=0)
+    assert data["class_names"] == ["daisy", "roses", "tulips"]
+    assert len(data["y_train"]) + len(data["y_test"]) == 17
+    assert data["x_train"].shape[1:] == (16, 24, 3) and data["x_train"].dtype == np.uint8
+    everything = dict(zip(data["files_train"] + data["files_test"], np.concatenate([data["x_train"], data["x_test"]])))
+    assert np.all(everything["roses/gray.png"] == 200)
+    assert np.all(everything["tulips/rgba.png"][..., 2] == 255) and np.all(everything["tulips/rgba.png"][..., 0] == 0)
+    labels = dict(zip(data["files_train"] + data["files_test"], np.concatenate([data["y_train"], data["y_test"]])))
+    assert labels["roses/gray.png"] == 1 and labels["daisy/0.jpg"] == 0
+
+
+def test_folder_split_is_deterministic_and_stratified(image_folder):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = datasets.load_image_folder(str(image_folder), (8, 8), 0.2, seed=1)
+        b = datasets.load_image_folder(str(image_folder), (8, 8), 0.2, seed=1)
+        c = datasets.load_image_folder(str(image_folder), (8, 8), 0.2, seed=2)
+    assert a["files_test"] == b["files_test"] and a["files_test"] != c["files_test"]
+    assert np.bincount(a["y_test"]).tolist() == [1, 1, 1]  # 20% of 5 or 6 images per class
+    assert not set(a["files_test"]) & set(a["files_train"])
+
+
+def test_folder_with_train_and_test_subfolders(tmp_path):
+    for split, count in (("train", 3), ("test", 2)):
+        for name in ("a", "b"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for index in range(count):
+                cv2.imwrite(str(tmp_path / split / name / f"{index}.png"), np.zeros((9, 9, 3), np.uint8))
+    data = datasets.load_image_folder(str(tmp_path), (8, 8))
+    assert len(data["y_train"]) == 6 and len(data["y_test"]) == 4
+    assert data["files_test"][0] == "test/a/0.png"
+
+
+def test_empty_class_and_empty_folder_are_errors(tmp_path):
+    with pytest.raises(cifar10_input.DataError, match="no class subfolders"):
+        datasets.load_image_folder(str(tmp_path), (8, 8))
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "readme.txt").write_text("x")
+    with pytest.raises(cifar10_input.DataError, match="cats holds no readable images"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            datasets.load_image_folder(str(tmp_path), (8, 8))
+    with pytest.raises(cifar10_input.DataError, match="is not a folder"):
+        datasets.load_image_folder(str(tmp_path / "missing"), (8, 8))
+
+
+# ---------------------------------------------------------------------------- augmentation recipes
+
+BATCH = np.random.RandomState(0).randint(0, 256, (6, 32, 32, 3)).astype(np.uint8)
+TENSOR_RECIPES = [a for a in cifar10_input.AUGMENTATIONS if a != "imagedatagenerator"]
+
+
+@pytest.mark.parametrize("augment", TENSOR_RECIPES)
+def test_recipe_keeps_shape_dtype_random_and_seeded(augment):
+    mean, std = cifar10_input.normalization(augment, BATCH)
+    run = lambda seed, index: cifar10_input.train_transform(augment, mean, std, seed)(  # noqa: E731
+        BATCH, tf.constant([seed, index], tf.int64)).numpy()
+    first = run(0, 0)
+    assert first.shape == BATCH.shape and first.dtype == np.float32
+    np.testing.assert_array_equal(first, run(0, 0))  # fixed seed: same output
+    if augment == "none":
+        np.testing.assert_allclose(first, cifar10_input.normalize(BATCH, mean, std).numpy())
+    elif augment == "sequential":
+        # Jin's real Keras layers draw from their own seeded generator: each call differs,
+        # and a fresh pipeline with the same seed repeats the same sequence.
+        transform = cifar10_input.train_transform(augment, mean, std, 0)
+        calls = [transform(BATCH, None).numpy() for _ in range(3)]
+        assert not np.array_equal(calls[0], calls[1]) or not np.array_equal(calls[1], calls[2])
+        again = cifar10_input.train_transform(augment, mean, std, 0)
+        for call in calls:
+            np.testing.assert_array_equal(call, again(BATCH, None).numpy())
+    else:
+        assert not np.array_equal(first, run(0, 1))  # a different batch draws differently
+    # Inside tf.data it behaves as eagerly (big_vision's advice).
+    transform = cifar10_input.train_transform(augment, mean, std, 0)
+    in_data = next(iter(tf.data.Dataset.from_tensors(BATCH).map(
+        lambda x: transform(x, tf.constant([0, 0], tf.int64)))))
+    if augment != "sequential":  # Keras layers draw from their own seed generator state
+        np.testing.assert_allclose(in_data.numpy(), first, rtol=1e-5, atol=1e-5)
+
+
+def test_recipe_normalisations():
+    assert cifar10_input.normalization("xu", BATCH) == ([127.5] * 3, [127.5] * 3)
+    assert cifar10_input.normalization("sequential", BATCH) == ([0.0] * 3, [255.0] * 3)
+    x = cifar10_input.train_transform("sequential", *cifar10_input.normalization("sequential", BATCH))(
+        BATCH, tf.constant([0, 0], tf.int64)).numpy()
+    assert 0.0 <= x.min() and x.max() <= 1.0  # Rescaling(1/255)
+    np.testing.assert_allclose(np.sort(x.ravel()), np.sort(BATCH.ravel() / 255.0), rtol=1e-6)  # only flips
+
+
+def test_imagedatagenerator_recipe_is_random_and_seeded():
+    mean, std = cifar10_input.channel_stats(BATCH)
+    take = lambda seed: [x.numpy() for x, _ in cifar10_input.make_train_dataset(  # noqa: E731
+        BATCH, np.arange(6), 3, mean, std, "imagedatagenerator", seed).take(2)]
+    a, b, c = take(0), take(0), take(1)
+    assert a[0].shape == (3, 32, 32, 3) and a[0].dtype == np.float32
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_imagenet_eval_is_centre_crop():
+    mean, std = cifar10_input.normalization("imagenet", BATCH)
+    out = cifar10_input.eval_transform("imagenet", mean, std)(BATCH).numpy()
+    assert out.shape == BATCH.shape
+    plain = cifar10_input.normalize(BATCH, mean, std).numpy()
+    assert not np.allclose(out, plain)
+
+
+@pytest.mark.parametrize("augment", cifar10_input.AUGMENTATIONS)
+def test_augmentation_grid_has_originals_first(augment):
+    mean, std = cifar10_input.normalization(augment, BATCH)
+    grid = cifar10_input.augmentation_grid(BATCH[:2], augment, mean, std, versions=3)
+    assert grid.shape == (64, 4 * 32, 3) and grid.dtype == np.uint8
+    np.testing.assert_array_equal(grid[:32, :32], BATCH[0])
+
+
+def test_augment_preview_writes_png(capsys, cifar_archive, tmp_path):
+    output = tmp_path / "fig5.png"
+    code = cifar10_main.main(["--mode", "augment_preview", "--augment", "imagedatagenerator", "--data_dir",
+                              str(cifar_archive), "--preview_images", "3", "--output", str(output)])
+    assert code == 0 and "Wrote" in capsys.readouterr().out
+    image = cv2.imread(str(output))
+    assert image is not None and image.shape[0] > 100
+
+
+def test_folder_run_tests_with_its_own_preprocessing(capsys, image_folder, tmp_path):
+    """--mode test replays the recipe saved by training: its accuracy equals the last validation accuracy."""
+    log_dir = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = cifar10_main.main(["--dataset", "folder", "--data_dir", str(image_folder), "--model", "jin_cnn",
+                                  "--train_steps", "4", "--report_freq", "2", "--batch_size", "4",
+                                  "--log_dir", str(log_dir)])
+        assert code == 0
+        config = json.loads((log_dir / "config.json").read_text())
+        assert config["preprocessing"]["augment"] == "imagenet" and config["input_shape"] == [32, 32, 3]
+        assert cifar10_main.main(["--mode", "test", "--checkpoint", str(log_dir)]) == 0
+    final = pd.read_csv(log_dir / "metrics.csv").iloc[-1]
+    tested = json.loads((log_dir / "test_metrics.json").read_text())
+    assert tested["num_images"] == 3
+    assert tested["accuracy"] == pytest.approx(final["val_accuracy"], abs=1e-6)
+    assert tested["loss"] == pytest.approx(final["val_loss"], rel=1e-4)
+
+
+def test_mnist_trains_a_cifar_model_and_tests(capsys, mnist_dir, tmp_path):
+    log_dir = tmp_path / "run"
+    assert cifar10_main.main(["--dataset", "mnist", "--data_dir", str(mnist_dir), "--model", "resnet20",
+                              "--train_steps", "2", "--report_freq", "2", "--batch_size", "4",
+                              "--log_dir", str(log_dir)]) == 0
+    config = json.loads((log_dir / "config.json").read_text())
+    assert config["input_shape"] == [32, 32, 3] and config["augment"] == "none" and config["dataset"] == "mnist"
+    assert cifar10_main.main(["--mode", "test", "--checkpoint", str(log_dir)]) == 0
+    assert np.load(log_dir / "test_probabilities.npy").shape == (5, 10)
