@@ -11,6 +11,7 @@ Images stay uint8 in memory; normalisation and augmentation run inside
 ``tf.data`` on whole batches, so no per-image Python runs on the hot path.
 """
 
+import contextlib
 import io
 import os
 import pickle
@@ -75,28 +76,50 @@ def find_cifar10(data_dir):
     return None
 
 
+def fetch(url, md5, folder, what):
+    """Downloads ``url`` into ``folder`` with keras.utils.get_file (progress bar, MD5 check).
+
+    The file arrives under a temporary ``.part`` name and is renamed only once
+    its MD5 matched, so an interrupted or bad download never leaves a file a
+    later run would trust. Raises DataError with a one-line hint on failure.
+    """
+    fname = os.path.basename(url)
+    folder = os.path.abspath(folder)
+    target, partial = os.path.join(folder, fname), os.path.join(folder, f".{fname}.part")
+    try:
+        tf.keras.utils.get_file(f".{fname}.part", url, md5_hash=md5, cache_dir=folder, cache_subdir="")
+    except Exception as error:  # ValueError on an MD5 mismatch; a bare Exception when offline
+        if os.path.exists(partial):
+            os.remove(partial)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        failure = (f"downloaded {what} {fname} failed its MD5 check" if isinstance(error, ValueError)
+                   else f"could not download {what} from {url}")
+        raise DataError(
+            f"{failure} ({reason}); download {fname} yourself and pass --data_dir DIR (the folder holding it)") from None
+    os.replace(partial, target)
+    return target
+
+
 def download_cifar10(cache_dir):
     """Downloads the official archive into ``cache_dir`` (MD5-checked) and returns its path."""
-    fname = os.path.basename(CIFAR10_URL)
-    target = os.path.join(os.path.abspath(cache_dir), fname)
+    return fetch(CIFAR10_URL, CIFAR10_MD5, cache_dir, "CIFAR-10")
+
+
+@contextlib.contextmanager
+def created_folder(path):
+    """Makes ``path`` if missing, and removes it again if the block fails.
+
+    A failed download into a folder the suite made leaves nothing behind.
+    """
+    made = not os.path.exists(path)
+    if made:
+        os.makedirs(path)
     try:
-        return tf.keras.utils.get_file(
-            fname, CIFAR10_URL, md5_hash=CIFAR10_MD5, cache_dir=os.path.abspath(cache_dir), cache_subdir=""
-        )
-    except ValueError as error:  # the hash check failed after download
-        if os.path.exists(target):
-            os.remove(target)  # never leave a file a later run would trust
-        raise DataError(
-            f"downloaded {fname} failed its MD5 check ({error}); "
-            f"retry, or pass --data_dir pointing at a good copy"
-        ) from None
-    except Exception as error:  # get_file raises a bare Exception when offline
-        if os.path.exists(target):
-            os.remove(target)
-        raise DataError(
-            f"could not download CIFAR-10 from {CIFAR10_URL} ({error}); "
-            f"download {fname} yourself and pass --data_dir DIR (the folder holding it)"
-        ) from None
+        yield path
+    except BaseException:
+        if made and os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+        raise
 
 
 def _unpickle(data, name):
@@ -181,8 +204,8 @@ def load_cifar10(data_dir=None, download=True):
     if source is None:
         if not download:
             raise DataError(f"no CIFAR-10 found in --data_dir {data_dir}")
-        os.makedirs(data_dir, exist_ok=True)
-        source = download_cifar10(data_dir)
+        with created_folder(data_dir):
+            source = download_cifar10(data_dir)
     if os.path.isdir(source):
         read, train_names, test_names, parse = _read_folder(source)
     else:
@@ -216,69 +239,107 @@ def split_validation(images, labels, fraction, seed):
     return (images[train], labels[train]), (images[val], labels[val])
 
 
-def channel_stats(images):
-    """Per-channel mean and std on the 0-255 scale, from uint8 images [N, H, W, C]."""
-    flat = images.reshape(-1, images.shape[-1])
-    mean = flat.mean(axis=0, dtype=np.float64)
-    std = np.sqrt(np.maximum((flat.astype(np.float64) ** 2).mean(axis=0) - mean**2, 1e-12))
+def channel_stats(images, chunk=4096):
+    """Per-channel mean and std on the 0-255 scale, from uint8 images [N, H, W, C].
+
+    Summed in chunks, so 50,000 CIFAR images never become a 1.2 GB float64 copy.
+    """
+    channels = images.shape[-1]
+    total, squares, count = np.zeros(channels), np.zeros(channels), 0
+    for begin in range(0, len(images), chunk):
+        part = images[begin:begin + chunk].reshape(-1, channels).astype(np.float64)
+        total += part.sum(axis=0)
+        squares += np.square(part).sum(axis=0)
+        count += len(part)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 1e-12))
     return [float(v) for v in mean], [float(v) for v in std]
 
 
 # ----------------------------------------------------------------------------
 # Preprocessing and augmentation: one named recipe per paper (batched tf ops)
+#
+# A recipe is an augmentation (on float images in 0-255) followed by a
+# normalisation. The normalisation is a small JSON-able dict saved with the
+# run, so --mode test repeats it exactly:
+#   {"mean": [...], "std": [...]}                 (x - mean) / std per channel, 0-255 scale
+#   {"keras_preprocess": "resnet", "mean": [...]}  keras.applications.<module>.preprocess_input;
+#                                                  "mean" is only the colour He-style padding fills with
 
-# Normalisation of each recipe, on the 0-255 scale: "dataset" means the
-# training set's per-channel mean and std (computed by ``normalization``).
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)  # torchvision's ImageNet statistics
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+# keras.applications.resnet.preprocess_input ("caffe" mode): RGB -> BGR, minus these BGR means.
+CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+CENTER_CROP = 0.875  # the imagenet recipe validates on the central 87.5% (224 of 256)
 RECIPES = {
     "he": ("dataset", "He et al.: 4-pixel pad + random crop + horizontal flip; per-channel mean/std"),
     "imagedatagenerator": ("dataset", "Liang: Keras ImageDataGenerator, shift 0.1 + horizontal flip; per-channel mean/std"),
     "sequential": ("rescale", "Jin: keras.Sequential([Rescaling(1/255), RandomFlip('horizontal_and_vertical')])"),
     "xu": ("half", "Xu: mean 0.5 / std 0.5 on [0, 1], 4-pixel pad + random crop + horizontal flip"),
-    "imagenet": ("imagenet", "Yuan: random resized crop + flip + colour jitter; validation resize + centre crop (0.875); ImageNet mean/std"),
+    "imagenet": ("imagenet", "Yuan: random resized crop + flip + colour jitter; validation central crop (0.875); "
+                             "ImageNet mean/std"),
     "none": ("dataset", "no augmentation; per-channel mean/std"),
 }
 AUGMENTATIONS = tuple(RECIPES)
 
 
-def normalization(augment, train_images):
-    """(mean, std) per channel on the 0-255 scale for a recipe; saved with the run so testing matches training."""
-    kind = RECIPES[augment][0]
+def normalization(augment, train_images, keras_preprocess=None):
+    """The normalisation dict of a recipe (see above); saved with the run so testing matches training.
+
+    ``keras_preprocess`` (e.g. "resnet") overrides the recipe's own: a
+    ``keras.applications`` backbone must see the inputs it was trained on.
+    """
+    if augment not in RECIPES:
+        raise ValueError(f"unknown augmentation {augment!r}; choose one of: {', '.join(AUGMENTATIONS)}")
     channels = train_images.shape[-1]
+    if keras_preprocess:
+        if channels != 3:
+            raise ValueError(f"keras.applications preprocessing needs 3-channel images, got {channels}")
+        return {"keras_preprocess": keras_preprocess, "mean": list(CAFFE_MEAN_RGB)}
+    kind = RECIPES[augment][0]
     if kind == "dataset":
-        return channel_stats(train_images)
-    if kind == "rescale":
-        return [0.0] * channels, [255.0] * channels
-    if kind == "half":
-        return [127.5] * channels, [127.5] * channels
-    if channels != 3:
+        mean, std = channel_stats(train_images)
+    elif kind == "rescale":
+        mean, std = [0.0] * channels, [255.0] * channels
+    elif kind == "half":
+        mean, std = [127.5] * channels, [127.5] * channels
+    elif channels != 3:
         raise ValueError(f"--augment {augment} uses ImageNet RGB statistics and needs 3-channel images, got {channels}")
-    return list(IMAGENET_MEAN), list(IMAGENET_STD)
+    else:
+        mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+    return {"mean": mean, "std": std}
 
 
-def normalize(images, mean, std):
-    """uint8 (or float 0-255) images -> float32 (x - mean) / std, per channel."""
+def normalize(images, norm):
+    """uint8 (or float 0-255) images -> the float32 inputs the model was trained on."""
     images = tf.cast(images, tf.float32)
-    return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+    if norm.get("keras_preprocess"):
+        module = getattr(keras.applications, norm["keras_preprocess"])
+        return module.preprocess_input(images)
+    return (images - tf.constant(norm["mean"], tf.float32)) / tf.constant(norm["std"], tf.float32)
 
 
-def he_augment(images, seed):
-    """He et al.'s augmentation on a normalised batch: 4-pixel zero pad, random crop, random flip.
+def _flip_left_right(images, seed):
+    flip = tf.random.stateless_uniform([tf.shape(images)[0]], seed) < 0.5
+    return tf.where(flip[:, tf.newaxis, tf.newaxis, tf.newaxis], tf.reverse(images, axis=[2]), images)
 
-    Padding happens after normalisation, so the pad value is the mean colour, as
-    when He et al. pad mean-subtracted images. ``seed`` is a shape-[2] int
-    tensor; the same seed gives the same crops and flips.
+
+def he_augment(images, seed, fill=0.0):
+    """He et al.'s augmentation on a float batch: 4-pixel pad, random crop, random horizontal flip.
+
+    He et al. pad mean-subtracted images with zeros, i.e. with the mean colour:
+    ``fill`` is that colour on the 0-255 scale (per channel). ``seed`` is a
+    shape-[2] int tensor; the same seed gives the same crops and flips.
     """
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
-    padded = tf.pad(images, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]])
+    fill = tf.constant(fill, tf.float32)
+    padded = tf.pad(images - fill, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]]) + fill
     draws = tf.random.stateless_uniform([batch, 2], seed, minval=0, maxval=2 * PAD + 1, dtype=tf.int32)
     rows = draws[:, 0:1] + tf.range(height)[tf.newaxis]
     cols = draws[:, 1:2] + tf.range(width)[tf.newaxis]
     cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
-    flip = tf.random.stateless_uniform([batch], seed + 1) < 0.5
-    return tf.where(flip[:, tf.newaxis, tf.newaxis, tf.newaxis], tf.reverse(cropped, axis=[2]), cropped)
+    return _flip_left_right(cropped, seed + 1)
 
 
 def jin_sequential(seed):
@@ -289,60 +350,79 @@ def jin_sequential(seed):
     )
 
 
-def imagenet_train_augment(images, seed, mean, std):
-    """Yuan's training transform on a uint8 batch: random resized crop (scale 0.08-1, ratio 3/4-4/3),
-    horizontal flip, colour jitter (brightness, contrast, saturation 0.4), ImageNet normalisation.
-    The output keeps the input's height and width."""
-    shape = tf.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
-    seeds = [seed + i for i in range(7)]
+def imagenet_train_augment(images, seed, output_size):
+    """Yuan's training transform on a float batch (0-255): random resized crop (scale 0.08-1, ratio
+    3/4-4/3) to ``output_size``, horizontal flip, colour jitter (brightness, contrast, saturation 0.4)."""
+    batch = tf.shape(images)[0]
+    seeds = [seed + i for i in range(6)]
     area = tf.random.stateless_uniform([batch], seeds[0], 0.08, 1.0)
-    log_ratio = tf.random.stateless_uniform([batch], seeds[1], np.log(3 / 4), np.log(4 / 3))
-    ratio = tf.exp(log_ratio)
+    ratio = tf.exp(tf.random.stateless_uniform([batch], seeds[1], np.log(3 / 4), np.log(4 / 3)))
     crop_h = tf.minimum(tf.sqrt(area / ratio), 1.0)
     crop_w = tf.minimum(tf.sqrt(area * ratio), 1.0)
     top = tf.random.stateless_uniform([batch], seeds[2]) * (1.0 - crop_h)
     left = tf.random.stateless_uniform([batch], seeds[3]) * (1.0 - crop_w)
     boxes = tf.stack([top, left, top + crop_h, left + crop_w], axis=1)
-    x = tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(batch), tf.stack([height, width]))
-    flip = tf.random.stateless_uniform([batch], seeds[4]) < 0.5
-    x = tf.where(flip[:, tf.newaxis, tf.newaxis, tf.newaxis], tf.reverse(x, axis=[2]), x)
+    x = tf.image.crop_and_resize(images, boxes, tf.range(batch), output_size)
+    x = _flip_left_right(x, seeds[4])
     jitter = tf.random.stateless_uniform([batch, 3], seeds[5], 0.6, 1.4)  # brightness, contrast, saturation factors
     x = x * jitter[:, 0, tf.newaxis, tf.newaxis, tf.newaxis]
     mean_level = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
     x = (x - mean_level) * jitter[:, 1, tf.newaxis, tf.newaxis, tf.newaxis] + mean_level
     gray = tf.reduce_mean(x, axis=-1, keepdims=True)
     x = (x - gray) * jitter[:, 2, tf.newaxis, tf.newaxis, tf.newaxis] + gray
-    return normalize(tf.clip_by_value(x, 0.0, 255.0), mean, std)
+    return tf.clip_by_value(x, 0.0, 255.0)
 
 
-def center_crop_resize(images, fraction=0.875):
-    """Validation transform of the imagenet recipe: the central 87.5% (224 of 256), resized back."""
-    batch, size = tf.shape(images)[0], tf.shape(images)[1:3]
-    low, high = (1.0 - fraction) / 2, (1.0 + fraction) / 2
-    boxes = tf.tile([[low, low, high, high]], [batch, 1])
-    return tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(batch), size)
+def center_crop(images, output_size, fraction=CENTER_CROP):
+    """The imagenet recipe's validation transform: the central ``fraction`` of the image, at ``output_size``.
+
+    Images stored at 256 for a 224 model give exactly torchvision's Resize(256) +
+    CenterCrop(224); otherwise the crop is resized to ``output_size``.
+    """
+    height, width = images.shape[1], images.shape[2]
+    crop_h, crop_w = int(round(height * fraction)), int(round(width * fraction))
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    x = tf.cast(images[:, top:top + crop_h, left:left + crop_w], tf.float32)
+    if (crop_h, crop_w) != tuple(output_size):
+        x = tf.image.resize(x, output_size)
+    return x
 
 
-def train_transform(augment, mean, std, seed=0):
-    """The recipe's training transform: ``fn(uint8 batch, batch seed [2]) -> normalised float32 batch``."""
+def _augmenter(augment, norm, output_size):
+    """``fn(float batch 0-255, batch seed [2]) -> augmented float batch 0-255`` for every tensor recipe."""
     if augment in ("he", "xu"):
-        return lambda images, batch_seed: he_augment(normalize(images, mean, std), batch_seed)
+        return lambda images, batch_seed: he_augment(images, batch_seed, norm["mean"])
     if augment == "none":
-        return lambda images, batch_seed: normalize(images, mean, std)
-    if augment == "sequential":
-        layers = jin_sequential(seed)
-        return lambda images, batch_seed: layers(tf.cast(images, tf.float32), training=True)
+        return lambda images, batch_seed: images
     if augment == "imagenet":
-        return lambda images, batch_seed: imagenet_train_augment(images, batch_seed, mean, std)
+        return lambda images, batch_seed: imagenet_train_augment(
+            images, batch_seed, output_size if output_size is not None else tf.shape(images)[1:3])
+    if augment == "sequential":
+        flip = keras.layers.RandomFlip("horizontal_and_vertical")
+        return lambda images, batch_seed: flip(images, training=True)
     raise ValueError(f"unknown augmentation {augment!r}; choose one of: {', '.join(AUGMENTATIONS)}")
 
 
-def eval_transform(augment, mean, std):
+def train_transform(augment, norm, seed=0, output_size=None):
+    """The recipe's training transform: ``fn(uint8 batch, batch seed [2]) -> normalised float32 batch``.
+
+    ``output_size`` (H, W) is the model's input size; only the imagenet recipe
+    crops to a size other than the stored images'.
+    """
+    if augment == "sequential" and "keras_preprocess" not in norm:
+        # Jin's own Keras pipeline, Rescaling included. Its RandomFlip draws from
+        # the layer's seeded generator, not from the batch seed.
+        layers = jin_sequential(seed)
+        return lambda images, batch_seed: layers(tf.cast(images, tf.float32), training=True)
+    augmenter = _augmenter(augment, norm, output_size)
+    return lambda images, batch_seed: normalize(augmenter(tf.cast(images, tf.float32), batch_seed), norm)
+
+
+def eval_transform(augment, norm, output_size=None):
     """The recipe's validation/test transform: ``fn(uint8 batch) -> normalised float32 batch``."""
     if augment == "imagenet":
-        return lambda images: normalize(center_crop_resize(images), mean, std)
-    return lambda images: normalize(images, mean, std)
+        return lambda images: normalize(center_crop(images, output_size or images.shape[1:3]), norm)
+    return lambda images: normalize(images, norm)
 
 
 def _per_replica_batch(batch_size, input_context):
@@ -355,61 +435,94 @@ def _shard(dataset, input_context):
     return dataset
 
 
-def make_train_dataset(images, labels, batch_size, mean, std, augment="he", seed=0, input_context=None):
+def _pipeline(input_context):
+    """(pipeline id, pipelines, per-replica batches this pipeline yields per global step)."""
+    if not input_context:
+        return 0, 1, 1
+    pipelines = input_context.num_input_pipelines
+    return input_context.input_pipeline_id, pipelines, input_context.num_replicas_in_sync // pipelines
+
+
+def make_train_dataset(images, labels, batch_size, norm, augment="he", seed=0, input_context=None, start_step=0,
+                       output_size=None, parallel=True):
     """An endless, shuffled, augmented training dataset of (float images, int labels).
 
+    The stream is a pure function of ``seed`` and the step: epoch ``e`` is the
+    permutation ``stateless_uniform(seed=(seed, e))`` of the images, and batch
+    ``i`` is augmented with the seed ``(seed, i)``. ``start_step`` therefore
+    resumes exactly where an interrupted run stopped, and a seed fixes the run.
+    Images stay one uint8 array in memory; each batch is gathered, augmented
+    and normalised inside tf.data.
+
     ``batch_size`` is the global batch; under ``tf.distribute`` the
-    ``input_context`` turns it into the per-replica batch and shards the data
-    per input pipeline (one per worker). Batch ``i`` is augmented with the
-    seed ``(seed, i)``, so a seed fixes the whole stream.
+    ``input_context`` makes it per replica and gives each worker (input
+    pipeline) its own slice of every epoch's permutation.
     """
     if augment == "imagedatagenerator":
-        return imagedatagenerator_dataset(images, labels, batch_size, mean, std, seed, input_context)
-    transform = train_transform(augment, mean, std, seed)
-    dataset = _shard(tf.data.Dataset.from_tensor_slices((images, labels)), input_context)
-    dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
-    dataset = dataset.batch(_per_replica_batch(batch_size, input_context), drop_remainder=True)
+        return imagedatagenerator_dataset(images, labels, batch_size, norm, seed, input_context, start_step=start_step)
+    pipeline_id, pipelines, batches_per_step = _pipeline(input_context)
+    per_replica = _per_replica_batch(batch_size, input_context)
+    transform = train_transform(augment, norm, seed, output_size or images.shape[1:3])
+    images_t, labels_t = tf.convert_to_tensor(images), tf.convert_to_tensor(labels, tf.int32)
+    count = len(images)
+    shard_size = len(range(pipeline_id, count, pipelines))
+    if shard_size < per_replica:
+        raise ValueError(f"{shard_size} training images per input pipeline cannot fill a batch of {per_replica}")
 
-    def preprocess(index, batch):
-        x, y = batch
-        return transform(x, tf.stack([tf.cast(seed, tf.int64), index])), y
+    def epoch_order(epoch):
+        order = tf.argsort(tf.random.stateless_uniform([count], tf.stack([tf.cast(seed, tf.int64), epoch])))
+        return tf.data.Dataset.from_tensor_slices(order[pipeline_id::pipelines])
 
-    return dataset.enumerate().map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    start_batch = start_step * batches_per_step
+    start_epoch, offset = divmod(start_batch * per_replica, shard_size)
+    indices = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch_order).skip(offset)
+    batches = indices.batch(per_replica, drop_remainder=True).enumerate(start=start_batch)
+    stream_seed = tf.cast(seed, tf.int64) * 1_000_003 + pipeline_id  # workers augment differently
+
+    def preprocess(index, batch_indices):
+        return transform(tf.gather(images_t, batch_indices), tf.stack([stream_seed, index])), tf.gather(labels_t, batch_indices)
+
+    # Keras' RandomFlip (the sequential recipe) advances its own generator: map serially so it stays reproducible.
+    calls = tf.data.AUTOTUNE if parallel and augment != "sequential" else None
+    return batches.map(preprocess, num_parallel_calls=calls).prefetch(tf.data.AUTOTUNE)
 
 
-def make_eval_dataset(images, labels, batch_size, mean, std, input_context=None, augment="he"):
+def make_eval_dataset(images, labels, batch_size, norm, input_context=None, augment="he", output_size=None):
     """A single pass over (preprocessed images, labels), in order, last batch kept."""
-    transform = eval_transform(augment, mean, std)
+    transform = eval_transform(augment, norm, output_size)
     dataset = _shard(tf.data.Dataset.from_tensor_slices((images, labels)), input_context)
     dataset = dataset.batch(_per_replica_batch(batch_size, input_context))
     dataset = dataset.map(lambda x, y: (transform(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def denormalize(images, mean, std):
-    """Normalised float images -> uint8 for display."""
-    x = images * tf.constant(std, tf.float32) + tf.constant(mean, tf.float32)
-    return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
+def _to_uint8(images):
+    return np.clip(np.round(np.asarray(images)), 0, 255).astype(np.uint8)
 
 
-def augmentation_grid(images, augment, mean, std, versions=5, seed=0):
+def augmentation_grid(images, augment, norm, versions=5, seed=0, output_size=None):
     """Liang's Fig. 5 as an array: one row per image, the original then ``versions`` augmented copies.
 
-    Returns uint8 [rows * H, (versions + 1) * W, C]; used for the PNG preview
-    and the TensorBoard image of every training run.
+    Returns uint8 [rows * H, (versions + 1) * W, C] at ``output_size`` (the
+    originals are centre-cropped like validation images when it differs); used
+    for the PNG preview and the TensorBoard image of every training run.
     """
     images = np.asarray(images)
-    shown = [images]
-    if augment == "imagedatagenerator":
-        generator = liang_image_data_generator()
-        for version in range(versions):
-            flow = generator.flow(images.astype(np.float32), batch_size=len(images), shuffle=False, seed=seed + version)
-            shown.append(np.clip(np.round(next(flow)), 0, 255).astype(np.uint8))
-    else:
-        transform = train_transform(augment, mean, std, seed)
-        for version in range(versions):
-            out = transform(images, tf.constant([seed, version], tf.int64))
-            shown.append(denormalize(out, mean, std).numpy())
+    output_size = tuple(output_size or images.shape[1:3])
+    originals = images if output_size == images.shape[1:3] else _to_uint8(center_crop(images, output_size))
+    shown = [originals]
+    for version in range(versions):
+        if augment == "imagedatagenerator":
+            flow = liang_image_data_generator().flow(
+                images.astype(np.float32), batch_size=len(images), shuffle=False, seed=seed + version)
+            augmented = next(flow)
+        elif augment == "sequential" and "keras_preprocess" not in norm:
+            # Jin's pipeline ends in [0, 1]: scale back for display.
+            augmented = train_transform(augment, norm, seed + version)(images, None).numpy() * 255.0
+        else:
+            augmented = _augmenter(augment, norm, output_size)(
+                tf.cast(images, tf.float32), tf.constant([seed, version], tf.int64)).numpy()
+        shown.append(_to_uint8(augmented))
     rows = [np.concatenate([version[i] for version in shown], axis=1) for i in range(len(images))]
     return np.concatenate(rows, axis=0)
 
@@ -421,21 +534,24 @@ def liang_image_data_generator():
     )
 
 
-def imagedatagenerator_dataset(images, labels, batch_size, mean, std, seed=0, input_context=None, overlap=True):
+def imagedatagenerator_dataset(images, labels, batch_size, norm, seed=0, input_context=None, overlap=True,
+                               start_step=0):
     """Liang 2020's augmentation: Keras ``ImageDataGenerator`` (shift 0.1, horizontal flip).
 
     Kept for fidelity to the paper, not speed: it runs per image in Python and
     holds a float32 copy of the images. Its shifts need scipy. With
     ``overlap=False`` each batch is made only when the training step asks for
     it, as the paper's code does (the benchmark's baseline); by default tf.data
-    prefetches so the generator runs while the model trains.
+    prefetches so the generator runs while the model trains. The generator
+    cannot skip ahead: a run resumed at ``start_step`` restarts its stream
+    seeded with ``seed + start_step`` (reproducible, not the uninterrupted stream).
     """
     generator = liang_image_data_generator()
     if input_context and input_context.num_input_pipelines > 1:
         part = slice(input_context.input_pipeline_id, None, input_context.num_input_pipelines)
         images, labels = images[part], labels[part]
     per_replica = _per_replica_batch(batch_size, input_context)
-    flow = generator.flow(images, labels, batch_size=per_replica, shuffle=True, seed=seed)
+    flow = generator.flow(images, labels, batch_size=per_replica, shuffle=True, seed=seed + start_step)
 
     def batches():
         while True:
@@ -452,6 +568,6 @@ def imagedatagenerator_dataset(images, labels, batch_size, mean, std, seed=0, in
         options = tf.data.Options()
         options.autotune.enabled = False
         options.experimental_optimization.inject_prefetch = False
-        return dataset.map(lambda x, y: (normalize(x, mean, std), y)).with_options(options)
-    dataset = dataset.map(lambda x, y: (normalize(x, mean, std), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.map(lambda x, y: (normalize(x, norm), y)).with_options(options)
+    dataset = dataset.map(lambda x, y: (normalize(x, norm), y), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

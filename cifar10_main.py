@@ -1,16 +1,18 @@
-"""Train or test a CIFAR-10 classifier: the suite's command line.
+"""Train, test or query an image classifier: the suite's command line.
 
-  python cifar10_main.py --mode train                 # ResNet-20, He et al.'s recipe
+  python cifar10_main.py --mode train                 # ResNet-20 on CIFAR-10, He et al.'s recipe
   python cifar10_main.py --mode test --checkpoint runs/resnet20
+  python cifar10_main.py --mode predict --checkpoint runs/resnet20 --images cat.jpg
 
 Defaults follow He et al. 2016a, Section 4.2: batch 128, SGD momentum 0.9,
 learning rate 0.1 divided by 10 at 50% and 75% of training (32k and 48k of
 64k steps), weight decay 1e-4, 4-pixel pad + random crop + horizontal flip,
 per-channel normalisation. Bad input ends with one ``error:`` line and exit
-code 2.
+code 2; Ctrl-C keeps the last checkpoint and exits with 130.
 """
 
 import argparse
+import math
 import os
 import sys
 
@@ -21,20 +23,28 @@ import tensorflow as tf  # noqa: E402
 
 import cifar10_input  # noqa: E402
 import cifar10_test  # noqa: E402
-import datasets  # noqa: E402
 import cifar10_train  # noqa: E402
+import datasets  # noqa: E402
 import resnet  # noqa: E402
 import run_folder  # noqa: E402
 
+MODES = ("train", "test", "predict", "augment_preview")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
 # Flags passed to the model builder only when given, so each model keeps its own defaults.
-MODEL_OPTION_FLAGS = ("shortcut", "preactivation", "stem", "residual_blocks")
+MODEL_OPTION_FLAGS = ("shortcut", "preactivation", "stem", "residual_blocks", "weights", "freeze_backbone")
+DEFAULT_AUGMENT = {"cifar10": "he", "mnist": "none", "folder": "imagenet"}
+DEFAULT_TRAIN_STEPS = 64000  # He et al.
 USER_ERRORS = (
     resnet.ModelInputError,
+    resnet.WeightsError,
     cifar10_input.DataError,
     run_folder.RunFolderError,
     cifar10_test.CheckpointError,
 )
+
+
+class UsageError(Exception):
+    """Flags that do not fit together; the message says which."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -45,35 +55,50 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def positive_int(text):
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def positive_float(text):
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
+    if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
 def fraction(text):
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}") from None
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
 
 
+def auto_or_positive_int(text):
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def build_parser():
     parser = OneLineParser(
         prog="cifar10_main.py",
-        description="Train or test ResNets on CIFAR-10 (He et al.'s recipe by default).",
+        description="Train, test or query ResNets and their baselines on CIFAR-10, MNIST or a folder of images "
+                    "(He et al.'s CIFAR recipe by default).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--mode", choices=("train", "test", "augment_preview"), default="train",
+    parser.add_argument("--mode", choices=MODES, default="train",
                         help="train: train a model and write a run folder; test: evaluate a run's model on the test set; "
-                             "augment_preview: write a PNG grid of originals and augmented versions (Liang's Fig. 5)")
+                             "predict: print the top classes of --images with a run's model; augment_preview: write a "
+                             "PNG grid of originals and augmented versions (Liang's Fig. 5)")
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=datasets.DATASETS, default="cifar10",
@@ -89,11 +114,13 @@ def build_parser():
                            "0 validates on the test set, as Liang's curves do (default 0; for --dataset folder without "
                            "train/ and test/ it is the test split instead, default 0.2 as Yuan's 8:2)")
     data.add_argument("--image_size", type=positive_int, nargs=2, metavar=("H", "W"), default=None,
-                      help="--dataset folder: resize images to H W (default: the size the model is meant for)")
+                      help="--dataset folder: the model's input size (default: the size the model is meant for). "
+                           "With --augment imagenet images are kept at size/0.875 (256 for 224) and cropped to it")
     augment_help = "; ".join(f"{name}: {text}" for name, (_, text) in cifar10_input.RECIPES.items())
     data.add_argument("--augment", choices=cifar10_input.AUGMENTATIONS, default=None,
                       help=f"preprocessing recipe (normalisation + augmentation), saved with the run so --mode test "
-                           f"applies the same. {augment_help}. Default: he for cifar10, none for mnist, imagenet for folder")
+                           f"applies the same. {augment_help}. Default: he for cifar10, none for mnist, imagenet for "
+                           f"folder. keras.applications models (*_imagenet) always use their own preprocess_input")
     data.add_argument("--preview_images", type=positive_int, default=6, help="augment_preview: rows (images) in the grid")
     data.add_argument("--preview_versions", type=positive_int, default=5,
                       help="augment_preview: augmented versions per image")
@@ -116,8 +143,28 @@ def build_parser():
     model.add_argument("--weight_decay", type=float, default=1e-4,
                        help="SGD-style weight decay on kernels (gradient += wd * w), He et al.'s 1e-4")
 
+    transfer = parser.add_argument_group("transfer learning (the keras.applications models, *_imagenet)")
+    transfer.add_argument("--weights", default=None,
+                          help="imagenet (downloaded by Keras; the default for *_imagenet models), none (random "
+                               "initialisation: labelled as not a reproduction), or a local weights file of the "
+                               "backbone without its top")
+    transfer.add_argument("--freeze_backbone", action="store_true", default=None,
+                          help="train only the new head; the backbone's batch-norm layers run in inference mode")
+    transfer.add_argument("--fine_tune_at", default=None,
+                          help="after the --train_steps/--epochs of head training, unfreeze the backbone from this layer "
+                               "(a name, an index, or a fraction such as 0.1 = its top 10%%) for a second stage")
+    transfer.add_argument("--fine_tune_steps", type=positive_int, default=None,
+                          help="steps of the fine-tuning stage (default: as many as the first stage)")
+    transfer.add_argument("--fine_tune_epochs", type=positive_float, default=None,
+                          help="length of the fine-tuning stage in epochs (instead of --fine_tune_steps)")
+    transfer.add_argument("--fine_tune_learning_rate", type=positive_float, default=None,
+                          help="constant learning rate of the fine-tuning stage (default: --learning_rate / 10)")
+
     train = parser.add_argument_group("training")
-    train.add_argument("--train_steps", type=positive_int, default=64000, help="optimizer steps in total (He et al.: 64k)")
+    train.add_argument("--train_steps", type=positive_int, default=None,
+                       help=f"optimizer steps in total (default {DEFAULT_TRAIN_STEPS}, He et al.'s 64k)")
+    train.add_argument("--epochs", type=positive_float, default=None,
+                       help="train for this many passes over the training images instead of --train_steps")
     train.add_argument("--batch_size", type=positive_int, default=128,
                        help="GLOBAL batch size: summed over all replicas and workers, split evenly among them")
     train.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="sgd uses --momentum")
@@ -125,32 +172,53 @@ def build_parser():
                        help="initial learning rate (default 0.1, He et al.; 0.01 for lenet5 and alexnet, which "
                             "have no BN in their dense layers and do not train at 0.1)")
     train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    train.add_argument("--lr_decay_at", type=fraction, nargs="*", default=[0.5, 0.75],
-                       help="fractions of --train_steps at which the learning rate is divided (He: 32k/64k, 48k/64k)")
+    train.add_argument("--lr_decay_at", type=fraction, nargs="*", default=None,
+                       help="fractions of the training steps at which the learning rate is divided (default 0.5 0.75 "
+                            "for sgd, He's 32k/64k and 48k/64k; none for adam)")
     train.add_argument("--lr_decay_factor", type=positive_float, default=0.1, help="multiplier applied at each decay")
     train.add_argument("--report_freq", type=positive_int, default=500,
-                       help="every this many steps: validate, print a line, write TensorBoard summaries, CSV row, checkpoints")
-    train.add_argument("--steps_per_execution", type=positive_int, default=1,
-                       help="training steps run per tf.function call (less Python overhead; helps small models and GPUs)")
+                       help="every this many steps: validate, print a line, write TensorBoard summaries, CSV rows, "
+                            "latest.keras / best.keras and a checkpoint")
+    train.add_argument("--save_freq", type=positive_int, default=None,
+                       help="checkpoint every this many steps (default: --report_freq); an interrupted run, started "
+                            "again with the same command, loses at most this many steps")
     train.add_argument("--eval_batch_size", type=positive_int, default=500, help="batch size for validation and test")
     train.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling, augmentation and the validation split")
+    train.add_argument("--deterministic", action="store_true",
+                       help="TF op determinism: with the same --seed two runs on one machine write identical "
+                            "metrics.csv files (a little slower)")
     train.add_argument("--log_dir", default=None, help="run folder (default runs/<model>)")
-    train.add_argument("--resume", action="store_true", help="continue the run already in --log_dir from its last checkpoint")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --log_dir even though its settings differ from these (the same "
+                            "command continues its own run without this flag)")
     train.add_argument("--overwrite", action="store_true", help="delete the run already in --log_dir and start afresh")
 
-    dist = parser.add_argument_group("hardware")
-    dist.add_argument("--distribution_strategy", choices=STRATEGIES, default="auto",
-                      help="auto: MirroredStrategy when GPUs are visible, else the default strategy; multi_worker: "
-                           "MultiWorkerMirroredStrategy configured from TF_CONFIG")
-    dist.add_argument("--num_gpus", type=int, default=None, help="GPUs to use with mirrored/one_device (default: all visible)")
-    dist.add_argument("--mixed_precision", action="store_true",
-                      help="mixed_float16 policy with loss scaling; GPU only (ignored with a note on CPU, where it is slower)")
+    hardware = parser.add_argument_group("hardware and speed")
+    hardware.add_argument("--distribution_strategy", choices=STRATEGIES, default="auto",
+                          help="auto: MirroredStrategy when GPUs are visible, else the default strategy; multi_worker: "
+                               "MultiWorkerMirroredStrategy configured from TF_CONFIG")
+    hardware.add_argument("--num_gpus", type=int, default=None,
+                          help="GPUs to use with mirrored/one_device (default: all visible)")
+    hardware.add_argument("--mixed_precision", choices=cifar10_train.PRECISIONS, default="auto",
+                          help="compute in 16 bits, weights in 32: float16 (GPU, with loss scaling) or bfloat16 (GPUs, "
+                               "and CPUs with AVX512_BF16/AMX, 1.1-2.4x faster on this suite's 2-core CPU). auto: "
+                               "float16 on GPU, bfloat16 on CPUs with native bfloat16, else off")
+    hardware.add_argument("--jit_compile", choices=("auto", "on", "off"), default="auto",
+                          help="compile the training step with XLA. Helps on GPUs for many models; made ResNet-20 1.5x "
+                               "slower on a CPU. auto: off")
+    hardware.add_argument("--steps_per_execution", type=auto_or_positive_int, default="auto",
+                          help="training steps per tf.function call: more saves Python overhead for small models "
+                               "(LeNet-5, MNIST). auto: sized from the measured step time to about 0.25 s per call")
 
-    test = parser.add_argument_group("testing")
-    test.add_argument("--checkpoint", default=None, help="run folder (uses its latest.keras) or a .keras file in a run folder")
+    test = parser.add_argument_group("testing and prediction")
+    test.add_argument("--checkpoint", default=None,
+                      help="test/predict: a run folder (uses its latest.keras) or a .keras file in a run folder")
     test.add_argument("--output", default=None,
-                      help="test: folder for test_probabilities.npy, test_predictions.csv, test_metrics.json (default: the "
-                           "run folder); augment_preview: the PNG file (default augment_preview_<dataset>_<augment>.png)")
+                      help="test: folder for test_probabilities.npy, test_predictions.csv, test_metrics.json and "
+                           "test_confusion_matrix.png (default: the run folder); augment_preview: the PNG file "
+                           "(default augment_preview_<dataset>_<augment>.png)")
+    test.add_argument("--images", nargs="+", default=None, help="predict: image files and/or folders of images")
+    test.add_argument("--top_k", type=positive_int, default=3, help="predict: classes shown per image")
     return parser
 
 
@@ -163,7 +231,7 @@ def make_strategy(name, num_gpus=None):
     gpus = tf.config.list_logical_devices("GPU")
     if num_gpus is not None:
         if num_gpus < 0 or num_gpus > len(gpus):
-            raise cifar10_input.DataError(f"--num_gpus {num_gpus} but {len(gpus)} GPU(s) are visible")
+            raise UsageError(f"--num_gpus {num_gpus} but {len(gpus)} GPU(s) are visible")
         gpus = gpus[:num_gpus]
     if name == "auto":
         name = "mirrored" if gpus else "default"
@@ -171,26 +239,39 @@ def make_strategy(name, num_gpus=None):
         return tf.distribute.get_strategy()
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    if name == "mirrored":
-        # Without GPUs, mirror over the logical CPUs (one, unless split with
-        # tf.config.set_logical_device_configuration, as the tests do).
-        devices = [g.name for g in gpus] or [c.name for c in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+    # mirrored: without GPUs, mirror over the logical CPUs (one, unless split with
+    # tf.config.set_logical_device_configuration, as the tests do).
+    devices = [g.name for g in gpus] or [c.name for c in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
 
 
-DEFAULT_AUGMENT = {"cifar10": "he", "mnist": "none", "folder": "imagenet"}
+def input_sizes(args, model_name, augment):
+    """(stored image size, model input size) for --dataset folder; None for the fixed-size datasets.
+
+    The imagenet recipe stores images at input/0.875 (256 for 224) and crops
+    them to the input size, as Resize(256) + CenterCrop(224).
+    """
+    if args.dataset != "folder":
+        if args.image_size:
+            raise UsageError("--image_size applies to --dataset folder only")
+        return None, None
+    size = tuple(args.image_size or resnet.MODELS[model_name][1][:2])
+    if augment == "imagenet":
+        return tuple(int(math.ceil(s / cifar10_input.CENTER_CROP)) for s in size), size
+    return size, size
 
 
-def load_data(args, model_name, seed):
+def load_data(args, model_name, augment, seed):
     """The dataset adapted to the model, and the split it validates on."""
     if args.dataset == "folder" and not args.data_dir:
-        raise cifar10_input.DataError("--dataset folder needs --data_dir pointing at the image folder")
+        raise UsageError("--dataset folder needs --data_dir pointing at the image folder")
+    stored_size, _ = input_sizes(args, model_name, augment)
     split = args.validation_split
     folder_split = args.dataset == "folder"
     dataset = datasets.load_dataset(
         args.dataset, args.data_dir, resnet.MODELS[model_name][1],
         validation_split=(0.2 if split is None else split) if folder_split else 0.0, seed=seed,
-        image_size=args.image_size)
+        image_size=stored_size)
     data = {"class_names": dataset["class_names"], "source": dataset["source"]}
     if split and not folder_split:
         (data["x_train"], data["y_train"]), (data["x_val"], data["y_val"]) = cifar10_input.split_validation(
@@ -202,100 +283,176 @@ def load_data(args, model_name, seed):
     return data, dataset
 
 
+def check_flags(args, model_name):
+    """Flag combinations argparse cannot see; each bad one is a UsageError."""
+    transfer = model_name in resnet.KERAS_APPLICATIONS
+    if args.train_steps and args.epochs:
+        raise UsageError("give --train_steps or --epochs, not both")
+    if not transfer:
+        for flag in ("weights", "freeze_backbone", "fine_tune_at"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag} applies to the keras.applications models (*_imagenet), not {model_name}")
+    if args.fine_tune_at is None and (args.fine_tune_steps or args.fine_tune_epochs or args.fine_tune_learning_rate):
+        raise UsageError("--fine_tune_steps/--fine_tune_epochs/--fine_tune_learning_rate need --fine_tune_at")
+    if args.fine_tune_at is not None and not args.freeze_backbone:
+        raise UsageError("--fine_tune_at unfreezes part of a frozen backbone: it needs --freeze_backbone")
+    if args.fine_tune_steps and args.fine_tune_epochs:
+        raise UsageError("give --fine_tune_steps or --fine_tune_epochs, not both")
+
+
 def run_train(args):
     model_name = args.model or "resnet20"
-    if args.report_freq > args.train_steps:
-        raise cifar10_input.DataError(f"--report_freq {args.report_freq} is larger than --train_steps {args.train_steps}")
+    check_flags(args, model_name)
+    if args.train_steps and args.report_freq > args.train_steps:
+        raise UsageError(f"--report_freq {args.report_freq} is larger than --train_steps {args.train_steps}")
     strategy = make_strategy(args.distribution_strategy, args.num_gpus)
-    mixed = args.mixed_precision and bool(tf.config.list_physical_devices("GPU"))
-    if args.mixed_precision and not mixed:
-        print("note: no GPU visible, --mixed_precision ignored (float16 is slower on CPU)")
-    if mixed:
-        tf.keras.mixed_precision.set_global_policy("mixed_float16")
-    if args.batch_size % strategy.num_replicas_in_sync:
-        raise cifar10_input.DataError(
-            f"--batch_size {args.batch_size} does not divide among {strategy.num_replicas_in_sync} replicas")
+    replicas = strategy.num_replicas_in_sync
+    if args.batch_size % replicas:
+        raise UsageError(f"--batch_size {args.batch_size} does not divide among {replicas} replicas")
+    try:
+        precision = cifar10_train.resolve_mixed_precision(args.mixed_precision)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     augment = args.augment or DEFAULT_AUGMENT[args.dataset]
-    data, dataset = load_data(args, model_name, args.seed)
-    log_dir = args.log_dir or os.path.join("runs", model_name)
+    data, dataset = load_data(args, model_name, augment, args.seed)
+    num_train = len(data["x_train"])
+    train_steps = args.train_steps or (math.ceil(args.epochs * num_train / args.batch_size) if args.epochs
+                                       else DEFAULT_TRAIN_STEPS)
+    if args.report_freq > train_steps:
+        raise UsageError(f"--report_freq {args.report_freq} is larger than the {train_steps} training steps")
+    if args.batch_size // replicas > num_train:
+        raise UsageError(f"--batch_size {args.batch_size} is larger than the {num_train} training images")
+    learning_rate = args.learning_rate or resnet.default_learning_rate(model_name)
     model_options = {k: getattr(args, k) for k in MODEL_OPTION_FLAGS if getattr(args, k) is not None}
+    if model_name in resnet.KERAS_APPLICATIONS:
+        model_options.setdefault("weights", "imagenet")
+    fine_tune_steps = None
+    if args.fine_tune_at is not None:
+        fine_tune_steps = args.fine_tune_steps or (
+            math.ceil(args.fine_tune_epochs * num_train / args.batch_size) if args.fine_tune_epochs else train_steps)
+    _, model_size = input_sizes(args, model_name, augment)
+    input_shape = [*model_size, data["x_train"].shape[-1]] if model_size else list(data["x_train"].shape[1:])
+    log_dir = args.log_dir or os.path.join("runs", model_name)
     config = {
         "mode": "train",
         "dataset": args.dataset,
         "data_dir": dataset["source"],
         "validation_split": args.validation_split,
-        "image_size": list(dataset["x_train"].shape[1:3]),
+        "image_size": list(data["x_train"].shape[1:3]),
+        "input_shape": input_shape,
         "model": model_name,
         "model_options": model_options,
-        "train_steps": args.train_steps,
+        "pretrained": model_options.get("weights", "none") != "none",
+        "train_steps": train_steps,
+        "epochs": args.epochs,
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
-        "learning_rate": args.learning_rate or resnet.default_learning_rate(model_name),
+        "learning_rate": learning_rate,
         "momentum": args.momentum,
-        "lr_decay_at": list(args.lr_decay_at),
+        "lr_decay_at": list(args.lr_decay_at if args.lr_decay_at is not None else
+                            ([0.5, 0.75] if args.optimizer == "sgd" else [])),
         "lr_decay_factor": args.lr_decay_factor,
         "weight_decay": args.weight_decay,
         "augment": augment,
+        "fine_tune_at": args.fine_tune_at,
+        "fine_tune_steps": fine_tune_steps,
+        "fine_tune_learning_rate": args.fine_tune_learning_rate or (learning_rate / 10 if fine_tune_steps else None),
         "report_freq": args.report_freq,
+        "save_freq": args.save_freq or args.report_freq,
         "steps_per_execution": args.steps_per_execution,
         "eval_batch_size": args.eval_batch_size,
         "seed": args.seed,
+        "deterministic": args.deterministic,
         "log_dir": log_dir,
         "resume": args.resume,
         "overwrite": args.overwrite,
         "distribution_strategy": args.distribution_strategy,
-        "num_replicas": strategy.num_replicas_in_sync,
-        "mixed_precision": mixed,
+        "num_replicas": replicas,
+        "mixed_precision": precision,
+        "jit_compile": cifar10_train.resolve_jit_compile(args.jit_compile),
     }
-    print(f"Training {model_name} on {args.dataset} from {dataset['source']}: {len(data['x_train'])} training images "
-          f"{list(data['x_train'].shape[1:])}, augment {augment}, "
-          f"validating on {data['validation']}; {strategy.num_replicas_in_sync} replica(s), global batch {args.batch_size}; "
-          f"run folder {log_dir}")
-    result = cifar10_train.train(config, data, strategy)
+    weights_note = ""
+    if model_name in resnet.KERAS_APPLICATIONS and not config["pretrained"]:
+        weights_note = " NOTE: --weights none: random initialisation, not a reproduction of a pretrained result."
+    print(f"Training {model_name} on {args.dataset} from {dataset['source']}: {num_train} training images "
+          f"{list(data['x_train'].shape[1:])} -> model input {input_shape}, augment {augment}, validating on "
+          f"{data['validation']}; {replicas} replica(s), global batch {args.batch_size}, {train_steps} steps"
+          f"{f' + {fine_tune_steps} fine-tuning' if fine_tune_steps else ''}, precision {precision}; run folder "
+          f"{log_dir}.{weights_note}")
+    try:
+        result = cifar10_train.train(config, data, strategy)
+    except ValueError as error:  # the engine's own checks (batch per input pipeline, --fine_tune_at layer)
+        raise UsageError(str(error).splitlines()[0]) from None
     print(f"Done: val accuracy {result.get('val_accuracy', float('nan')):.4f} at step {result.get('step')}, "
           f"best {result['best_val_accuracy']:.4f}. Test with: python cifar10_main.py --mode test --checkpoint {log_dir}")
 
 
-def run_test(args):
+def load_run(args):
+    """The model and config of --checkpoint, checked against --model."""
     if args.checkpoint is None:
-        raise cifar10_test.CheckpointError("--mode test needs --checkpoint RUN_FOLDER_OR_.keras")
+        raise cifar10_test.CheckpointError(f"--mode {args.mode} needs --checkpoint RUN_FOLDER_OR_.keras")
     model_path, run_dir, config = cifar10_test.resolve_checkpoint(args.checkpoint)
     if args.model and args.model != config.get("model"):
         raise cifar10_test.CheckpointError(
             f"--checkpoint {args.checkpoint} holds a {config.get('model')} run, not --model {args.model}")
     model = cifar10_test.load_model(model_path)
-    dataset = datasets.load_dataset(
-        config.get("dataset", "cifar10"), args.data_dir or config["data_dir"], config["input_shape"],
-        validation_split=config.get("validation_split") or 0.2, seed=config.get("seed", 0),
-        image_size=config.get("image_size"))
     expected = (None, *config["input_shape"])
     if tuple(model.input_shape) != expected:
         raise cifar10_test.CheckpointError(f"{model_path} takes inputs {model.input_shape}, the run's config says {expected}")
-    if tuple(dataset["x_test"].shape[1:]) != tuple(config["input_shape"]):
+    return model, model_path, run_dir, config
+
+
+def run_test(args):
+    model, model_path, run_dir, config = load_run(args)
+    dataset = datasets.load_dataset(
+        config.get("dataset", "cifar10"), args.data_dir or config["data_dir"], config["input_shape"],
+        validation_split=config.get("validation_split") or 0.2, seed=config.get("seed", 0),
+        image_size=config.get("image_size") if config.get("dataset") == "folder" else None)
+    stored = (*config["image_size"], config["input_shape"][-1])
+    if tuple(dataset["x_test"].shape[1:]) != tuple(stored):
         raise cifar10_input.DataError(
-            f"test images are {dataset['x_test'].shape[1:]} but the run was trained on {tuple(config['input_shape'])}")
-    preprocessing = config["preprocessing"]
-    result = cifar10_test.evaluate(model, dataset["x_test"], dataset["y_test"], preprocessing["mean"], preprocessing["std"],
-                                   args.eval_batch_size, preprocessing["augment"])
+            f"test images are {dataset['x_test'].shape[1:]} but the run was trained on {tuple(stored)}")
+    result = cifar10_test.evaluate(model, dataset["x_test"], dataset["y_test"], config["preprocessing"],
+                                   args.eval_batch_size, output_size=config["input_shape"][:2])
     output = args.output or run_dir
-    npy_path, csv_path = cifar10_test.write_predictions(
-        result["probabilities"], dataset["y_test"], config["class_names"], output)
+    written = cifar10_test.write_predictions(
+        result["probabilities"], dataset["y_test"], config["class_names"], output, files=dataset.get("files_test"))
     metrics = {k: result[k] for k in ("loss", "accuracy", "error")}
-    metrics.update(model_file=os.path.abspath(model_path), num_images=int(len(dataset["y_test"])))
+    metrics.update(model_file=os.path.abspath(model_path), num_images=int(len(dataset["y_test"])),
+                   pretrained=config.get("pretrained"))
     run_folder.write_json(os.path.join(output, "test_metrics.json"), metrics)
     print(f"Test on {len(dataset['y_test'])} images with {model_path}: loss {result['loss']:.4f}, "
           f"accuracy {result['accuracy']:.4f}, error {result['error']:.4f}")
-    print(f"Wrote {npy_path} {list(result['probabilities'].shape)} and {csv_path}")
+    print(f"Wrote {written['probabilities']} {list(result['probabilities'].shape)}, {written['predictions']} and "
+          f"{written['confusion_matrix']}")
+
+
+def run_predict(args):
+    if not args.images:
+        raise UsageError("--mode predict needs --images FILE_OR_FOLDER ...")
+    model, model_path, _, config = load_run(args)
+    files = datasets.list_images(args.images)
+    images, readable = datasets.read_images(files, config["image_size"], config["input_shape"][-1])
+    probabilities = cifar10_test.evaluate(
+        model, images, None, config["preprocessing"], args.eval_batch_size,
+        output_size=config["input_shape"][:2])["probabilities"]
+    names = config["class_names"]
+    top_k = min(args.top_k, len(names))
+    print(f"{model_path} ({config['model']}, {len(names)} classes):")
+    for path, row in zip(readable, probabilities):
+        best = np.argsort(-row)[:top_k]
+        print(f"{path}: " + ", ".join(f"{names[i]} {row[i]:.3f}" for i in best))
 
 
 def list_models():
     """One line per registered model, with its parameters counted at the shape it is meant for."""
-    print(f"{'name':<28s}{'input':<16s}{'classes':>8s}{'params':>13s}  paper")
+    print(f"{'name':<24s}{'input':<14s}{'classes':>8s}{'params':>13s}  paper")
     for name, (_, shape, paper) in resnet.MODELS.items():
         classes = 1000 if shape[0] >= 224 else 10
         params = "not built" if name == "resnet1202" else f"{resnet.trainable_params(resnet.build_model(name, shape, classes)):,}"
-        print(f"{name:<28s}{'x'.join(map(str, shape)):<16s}{classes:>8d}{params:>13s}  {paper}")
-    print("(resnet1202 is not built here: it takes a minute; He et al. give 19.4M.)")
+        print(f"{name:<24s}{'x'.join(map(str, shape)):<14s}{classes:>8d}{params:>13s}  {paper}")
+    print("(resnet1202 is not built here: it takes a minute; He et al. give 19.4M. *_imagenet: trainable parameters "
+          "with the whole backbone trainable.)")
 
 
 def run_augment_preview(args):
@@ -307,14 +464,15 @@ def run_augment_preview(args):
 
     augment = args.augment or DEFAULT_AUGMENT[args.dataset]
     model_name = args.model or "resnet20"
-    data, _ = load_data(args, model_name, args.seed)
+    data, _ = load_data(args, model_name, augment, args.seed)
+    _, model_size = input_sizes(args, model_name, augment)
     # Spread over the training set, so a class-sorted image folder shows several classes.
     picked = np.linspace(0, len(data["x_train"]) - 1, min(args.preview_images, len(data["x_train"]))).astype(int)
     images = data["x_train"][picked]
-    mean, std = cifar10_input.normalization(augment, data["x_train"])
-    grid = cifar10_input.augmentation_grid(images, augment, mean, std, args.preview_versions, args.seed)
+    norm = cifar10_input.normalization(augment, data["x_train"], resnet.keras_preprocessing(model_name))
+    grid = cifar10_input.augmentation_grid(images, augment, norm, args.preview_versions, args.seed, model_size)
     output = args.output or f"augment_preview_{args.dataset}_{augment}.png"
-    height, width = images.shape[1:3]
+    height, width = grid.shape[0] // len(images), grid.shape[1] // (args.preview_versions + 1)
     figure, axis = plt.subplots(figsize=(1.4 * (args.preview_versions + 1), 1.4 * len(images) + 0.6))
     axis.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", interpolation="nearest")
     axis.set_xticks([width * (i + 0.5) for i in range(args.preview_versions + 1)],
@@ -334,19 +492,19 @@ def main(argv=None):
     if args.list_models:
         list_models()
         return 0
+    run = {"train": run_train, "test": run_test, "predict": run_predict, "augment_preview": run_augment_preview}
     try:
-        if args.mode == "train":
-            run_train(args)
-        elif args.mode == "test":
-            run_test(args)
-        else:
-            run_augment_preview(args)
-    except USER_ERRORS as error:
+        run[args.mode](args)
+    except (UsageError, *USER_ERRORS) as error:
         print(f"cifar10_main.py: error: {error}", file=sys.stderr)
         return 2
     except cifar10_train.TrainingError as error:
         print(f"cifar10_main.py: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ncifar10_main.py: interrupted; the last checkpoint is kept: run the same command again to continue",
+              file=sys.stderr)
+        return 130
     return 0
 
 

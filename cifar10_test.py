@@ -36,23 +36,26 @@ def _softmax(logits):
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def evaluate(model, images, labels, mean, std, batch_size=500, augment="he"):
-    """Evaluates on uint8 images with the run's preprocessing (normalisation and, for the
-    imagenet recipe, the centre crop).
+def evaluate(model, images, labels, preprocessing, batch_size=500, output_size=None):
+    """Evaluates uint8 images with a run's preprocessing (its ``{"augment", "norm"}`` from config.json).
 
-    Returns dict with ``loss`` (mean cross-entropy, from the logits in float64),
-    ``accuracy``, ``error`` and ``probabilities``; accuracy is the argmax
-    accuracy of those probabilities.
+    Returns dict with ``probabilities`` and, when ``labels`` are given, ``loss``
+    (mean cross-entropy, from the logits in float64), ``accuracy`` and ``error``;
+    accuracy is the argmax accuracy of those probabilities.
     """
-    dataset = cifar10_input.make_eval_dataset(images, labels, batch_size, mean, std, augment=augment)
+    known = labels is not None
+    labels = np.asarray(labels if known else np.zeros(len(images)), dtype=np.int64)
+    dataset = cifar10_input.make_eval_dataset(images, labels, batch_size, preprocessing["norm"],
+                                              augment=preprocessing["augment"], output_size=output_size)
     logits = _predict_logits(model, dataset.map(lambda x, y: x), batch_size)
-    probabilities = _softmax(logits)
-    labels = np.asarray(labels, dtype=np.int64)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = float(-log_probabilities[np.arange(len(labels)), labels].mean())
-    accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
-    return {"loss": loss, "accuracy": accuracy, "error": 1.0 - accuracy, "probabilities": probabilities}
+    result = {"probabilities": _softmax(logits)}
+    if known:
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        accuracy = float(np.mean(result["probabilities"].argmax(axis=1) == labels))
+        result.update(loss=float(-log_probabilities[np.arange(len(labels)), labels].mean()),
+                      accuracy=accuracy, error=1.0 - accuracy)
+    return result
 
 
 def resolve_checkpoint(path):
@@ -85,22 +88,65 @@ def load_model(model_path):
         raise CheckpointError(f"cannot load {model_path}: {type(error).__name__}: {str(error).splitlines()[0]}") from None
 
 
-def write_predictions(probabilities, labels, class_names, output_dir, prefix="test"):
-    """Writes ``<prefix>_probabilities.npy`` and ``<prefix>_predictions.csv``; returns their paths."""
+def confusion_matrix(labels, predicted, num_classes):
+    """Counts ``[true class, predicted class]``."""
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(matrix, (np.asarray(labels), np.asarray(predicted)), 1)
+    return matrix
+
+
+def plot_confusion_matrix(matrix, class_names, path, title):
+    """A labelled confusion-matrix PNG (rows: true class, columns: predicted), counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.55 * len(class_names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues")
+    ticks = range(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axis.set_yticks(ticks, class_names)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    axis.set_title(title)
+    if len(class_names) <= 20:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for (row, column), count in np.ndenumerate(matrix):
+            axis.text(column, row, str(count), ha="center", va="center", fontsize=8,
+                      color="white" if count > threshold else "black")
+    figure.tight_layout()
+    run_folder.atomic_write(path, lambda temp: figure.savefig(temp, dpi=120))
+    plt.close(figure)
+
+
+def write_predictions(probabilities, labels, class_names, output_dir, prefix="test", files=None):
+    """Writes ``<prefix>_probabilities.npy``, ``<prefix>_predictions.csv`` (one row per image: file when
+    known, true and predicted label and class, confidence, every class's probability) and
+    ``<prefix>_confusion_matrix.png``; returns their paths by kind."""
     os.makedirs(output_dir, exist_ok=True)
-    npy_path = os.path.join(output_dir, f"{prefix}_probabilities.npy")
-    csv_path = os.path.join(output_dir, f"{prefix}_predictions.csv")
-    run_folder.atomic_write(npy_path, lambda temp: np.save(temp, probabilities))
+    paths = {kind: os.path.join(output_dir, f"{prefix}_{name}") for kind, name in (
+        ("probabilities", "probabilities.npy"), ("predictions", "predictions.csv"),
+        ("confusion_matrix", "confusion_matrix.png"))}
+    run_folder.atomic_write(paths["probabilities"], lambda temp: np.save(temp, probabilities))
+    labels = np.asarray(labels)
     predicted = probabilities.argmax(axis=1)
-    frame = pd.DataFrame({
-        "index": np.arange(len(labels)),
-        "true_label": labels,
-        "predicted_label": predicted,
-        "true_class": [class_names[i] for i in labels],
-        "predicted_class": [class_names[i] for i in predicted],
-        "confidence": probabilities.max(axis=1),
-    })
+    frame = pd.DataFrame({"index": np.arange(len(labels))})
+    if files is not None:
+        frame["file"] = list(files)
+    frame = frame.assign(
+        true_label=labels,
+        predicted_label=predicted,
+        true_class=[class_names[i] for i in labels],
+        predicted_class=[class_names[i] for i in predicted],
+        confidence=probabilities.max(axis=1),
+    )
     for index, name in enumerate(class_names):
         frame[f"p_{name}"] = probabilities[:, index]
-    run_folder.atomic_write(csv_path, lambda temp: frame.to_csv(temp, index=False, float_format="%.6g"))
-    return npy_path, csv_path
+    run_folder.atomic_write(paths["predictions"], lambda temp: frame.to_csv(temp, index=False, float_format="%.6g"))
+    matrix = confusion_matrix(labels, predicted, len(class_names))
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    plot_confusion_matrix(matrix, class_names, paths["confusion_matrix"],
+                          f"{prefix} set: {matrix.sum()} images, accuracy {accuracy:.4f}")
+    return paths

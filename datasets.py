@@ -61,16 +61,7 @@ def _mnist_file(data_dir, name, download):
             return path
     if not download:
         raise DataError(f"no {name} in --data_dir {data_dir}")
-    target = os.path.join(os.path.abspath(data_dir), name)
-    try:
-        return tf.keras.utils.get_file(name, MNIST_URL + name, md5_hash=MNIST_FILES[name],
-                                       cache_dir=os.path.abspath(data_dir), cache_subdir="")
-    except Exception as error:  # offline (bare Exception) or MD5 mismatch (ValueError)
-        if os.path.exists(target):
-            os.remove(target)
-        raise DataError(
-            f"could not download MNIST file {MNIST_URL + name} ({error}); download the four idx .gz files "
-            f"yourself and pass --data_dir DIR (the folder holding them)") from None
+    return cifar10_input.fetch(MNIST_URL + name, MNIST_FILES[name], data_dir, "MNIST file")
 
 
 def load_mnist(data_dir=None, download=True):
@@ -81,11 +72,13 @@ def load_mnist(data_dir=None, download=True):
     data_dir = data_dir or os.path.join(os.path.expanduser("~"), ".keras", "datasets", "mnist")
     if os.path.isfile(data_dir):
         raise DataError(f"--data_dir {data_dir} must be the folder holding the MNIST idx files")
-    os.makedirs(data_dir, exist_ok=True) if download else None
-    if not os.path.isdir(data_dir):
+    if not download and not os.path.isdir(data_dir):
         raise DataError(f"--data_dir {data_dir} does not exist")
-    arrays = {name: read_idx(_mnist_file(data_dir, name, download), 2051 if "images" in name else 2049)
-              for name in MNIST_FILES}
+    if os.path.isdir(data_dir) and not os.access(data_dir, os.R_OK):
+        raise DataError(f"--data_dir {data_dir} is not readable")
+    with cifar10_input.created_folder(data_dir):
+        arrays = {name: read_idx(_mnist_file(data_dir, name, download), 2051 if "images" in name else 2049)
+                  for name in MNIST_FILES}
     x_train, y_train = arrays["train-images-idx3-ubyte.gz"], arrays["train-labels-idx1-ubyte.gz"]
     x_test, y_test = arrays["t10k-images-idx3-ubyte.gz"], arrays["t10k-labels-idx1-ubyte.gz"]
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
@@ -193,6 +186,46 @@ def load_image_folder(root, image_size, validation_split=0.2, seed=0):
         "class_names": classes, "source": os.path.abspath(root), "files_train": f_train, "files_test": f_test,
         "test_description": test_description,
     }
+
+
+def list_images(paths):
+    """Image files named by ``paths`` (files, or folders searched recursively), in a stable order."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            for folder, subfolders, names in sorted(os.walk(path)):
+                subfolders.sort()
+                files += [os.path.join(folder, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)]
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise DataError(f"--images {path}: no such file or folder")
+    if not files:
+        raise DataError(f"--images {' '.join(paths)}: no image files found")
+    return files
+
+
+def read_images(files, image_size, channels=3):
+    """Decodes files as a run's training images were: RGB (or gray for 1-channel runs) uint8 at ``image_size``.
+
+    Unreadable files are skipped with one warning; returns (images, the files read).
+    """
+    import cv2
+
+    images, readable, skipped = [], [], []
+    for path in files:
+        image = _decode(path, tuple(image_size))
+        if image is None:
+            skipped.append(path)
+            continue
+        images.append(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., np.newaxis] if channels == 1 else image)
+        readable.append(path)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} file(s) that are not readable images: {', '.join(skipped[:10])}",
+                      stacklevel=2)
+    if not images:
+        raise DataError("none of the --images could be read as an image")
+    return np.stack(images), readable
 
 
 # ----------------------------------------------------------------------------

@@ -25,6 +25,8 @@ pass ``L2(weight_decay / 2)`` to make ``--weight_decay`` mean what the paper
 means (the old Keras CIFAR example's ``l2(1e-4)`` is in effect 2e-4).
 """
 
+import os
+
 import keras
 from keras import layers
 
@@ -500,6 +502,122 @@ def jin_cnn(input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4, residual
 
 
 # ----------------------------------------------------------------------------
+# keras.applications backbones for transfer learning (Yuan's ResNet-152 fine-tuning)
+
+# name -> (keras.applications builder, its preprocessing module, weight file name without top)
+KERAS_APPLICATIONS = {
+    "resnet50_imagenet": ("ResNet50", "resnet", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "resnet101_imagenet": ("ResNet101", "resnet", "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "resnet152_imagenet": ("ResNet152", "resnet", "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "resnet50v2_imagenet": ("ResNet50V2", "resnet_v2", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "resnet101v2_imagenet": ("ResNet101V2", "resnet_v2", "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "resnet152v2_imagenet": ("ResNet152V2", "resnet_v2", "resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+}
+BACKBONE = "backbone"  # the nested keras.applications model's name in every transfer model
+
+
+class WeightsError(Exception):
+    """Pretrained weights cannot be had; the message says how to pass a local file."""
+
+
+def keras_preprocessing(name):
+    """The keras.applications module whose ``preprocess_input`` a model needs, or None for our own models."""
+    return KERAS_APPLICATIONS[name][1] if name in KERAS_APPLICATIONS else None
+
+
+def _load_backbone(application, input_shape, weights):
+    builder = getattr(keras.applications, application)
+    if weights not in ("imagenet", "none", None) and not os.path.isfile(weights):
+        raise WeightsError(f"--weights {weights}: no such file (give imagenet, none, or a local weights file)")
+    try:
+        return builder(include_top=False, weights=None if weights in ("none", None) else weights,
+                       input_shape=tuple(input_shape), pooling="avg", name=BACKBONE)
+    except (ValueError, OSError) as error:  # a file that is not this backbone's weights
+        if weights == "imagenet":
+            raise
+        raise WeightsError(f"--weights {weights} does not fit {application} without its top: "
+                           f"{str(error).splitlines()[0][:200]}") from None
+    except Exception as error:  # keras' downloader raises a bare Exception when offline
+        file_name = next(f for a, _, f in KERAS_APPLICATIONS.values() if a == application)
+        raise WeightsError(
+            f"cannot download the ImageNet weights of {application} ({str(error).splitlines()[0][:120]}); "
+            f"offline, put {file_name} in ~/.keras/models/ or pass --weights /path/to/{file_name}") from None
+
+
+def keras_resnet(name, input_shape=(224, 224, 3), num_classes=1000, weight_decay=1e-4, weights="none",
+                 freeze_backbone=False):
+    """A keras.applications ResNet without its top, plus a new randomly initialised dense head.
+
+    Yuan's setup: the ImageNet-pretrained backbone (``weights="imagenet"``, or
+    a local weights file of the backbone without its top), global average
+    pooling, and a dense layer with one unit per class. ``freeze_backbone``
+    freezes every backbone weight and runs its batch-norm layers in inference
+    mode (the Keras transfer-learning recipe), so only the head trains; the
+    inference mode stays if the top of the backbone is unfrozen later for fine-
+    tuning. Inputs are float RGB in 0-255: the data pipeline applies the
+    backbone's own ``preprocess_input`` (see ``keras_preprocessing``). Weight
+    decay applies to the head only; keras.applications backbones carry none.
+    ``weights="none"`` trains from random initialisation: not a reproduction.
+    """
+    application = KERAS_APPLICATIONS[name][0]
+    backbone = _load_backbone(application, input_shape, weights)
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    if freeze_backbone:
+        backbone.trainable = False
+        features = backbone(inputs, training=False)
+    else:
+        features = backbone(inputs)
+    outputs = layers.Dense(num_classes, kernel_regularizer=_l2(weight_decay), name="logits")(features)
+    return keras.Model(inputs, outputs, name=f"{name}_transfer")
+
+
+def _transfer(name):
+    def build(input_shape=(224, 224, 3), num_classes=1000, weight_decay=1e-4, weights="none", freeze_backbone=False):
+        return keras_resnet(name, input_shape, num_classes, weight_decay, weights, freeze_backbone)
+
+    build.__name__ = name
+    build.__doc__ = f"keras.applications.{KERAS_APPLICATIONS[name][0]} backbone + new dense head (transfer learning)."
+    return build
+
+
+resnet50_imagenet = _transfer("resnet50_imagenet")
+resnet101_imagenet = _transfer("resnet101_imagenet")
+resnet152_imagenet = _transfer("resnet152_imagenet")
+resnet50v2_imagenet = _transfer("resnet50v2_imagenet")
+resnet101v2_imagenet = _transfer("resnet101v2_imagenet")
+resnet152v2_imagenet = _transfer("resnet152v2_imagenet")
+
+
+def unfreeze_top(model, fine_tune_at):
+    """Makes the backbone's layers from ``fine_tune_at`` on trainable; returns how many layers that is.
+
+    ``fine_tune_at`` is a layer name, a layer index, or a fraction in (0, 1) of
+    the backbone's layers counted from the top (0.1 = its last 10%).
+    Batch-norm layers stay frozen, as Keras' fine-tuning guide advises.
+    """
+    backbone = model.get_layer(BACKBONE)
+    names = [layer.name for layer in backbone.layers]
+    if isinstance(fine_tune_at, str) and fine_tune_at in names:
+        first = names.index(fine_tune_at)
+    else:
+        try:
+            value = float(fine_tune_at)
+        except ValueError:
+            raise ValueError(f"--fine_tune_at {fine_tune_at}: not a layer of the backbone, an index or a fraction") from None
+        if 0.0 < value < 1.0:
+            first = int(round(len(names) * (1.0 - value)))
+        elif value.is_integer() and 0 <= value < len(names):
+            first = int(value)
+        else:
+            raise ValueError(f"--fine_tune_at {fine_tune_at}: index out of range 0-{len(names) - 1} "
+                             f"and not a fraction in (0, 1)")
+    backbone.trainable = True
+    for index, layer in enumerate(backbone.layers):
+        layer.trainable = index >= first and not isinstance(layer, layers.BatchNormalization)
+    return len(names) - first
+
+
+# ----------------------------------------------------------------------------
 # The name-to-builder table: --model, --list_models, experiments and tests all read it.
 
 # name -> (builder, input shape it is meant for, paper)
@@ -523,6 +641,12 @@ MODELS = {
     "lenet5": (lenet5, (28, 28, 1), "LeCun et al. 1998; Lu & Song"),
     "alexnet": (alexnet, (32, 32, 3), "Krizhevsky et al. 2012 (small-input); Lu & Song"),
     "jin_cnn": (jin_cnn, (32, 32, 3), "Jin 2023 (residual_blocks=k, 0 = plain CNN)"),
+    "resnet50_imagenet": (resnet50_imagenet, (224, 224, 3), "keras.applications, transfer learning; Yuan (smaller)"),
+    "resnet101_imagenet": (resnet101_imagenet, (224, 224, 3), "keras.applications, transfer learning"),
+    "resnet152_imagenet": (resnet152_imagenet, (224, 224, 3), "keras.applications, transfer learning; Yuan"),
+    "resnet50v2_imagenet": (resnet50v2_imagenet, (224, 224, 3), "keras.applications (v2), transfer learning"),
+    "resnet101v2_imagenet": (resnet101v2_imagenet, (224, 224, 3), "keras.applications (v2), transfer learning"),
+    "resnet152v2_imagenet": (resnet152v2_imagenet, (224, 224, 3), "keras.applications (v2), transfer learning"),
 }
 
 

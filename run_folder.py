@@ -13,11 +13,18 @@ import tempfile
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
+TIMING = "timing.csv"
 LATEST_MODEL = "latest.keras"
 BEST_MODEL = "best.keras"
 CHECKPOINTS = "ckpt"
 # Everything a training run writes; --overwrite removes exactly these.
-RUN_ENTRIES = (CONFIG, METRICS, LATEST_MODEL, BEST_MODEL, CHECKPOINTS, "train", "validation")
+RUN_ENTRIES = (CONFIG, METRICS, TIMING, LATEST_MODEL, BEST_MODEL, CHECKPOINTS, "train", "validation")
+# Settings that change how a run is executed or logged, not what it computes: a
+# folder whose run differs from the command only in these is the same run.
+NOT_IDENTITY = frozenset({
+    "resume", "overwrite", "log_dir", "save_freq", "steps_per_execution", "eval_batch_size",
+    "distribution_strategy", "num_replicas", "mixed_precision", "jit_compile", "deterministic", "verbose",
+})
 
 
 _UMASK = os.umask(0)
@@ -70,23 +77,58 @@ def has_run(run_dir):
     return os.path.isdir(os.path.join(run_dir, CHECKPOINTS)) or os.path.exists(os.path.join(run_dir, CONFIG))
 
 
-def prepare(run_dir, resume, overwrite):
-    """Makes ``run_dir`` ready for training; returns True when an earlier run should be resumed."""
+def differences(saved, config):
+    """The settings of ``config`` that differ from a saved run's, as "name: saved -> new" strings."""
+    changed = []
+    for key in sorted(set(config) - NOT_IDENTITY):
+        if key in saved and saved[key] != json.loads(json.dumps(config[key])):
+            changed.append(f"{key}: {saved[key]!r} -> {config[key]!r}")
+        elif key not in saved:
+            changed.append(f"{key}: (absent) -> {config[key]!r}")
+    return changed
+
+
+def _remove_stale_temporaries(run_dir):
+    """Deletes what an atomic write killed half-way left: ``.<name>.<random><suffix>`` files, never trusted."""
+    for name in os.listdir(run_dir):
+        if name.startswith(".") and any(name.startswith(f".{entry}.") for entry in RUN_ENTRIES):
+            os.remove(os.path.join(run_dir, name))
+
+
+def _wipe(run_dir):
+    for entry in RUN_ENTRIES:
+        path = os.path.join(run_dir, entry)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def prepare(run_dir, config, resume=False, overwrite=False):
+    """Makes ``run_dir`` ready for training; returns True when the run in it should be continued.
+
+    The same command run again continues its own interrupted (or finished) run.
+    A folder holding a different run is refused unless ``resume`` (continue it
+    with these settings) or ``overwrite`` (start afresh) says which.
+    """
     if resume and overwrite:
         raise RunFolderError("--resume and --overwrite contradict each other; pick one")
     if has_run(run_dir):
         if overwrite:
-            for entry in RUN_ENTRIES:
-                path = os.path.join(run_dir, entry)
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-                elif os.path.exists(path):
-                    os.remove(path)
-        elif not resume:
-            raise RunFolderError(
-                f"--log_dir {run_dir} already holds a run; pass --resume to continue it, "
-                f"--overwrite to replace it, or choose another --log_dir"
-            )
+            _wipe(run_dir)
+        else:
+            try:
+                changed = differences(read_config(run_dir), config)
+            except RunFolderError:
+                changed = ["its config.json is missing or unreadable"]
+            _remove_stale_temporaries(run_dir)
+            if changed and not resume:
+                shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+                raise RunFolderError(
+                    f"--log_dir {run_dir} already holds another run ({shown}); pass --resume to continue it with "
+                    f"these settings, --overwrite to replace it, or choose another --log_dir"
+                )
+            return True
     elif resume:
         raise RunFolderError(f"--resume given but --log_dir {run_dir} holds no run to resume")
     try:
@@ -95,4 +137,4 @@ def prepare(run_dir, resume, overwrite):
         probe.close()
     except OSError as error:
         raise RunFolderError(f"cannot write to --log_dir {run_dir}: {error.strerror}") from None
-    return has_run(run_dir) and resume
+    return False

@@ -1,21 +1,25 @@
-"""Training throughput of one model fed three ways, measured side by side in one process.
+"""Training throughput, every feed and speed option side by side in one process.
 
-  python benchmarks/throughput.py --model resnet20 --batch_size 128 --steps 60
+  python benchmarks/throughput.py --model resnet20 --batch_size 128 --steps 60 --data_dir ../shared/datasets/cifar10
 
-(a) default: the suite's tf.data pipeline (uint8 in memory, batched
-    normalisation + pad/crop/flip in tf.data, prefetch);
-(b) imagedatagenerator: the same model fed by Keras ImageDataGenerator.flow
-    synchronously, one batch made per step, as Liang 2020's code does (and,
-    for reference, the suite's --augment imagedatagenerator, which prefetches);
-(c) ceiling: one pre-normalised batch held in memory, no augmentation: what the
-    model alone can do.
-Plus the default input pipeline alone, with no model. Every mode runs the same
-training step of the engine (cifar10_train.build_step_functions); each is
-warmed up (tracing, first batches) before timing. Ratios are printed at the end.
+For each model, images/s of the engine's training step (cifar10_train.build_step_functions) fed:
+  default             the suite's tf.data pipeline (uint8 in memory, gathered, augmented and
+                      normalised in parallel inside tf.data, prefetched), float32, no XLA;
+  imagedatagenerator  Keras ImageDataGenerator.flow, one batch made per step when the step asks
+                      for it, as Liang 2020's code does (the paper's way);
+  ceiling             one pre-normalised batch held in memory, no augmentation: the model alone;
+  mixed_precision     the default pipeline with the mixed precision `auto` picks here
+                      (bfloat16 on CPUs with native bfloat16, float16 on GPUs);
+  xla                 the default pipeline with the step compiled by XLA;
+  auto                the default pipeline with what --mixed_precision/--jit_compile auto pick.
+Then the input pipeline alone (no model), and the ratios the issue sets targets for. Every row
+is warmed up (tracing, first batches) before it is timed; then the rows take turns for
+--rounds rounds in one process and each row's median round counts.
 """
 
 import argparse
 import os
+import resource
 import sys
 import time
 
@@ -29,23 +33,23 @@ import cifar10_input  # noqa: E402
 import cifar10_train  # noqa: E402
 import resnet  # noqa: E402
 
+FEEDS = ("default", "imagedatagenerator", "ceiling", "mixed_precision", "xla", "auto")
 
-def load_images(data_dir, count):
+
+def load_images(data_dir, count, shape):
     if data_dir:
         data = cifar10_input.load_cifar10(data_dir, download=False)
         return data["x_train"][:count], data["y_train"][:count], f"CIFAR-10 from {data['source']}"
     rng = np.random.RandomState(0)
-    images = rng.randint(0, 256, size=(count, 32, 32, 3), dtype=np.uint8)
+    images = rng.randint(0, 256, size=(count, *shape), dtype=np.uint8)
     return images, rng.randint(0, 10, size=count).astype(np.int32), "random uint8 images (speed does not depend on content)"
 
 
-def time_training(train_steps_fn, dataset, steps, warmup, steps_per_execution):
-    iterator = iter(dataset)
-    train_steps_fn(iterator, tf.constant(warmup)).numpy()
+def time_training(train_steps_fn, iterator, steps, steps_per_execution):
     done, start = 0, time.perf_counter()
     while done < steps:
         n = min(steps_per_execution, steps - done)
-        train_steps_fn(iterator, tf.constant(n)).numpy()  # .numpy() waits for the steps to finish
+        train_steps_fn(iterator, tf.constant(n))[0].numpy()  # .numpy() waits for the steps to finish
         done += n
     return time.perf_counter() - start
 
@@ -59,56 +63,96 @@ def time_pipeline(dataset, batches):
     return time.perf_counter() - start
 
 
+def measure_model(name, args, images, labels):
+    """images/s for each requested feed; returns {feed: images/s} plus the pipeline-alone figure."""
+    norm = cifar10_input.normalization("he", images)
+    auto_precision = cifar10_train.resolve_mixed_precision("auto")
+    mixed = auto_precision if auto_precision != "off" else "bfloat16"
+    settings = {  # feed -> (precision, XLA)
+        "default": ("off", False), "imagedatagenerator": ("off", False), "ceiling": ("off", False),
+        "mixed_precision": (mixed, False), "xla": ("off", True),
+        "auto": (auto_precision, cifar10_train.resolve_jit_compile("auto")),
+    }
+    batch = args.batch_size
+    one_batch = (cifar10_input.normalize(images[:batch], norm), labels[:batch])
+    runners = {}
+    for feed in args.feeds:
+        precision, jit = settings[feed]
+        config = {"model": name, "weight_decay": 1e-4, "mixed_precision": precision}
+        model = cifar10_train.build_for_training(config, images.shape[1:], 10)
+        optimizer = cifar10_train.make_optimizer({"optimizer": "sgd", "momentum": 0.9}, precision == "float16", 0.01)
+        train_steps_fn, _ = cifar10_train.build_step_functions(
+            model, optimizer, tf.distribute.get_strategy(), batch, precision == "float16", jit)
+        if feed == "imagedatagenerator":
+            dataset = cifar10_input.imagedatagenerator_dataset(images, labels, batch, norm, overlap=False)
+        elif feed == "ceiling":
+            dataset = tf.data.Dataset.from_tensors(one_batch).repeat()
+        else:
+            dataset = cifar10_input.make_train_dataset(images, labels, batch, norm, "he")
+        iterator = iter(dataset)
+        train_steps_fn(iterator, tf.constant(args.warmup))[0].numpy()  # tracing and the first batches
+        runners[feed] = (train_steps_fn, iterator)
+    # Rows take turns, round after round, so a slow moment of the machine hits them all alike.
+    seconds = {feed: [] for feed in runners}
+    per_round = max(1, args.steps // args.rounds)
+    for _ in range(args.rounds):
+        for feed, (train_steps_fn, iterator) in runners.items():
+            seconds[feed].append(time_training(train_steps_fn, iterator, per_round, args.steps_per_execution))
+    rates = {}
+    for feed, times in seconds.items():
+        precision, jit = settings[feed]
+        rates[feed] = per_round * batch / float(np.median(times))
+        print(f"  {name:<14s} {feed:<20s} precision {precision:<9s} xla {'on ' if jit else 'off'} "
+              f"{rates[feed]:9.1f} images/s", flush=True)
+    if "default" in rates:
+        batches = 200
+        rates["pipeline_only"] = batches * batch / time_pipeline(
+            cifar10_input.make_train_dataset(images, labels, batch, norm, "he"), batches)
+        print(f"  {name:<14s} {'input pipeline alone':<45s}{rates['pipeline_only']:9.1f} images/s")
+    return rates
+
+
+def print_ratios(name, rates):
+    def ratio(a, b, text, target=""):
+        if a in rates and b in rates:
+            print(f"  {name:<14s} {text:<34s} {rates[a] / rates[b]:6.2f}x  {target}")
+
+    ratio("default", "imagedatagenerator", "default / imagedatagenerator", "(target >= 1.6)")
+    ratio("default", "ceiling", "default / ceiling", "(target >= 0.95)")
+    ratio("pipeline_only", "default", "pipeline alone / default", "(target >= 10)")
+    ratio("mixed_precision", "default", "mixed precision / float32")
+    ratio("xla", "default", "XLA / no XLA")
+    ratio("auto", "default", "auto / all off", "(target >= 1: auto never slows)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=tuple(resnet.MODELS), default="resnet20", help="model to train")
+    parser.add_argument("--models", nargs="+", choices=tuple(resnet.MODELS), default=["resnet20"],
+                        help="models to measure, one after another")
+    parser.add_argument("--feeds", nargs="+", choices=FEEDS, default=list(FEEDS), help="rows to measure")
     parser.add_argument("--batch_size", type=int, default=128, help="global batch size")
-    parser.add_argument("--steps", type=int, default=60, help="timed training steps per mode")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps per mode first (tracing, buffers)")
+    parser.add_argument("--steps", type=int, default=60, help="timed training steps per row, over all rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="rows take turns this many times; the median counts")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps per row first (tracing, buffers)")
     parser.add_argument("--steps_per_execution", type=int, default=1, help="steps per tf.function call")
     parser.add_argument("--data_dir", default=None, help="real CIFAR-10 to use (default: random images, same speed)")
     parser.add_argument("--num_images", type=int, default=50000, help="images held in memory")
     args = parser.parse_args(argv)
 
-    images, labels, source = load_images(args.data_dir, args.num_images)
-    mean, std = cifar10_input.channel_stats(images)
-    print(f"{args.model}, batch {args.batch_size}, {args.steps} timed steps per mode after {args.warmup} warm-up; "
-          f"{len(images)} images: {source}; TF {tf.__version__}, {os.cpu_count()} CPU cores, "
-          f"GPUs: {len(tf.config.list_physical_devices('GPU'))}")
-
-    model = resnet.build_model(args.model, images.shape[1:], 10)
-    optimizer = tf.keras.optimizers.SGD(0.01, momentum=0.9)
-    train_steps_fn, _ = cifar10_train.build_step_functions(
-        model, optimizer, tf.distribute.get_strategy(), args.batch_size)
-
-    one_batch = (cifar10_input.normalize(images[: args.batch_size], mean, std), labels[: args.batch_size])
-    feeds = {
-        "default": cifar10_input.make_train_dataset(images, labels, args.batch_size, mean, std, "he"),
-        "imagedatagenerator": cifar10_input.imagedatagenerator_dataset(
-            images, labels, args.batch_size, mean, std, overlap=False),
-        "imagedatagenerator_prefetched": cifar10_input.imagedatagenerator_dataset(
-            images, labels, args.batch_size, mean, std),
-        "ceiling": tf.data.Dataset.from_tensors(one_batch).repeat(),
-    }
-    rates = {}
-    for name, dataset in feeds.items():
-        seconds = time_training(train_steps_fn, dataset, args.steps, args.warmup, args.steps_per_execution)
-        rates[name] = args.steps * args.batch_size / seconds
-        print(f"  train  {name:<30s} {rates[name]:8.1f} images/s")
-    pipeline_batches = 200
-    seconds = time_pipeline(feeds["default"], pipeline_batches)
-    rates["pipeline_only"] = pipeline_batches * args.batch_size / seconds
-    print(f"  input pipeline alone (no model)       {rates['pipeline_only']:8.1f} images/s")
-    generator_seconds = time_pipeline(feeds["imagedatagenerator"], 20) / 20
-    model_seconds = args.batch_size / rates["ceiling"]
-    print(f"  ImageDataGenerator alone: {generator_seconds * 1000:.1f} ms/batch; model step: {model_seconds * 1000:.1f} ms")
+    shape = (32, 32, 3)
+    images, labels, source = load_images(args.data_dir, args.num_images, shape)
+    print(f"batch {args.batch_size}, {args.steps} timed steps per row after {args.warmup} warm-up; {len(images)} "
+          f"images: {source}; TF {tf.__version__}, {os.cpu_count()} CPU cores, native bfloat16: "
+          f"{cifar10_train.cpu_has_native_bfloat16()}, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
+    results = {}
+    for name in args.models:
+        results[name] = measure_model(name, args, images, labels)
     print("ratios:")
-    print(f"  default / imagedatagenerator = {rates['default'] / rates['imagedatagenerator']:.2f}x  (target >= 1.6; "
-          f"on this machine at most {(model_seconds + generator_seconds) / model_seconds:.2f}x, "
-          f"since the generator adds only its own time to each step)")
-    print(f"  default / ceiling            = {rates['default'] / rates['ceiling']:.1%}  (target >= 95%)")
-    print(f"  pipeline alone / default     = {rates['pipeline_only'] / rates['default']:.1f}x  (target >= 10)")
-    return rates
+    for name, rates in results.items():
+        print_ratios(name, rates)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory of this process: {peak_mb:.0f} MB (the ImageDataGenerator row holds a float32 copy)")
+    return results
 
 
 if __name__ == "__main__":

@@ -169,27 +169,27 @@ TENSOR_RECIPES = [a for a in cifar10_input.AUGMENTATIONS if a != "imagedatagener
 
 @pytest.mark.parametrize("augment", TENSOR_RECIPES)
 def test_recipe_keeps_shape_dtype_random_and_seeded(augment):
-    mean, std = cifar10_input.normalization(augment, BATCH)
-    run = lambda seed, index: cifar10_input.train_transform(augment, mean, std, seed)(  # noqa: E731
+    norm = cifar10_input.normalization(augment, BATCH)
+    run = lambda seed, index: cifar10_input.train_transform(augment, norm, seed)(  # noqa: E731
         BATCH, tf.constant([seed, index], tf.int64)).numpy()
     first = run(0, 0)
     assert first.shape == BATCH.shape and first.dtype == np.float32
     np.testing.assert_array_equal(first, run(0, 0))  # fixed seed: same output
-    if augment == "none":
-        np.testing.assert_allclose(first, cifar10_input.normalize(BATCH, mean, std).numpy())
+    if augment == "none":  # the identity, then the normalisation
+        np.testing.assert_allclose(first, cifar10_input.normalize(BATCH, norm).numpy())
     elif augment == "sequential":
         # Jin's real Keras layers draw from their own seeded generator: each call differs,
         # and a fresh pipeline with the same seed repeats the same sequence.
-        transform = cifar10_input.train_transform(augment, mean, std, 0)
+        transform = cifar10_input.train_transform(augment, norm, 0)
         calls = [transform(BATCH, None).numpy() for _ in range(3)]
         assert not np.array_equal(calls[0], calls[1]) or not np.array_equal(calls[1], calls[2])
-        again = cifar10_input.train_transform(augment, mean, std, 0)
+        again = cifar10_input.train_transform(augment, norm, 0)
         for call in calls:
             np.testing.assert_array_equal(call, again(BATCH, None).numpy())
     else:
         assert not np.array_equal(first, run(0, 1))  # a different batch draws differently
     # Inside tf.data it behaves as eagerly (big_vision's advice).
-    transform = cifar10_input.train_transform(augment, mean, std, 0)
+    transform = cifar10_input.train_transform(augment, norm, 0)
     in_data = next(iter(tf.data.Dataset.from_tensors(BATCH).map(
         lambda x: transform(x, tf.constant([0, 0], tf.int64)))))
     if augment != "sequential":  # Keras layers draw from their own seed generator state
@@ -197,38 +197,55 @@ def test_recipe_keeps_shape_dtype_random_and_seeded(augment):
 
 
 def test_recipe_normalisations():
-    assert cifar10_input.normalization("xu", BATCH) == ([127.5] * 3, [127.5] * 3)
-    assert cifar10_input.normalization("sequential", BATCH) == ([0.0] * 3, [255.0] * 3)
-    x = cifar10_input.train_transform("sequential", *cifar10_input.normalization("sequential", BATCH))(
+    assert cifar10_input.normalization("xu", BATCH) == {"mean": [127.5] * 3, "std": [127.5] * 3}
+    assert cifar10_input.normalization("sequential", BATCH) == {"mean": [0.0] * 3, "std": [255.0] * 3}
+    x = cifar10_input.train_transform("sequential", cifar10_input.normalization("sequential", BATCH))(
         BATCH, tf.constant([0, 0], tf.int64)).numpy()
     assert 0.0 <= x.min() and x.max() <= 1.0  # Rescaling(1/255)
     np.testing.assert_allclose(np.sort(x.ravel()), np.sort(BATCH.ravel() / 255.0), rtol=1e-6)  # only flips
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        cifar10_input.normalization("magic", BATCH)
+
+
+def test_keras_applications_normalisation_is_their_own_preprocess_input():
+    import keras
+
+    norm = cifar10_input.normalization("imagenet", BATCH, keras_preprocess="resnet")
+    ours = cifar10_input.normalize(BATCH, norm).numpy()
+    theirs = keras.applications.resnet.preprocess_input(BATCH.astype(np.float32))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
 
 
 def test_imagedatagenerator_recipe_is_random_and_seeded():
-    mean, std = cifar10_input.channel_stats(BATCH)
+    norm = cifar10_input.normalization("imagedatagenerator", BATCH)
     take = lambda seed: [x.numpy() for x, _ in cifar10_input.make_train_dataset(  # noqa: E731
-        BATCH, np.arange(6), 3, mean, std, "imagedatagenerator", seed).take(2)]
+        BATCH, np.arange(6), 3, norm, "imagedatagenerator", seed).take(2)]
     a, b, c = take(0), take(0), take(1)
     assert a[0].shape == (3, 32, 32, 3) and a[0].dtype == np.float32
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.array_equal(a[0], c[0])
 
 
-def test_imagenet_eval_is_centre_crop():
-    mean, std = cifar10_input.normalization("imagenet", BATCH)
-    out = cifar10_input.eval_transform("imagenet", mean, std)(BATCH).numpy()
-    assert out.shape == BATCH.shape
-    plain = cifar10_input.normalize(BATCH, mean, std).numpy()
-    assert not np.allclose(out, plain)
+def test_imagenet_recipe_crops_stored_images_to_the_model_size():
+    """Stored at 40 for a 35-pixel model (35 = 0.875 x 40): validation is exactly the central 35x35."""
+    stored = np.random.RandomState(1).randint(0, 256, (4, 40, 40, 3)).astype(np.uint8)
+    norm = cifar10_input.normalization("imagenet", stored)
+    validation = cifar10_input.eval_transform("imagenet", norm, (35, 35))(stored).numpy()
+    np.testing.assert_allclose(validation, cifar10_input.normalize(stored[:, 2:37, 2:37], norm).numpy(), rtol=1e-6)
+    training = cifar10_input.train_transform("imagenet", norm, 0, (35, 35))(stored, tf.constant([0, 0], tf.int64))
+    assert training.shape == (4, 35, 35, 3)
 
 
 @pytest.mark.parametrize("augment", cifar10_input.AUGMENTATIONS)
 def test_augmentation_grid_has_originals_first(augment):
-    mean, std = cifar10_input.normalization(augment, BATCH)
-    grid = cifar10_input.augmentation_grid(BATCH[:2], augment, mean, std, versions=3)
+    norm = cifar10_input.normalization(augment, BATCH)
+    grid = cifar10_input.augmentation_grid(BATCH[:2], augment, norm, versions=3)
     assert grid.shape == (64, 4 * 32, 3) and grid.dtype == np.uint8
     np.testing.assert_array_equal(grid[:32, :32], BATCH[0])
+    if augment == "none":
+        np.testing.assert_array_equal(grid[:32, 32:64], BATCH[0])  # identity
+    else:
+        assert not all(np.array_equal(grid[:32, 32 * v:32 * v + 32], BATCH[0]) for v in (1, 2, 3))
 
 
 def test_augment_preview_writes_png(capsys, cifar_archive, tmp_path):

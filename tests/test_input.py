@@ -87,7 +87,7 @@ def test_md5_mismatch_is_one_clear_line_and_leaves_nothing(tmp_path, monkeypatch
     with pytest.raises(cifar10_input.DataError, match="MD5") as error:
         cifar10_input.load_cifar10(str(cache))
     assert "--data_dir" in str(error.value) and "\n" not in str(error.value)
-    assert os.listdir(cache) == []
+    assert not cache.exists()  # the folder the download made is gone again, with the bad file
 
 
 def test_offline_download_names_data_dir(tmp_path, monkeypatch):
@@ -95,7 +95,17 @@ def test_offline_download_names_data_dir(tmp_path, monkeypatch):
     with pytest.raises(cifar10_input.DataError, match="could not download CIFAR-10.*--data_dir") as error:
         cifar10_input.load_cifar10(str(tmp_path / "cache"))
     assert "\n" not in str(error.value)
-    assert os.listdir(tmp_path / "cache") == []
+    assert not (tmp_path / "cache").exists()
+
+
+def test_failed_download_into_existing_folder_leaves_it_as_it_was(tmp_path, monkeypatch, cifar_batches):
+    _serve_archive(tmp_path, monkeypatch, cifar_batches, md5="0" * 32)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "notes.txt").write_text("mine")
+    with pytest.raises(cifar10_input.DataError):
+        cifar10_input.load_cifar10(str(cache))
+    assert sorted(os.listdir(cache)) == ["notes.txt"]  # no .part file, no bad archive
 
 
 def test_split_is_deterministic_and_disjoint():
@@ -112,9 +122,10 @@ def test_split_is_deterministic_and_disjoint():
 
 def test_channel_stats_match_numpy(cifar_batches):
     images = cifar_batches["data_batch_1"][0]
-    mean, std = cifar10_input.channel_stats(images)
-    np.testing.assert_allclose(mean, images.reshape(-1, 3).mean(0))
-    np.testing.assert_allclose(std, images.reshape(-1, 3).std(0))
+    for chunk in (3, 4096):  # summed over chunks or at once: the same numbers
+        mean, std = cifar10_input.channel_stats(images, chunk=chunk)
+        np.testing.assert_allclose(mean, images.reshape(-1, 3).mean(0))
+        np.testing.assert_allclose(std, images.reshape(-1, 3).std(0))
 
 
 def _padded_windows(image):
@@ -135,6 +146,14 @@ def test_he_augment_is_a_padded_crop_or_its_mirror():
         assert any(np.array_equal(augmented, window) for window in _padded_windows(image))
 
 
+def test_he_augment_pads_with_the_mean_colour():
+    """He et al. zero-pad mean-subtracted images: in 0-255 space the border is the mean colour."""
+    fill = [10.0, 20.0, 30.0]
+    out = cifar10_input.he_augment(tf.fill([64, 32, 32, 3], 200.0), tf.constant([0, 0], tf.int64), fill).numpy()
+    colours = {tuple(pixel) for pixel in out.reshape(-1, 3)}
+    assert colours == {(200.0, 200.0, 200.0), tuple(fill)}  # 64 random crops: some border shows
+
+
 def test_he_augment_seeded_and_random():
     images = tf.random.stateless_normal([16, 32, 32, 3], seed=[1, 2])
     a = cifar10_input.he_augment(images, tf.constant([0, 1], tf.int64))
@@ -144,23 +163,71 @@ def test_he_augment_seeded_and_random():
     assert not np.array_equal(a, c)
 
 
+def _norm(images):
+    return cifar10_input.normalization("he", images)
+
+
 def test_train_dataset_same_in_tf_data_and_eagerly(cifar_batches):
     images, labels = cifar_batches["data_batch_1"]
-    mean, std = cifar10_input.channel_stats(images)
-    dataset = cifar10_input.make_train_dataset(images, labels, 4, mean, std, "none", seed=0)
+    norm = _norm(images)
+    dataset = cifar10_input.make_train_dataset(images, labels, 4, norm, "none", seed=0)
     x, y = next(iter(dataset))
-    assert x.shape == (4, 32, 32, 3) and x.dtype == tf.float32 and y.dtype == tf.int64
+    assert x.shape == (4, 32, 32, 3) and x.dtype == tf.float32 and y.dtype == tf.int32
     # With no augmentation each row is exactly the normalised source image.
     for row, label in zip(x.numpy(), y.numpy()):
-        matches = [i for i in range(len(images)) if np.allclose(cifar10_input.normalize(images[i], mean, std), row)]
+        matches = [i for i in range(len(images)) if np.allclose(cifar10_input.normalize(images[i], norm), row)]
         assert matches and labels[matches[0]] == label
+
+
+def _stream(images, batch, steps, **kwargs):
+    labels = np.arange(len(images), dtype=np.int32)  # label = image index, to follow the order
+    dataset = cifar10_input.make_train_dataset(images, labels, batch, _norm(images), "he", seed=3, **kwargs)
+    return [(x.numpy(), y.numpy()) for x, y in dataset.take(steps)]
+
+
+def test_every_epoch_is_a_permutation_of_the_images(cifar_batches):
+    images = cifar_batches["data_batch_1"][0]  # 7 images
+    order = np.concatenate([y for _, y in _stream(images, 7, 4)])
+    for epoch in order.reshape(4, 7):
+        assert sorted(epoch) == list(range(7))
+    assert len({tuple(e) for e in order.reshape(4, 7)}) > 1  # reshuffled each epoch
+
+
+def test_stream_resumes_exactly_at_a_step(cifar_batches):
+    """What an interrupted run sees from step 5 on is what the uninterrupted run saw."""
+    images = cifar_batches["data_batch_1"][0]
+    whole = _stream(images, 3, 9)
+    resumed = _stream(images, 3, 4, start_step=5)
+    for (xa, ya), (xb, yb) in zip(whole[5:], resumed):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)  # same crops and flips too
+
+
+class _Context:
+    """The two fields of tf.distribute.InputContext the pipeline reads, for one of two workers."""
+
+    def __init__(self, pipeline_id):
+        self.num_input_pipelines, self.input_pipeline_id, self.num_replicas_in_sync = 2, pipeline_id, 2
+
+    def get_per_replica_batch_size(self, batch_size):
+        return batch_size // self.num_replicas_in_sync
+
+
+def test_workers_read_disjoint_halves_of_each_epoch():
+    images = np.random.RandomState(0).randint(0, 256, (10, 32, 32, 3)).astype(np.uint8)
+    seen = [np.concatenate([y for _, y in _stream(images, 10, 5, input_context=_Context(i))]) for i in (0, 1)]
+    for worker in seen:
+        assert len(worker) == 25
+    for epoch in range(5):
+        both = np.concatenate([seen[0][5 * epoch:5 * epoch + 5], seen[1][5 * epoch:5 * epoch + 5]])
+        assert sorted(both) == list(range(10))
 
 
 def test_train_dataset_repeats_and_is_seeded(cifar_batches):
     images, labels = cifar_batches["data_batch_1"]
-    mean, std = cifar10_input.channel_stats(images)
-    first = [x.numpy() for x, _ in cifar10_input.make_train_dataset(images, labels, 3, mean, std, "he", seed=7).take(5)]
-    again = [x.numpy() for x, _ in cifar10_input.make_train_dataset(images, labels, 3, mean, std, "he", seed=7).take(5)]
+    norm = _norm(images)
+    first = [x.numpy() for x, _ in cifar10_input.make_train_dataset(images, labels, 3, norm, "he", seed=7).take(5)]
+    again = [x.numpy() for x, _ in cifar10_input.make_train_dataset(images, labels, 3, norm, "he", seed=7).take(5)]
     assert len(first) == 5  # 7 images, batch 3: repeats beyond one epoch
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
@@ -168,14 +235,13 @@ def test_train_dataset_repeats_and_is_seeded(cifar_batches):
 
 def test_imagedatagenerator_dataset(cifar_batches):
     images, labels = cifar_batches["data_batch_1"]
-    mean, std = cifar10_input.channel_stats(images)
-    dataset = cifar10_input.make_train_dataset(images, labels, 3, mean, std, "imagedatagenerator", seed=0)
+    dataset = cifar10_input.make_train_dataset(images, labels, 3, _norm(images), "imagedatagenerator", seed=0)
     batches = list(dataset.take(4))
     assert all(x.shape == (3, 32, 32, 3) and x.dtype == tf.float32 for x, _ in batches)
 
 
 def test_eval_dataset_keeps_order_and_last_batch(cifar_batches):
     images, labels = cifar_batches["test_batch"]
-    dataset = cifar10_input.make_eval_dataset(images, labels, 4, [0, 0, 0], [1, 1, 1])
+    dataset = cifar10_input.make_eval_dataset(images, labels, 4, {"mean": [0, 0, 0], "std": [1, 1, 1]})
     got = np.concatenate([y.numpy() for _, y in dataset])
     np.testing.assert_array_equal(got, labels)

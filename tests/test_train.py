@@ -67,26 +67,93 @@ def test_run_folder_holds_models_config_and_summaries(trained_run):
     for name in (run_folder.LATEST_MODEL, run_folder.BEST_MODEL, run_folder.CONFIG):
         assert (log_dir / name).exists()
     config = json.loads((log_dir / run_folder.CONFIG).read_text())
-    assert config["preprocessing"]["augment"] == "none" and len(config["preprocessing"]["mean"]) == 3
+    assert config["preprocessing"]["augment"] == "none" and len(config["preprocessing"]["norm"]["mean"]) == 3
     assert config["num_classes"] == 4 and config["input_shape"] == [16, 16, 3]
     assert {"loss", "error", "accuracy", "learning_rate", "augmentation"} <= _scalar_tags(log_dir / "train")
     assert {"loss", "error", "accuracy"} <= _scalar_tags(log_dir / "validation")
     assert result["step"] == 40 and 0 <= result["best_val_accuracy"] <= 1
 
 
-def test_existing_run_is_refused_then_resumed(trained_run, tmp_path):
+def test_same_run_again_is_finished_another_is_refused_resume_extends(trained_run):
     log_dir, _ = trained_run
-    with pytest.raises(run_folder.RunFolderError, match="--resume.*--overwrite"):
-        cifar10_train.train(_config(log_dir), _tiny_data(), verbose=0)
+    # The same settings again: the finished run is returned, nothing is retrained.
+    again = cifar10_train.train(_config(log_dir), _tiny_data(), verbose=0)
+    assert again["step"] == 40 and pd.read_csv(log_dir / run_folder.METRICS)["step"].tolist() == [10, 20, 30, 40]
+    # Different settings: refused, naming what differs.
+    with pytest.raises(run_folder.RunFolderError, match="another run.*learning_rate: 0.05 -> 0.1.*--resume.*--overwrite"):
+        cifar10_train.train(_config(log_dir, learning_rate=0.1), _tiny_data(), verbose=0)
+    # --resume continues it with the new settings (here: 10 more steps).
     result = cifar10_train.train(_config(log_dir, train_steps=50, resume=True), _tiny_data(), verbose=0)
     steps = pd.read_csv(log_dir / run_folder.METRICS)["step"].tolist()
     assert steps == [10, 20, 30, 40, 50] and result["step"] == 50
+    assert json.loads((log_dir / run_folder.CONFIG).read_text())["train_steps"] == 50
 
 
-def test_nan_loss_stops_with_the_step(tmp_path):
-    with pytest.raises(cifar10_train.TrainingError, match="between steps 0 and"):
-        cifar10_train.train(_config(tmp_path / "nan", learning_rate=1e30, train_steps=6, report_freq=3), _tiny_data(),
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    log_dir = tmp_path / "nan"
+    config = _config(log_dir, train_steps=12, report_freq=6, lr_decay_at=[])
+    cifar10_train.train(dict(config, train_steps=6, save_freq=2), _tiny_data(), verbose=0)  # 6 good steps
+    # Continue at an absurd rate, 5 steps per tf.function call: step 7 still computes its loss
+    # from step 6's good weights, its update ruins them, and step 8 is the first non-finite loss,
+    # found inside the call that runs steps 7-11.
+    with pytest.raises(cifar10_train.TrainingError, match=r"loss became nan at step 8; stopped. The last good "
+                                                          r"checkpoint is .*ckpt-6"):
+        cifar10_train.train(dict(config, learning_rate=1e30, steps_per_execution=5, resume=True), _tiny_data(),
                             verbose=0)
+    assert tf.train.latest_checkpoint(str(log_dir / "ckpt")).endswith("ckpt-6")
+
+
+def _interrupt_after(calls, monkeypatch):
+    """Makes the engine's n-th training call raise KeyboardInterrupt, as Ctrl-C between steps does."""
+    real = cifar10_train.build_step_functions
+    count = {"calls": 0}
+
+    def build(*args, **kwargs):
+        train_steps_fn, eval_batch_fn = real(*args, **kwargs)
+
+        def interrupted(iterator, num_steps):
+            count["calls"] += 1
+            if count["calls"] > calls:
+                raise KeyboardInterrupt
+            return train_steps_fn(iterator, num_steps)
+
+        return interrupted, eval_batch_fn
+
+    monkeypatch.setattr(cifar10_train, "build_step_functions", build)
+
+
+def test_deterministic_runs_match_and_an_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    config = dict(model="jin_cnn", model_options={"residual_blocks": 1}, train_steps=12, report_freq=4, save_freq=2,
+                  steps_per_execution=1, augment="he", deterministic=True)
+    first = tmp_path / "first"
+    cifar10_train.train(_config(first, **config), _tiny_data(), verbose=0)
+    second = tmp_path / "second"
+    cifar10_train.train(_config(second, **config), _tiny_data(), verbose=0)
+    assert (first / run_folder.METRICS).read_bytes() == (second / run_folder.METRICS).read_bytes()
+
+    interrupted = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        _interrupt_after(7, patch)  # dies during step 8; the last checkpoint is step 6
+        with pytest.raises(KeyboardInterrupt):
+            cifar10_train.train(_config(interrupted, **config), _tiny_data(), verbose=0)
+    assert tf.train.latest_checkpoint(str(interrupted / "ckpt")).endswith("ckpt-6")
+    assert pd.read_csv(interrupted / run_folder.METRICS)["step"].tolist() == [4]
+    result = cifar10_train.train(_config(interrupted, **config), _tiny_data(), verbose=0)  # the same command again
+    assert result["step"] == 12
+    # Step 6's partial report window came back from the checkpoint: the numbers are the uninterrupted run's.
+    pd.testing.assert_frame_equal(pd.read_csv(interrupted / run_folder.METRICS), pd.read_csv(first / run_folder.METRICS),
+                                  rtol=1e-5)
+
+
+def test_bfloat16_and_xla_paths_train_and_save(tmp_path):
+    log_dir = tmp_path / "fast"
+    result = cifar10_train.train(_config(log_dir, model="jin_cnn", model_options={"residual_blocks": 1},
+                                         train_steps=4, report_freq=2, mixed_precision="bfloat16", jit_compile=True),
+                                 _tiny_data(), verbose=0)
+    assert np.isfinite(result["train_loss"])
+    assert result["model"].get_layer("res1_conv1").dtype_policy.name == "mixed_bfloat16"
+    import keras
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored for whatever is built next
 
 
 # ---------------------------------------------------------------------------- the command line
@@ -194,6 +261,6 @@ def test_any_model_trains_with_its_option_from_the_cli(capsys, cifar_archive, tm
 
 def test_option_a_model_does_not_take_is_one_line(capsys, cifar_archive, tmp_path):
     code, _, err = _main(capsys, "--model", "lenet5", "--shortcut", "B", "--data_dir", str(cifar_archive),
-                         "--train_steps", "2", "--report_freq", "2", "--log_dir", str(tmp_path / "run"))
+                         "--train_steps", "2", "--report_freq", "2", "--batch_size", "5", "--log_dir", str(tmp_path / "run"))
     assert code == 2 and "model lenet5 does not take option(s) ['shortcut']" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()

@@ -1,0 +1,153 @@
+"""Bad input costs one clear line, exit code 2, and leaves nothing behind (issue 7's list)."""
+
+import hashlib
+import types
+
+import cv2
+import numpy as np
+import pytest
+
+import cifar10_input
+import cifar10_main
+from conftest import write_python_archive
+
+
+def _run(capsys, argv):
+    """Runs the CLI; returns (exit code, stderr). argparse's own errors exit through SystemExit."""
+    try:
+        code = cifar10_main.main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    return code, capsys.readouterr().err
+
+
+def _assert_one_line_error(capsys, argv, message, *must_not_exist):
+    code, err = _run(capsys, argv)
+    assert code == 2, err
+    assert message in err, err
+    assert err.count("\n") == 1, err
+    for path in must_not_exist:
+        assert not path.exists(), f"{path} was left behind"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "resnet7"], "argument --model: invalid choice: 'resnet7'"),
+    (["--dataset", "imagenet21k"], "argument --dataset: invalid choice: 'imagenet21k'"),
+    (["--augment", "magic"], "argument --augment: invalid choice: 'magic'"),
+    (["--mode", "fly"], "argument --mode: invalid choice: 'fly'"),
+    (["--train_steps", "0"], "argument --train_steps: must be a positive integer, got 0"),
+    (["--train_steps", "-5"], "argument --train_steps: must be a positive integer, got -5"),
+    (["--epochs", "-1"], "argument --epochs: must be a positive number, got -1"),
+    (["--batch_size", "0"], "argument --batch_size: must be a positive integer, got 0"),
+    (["--batch_size", "many"], "argument --batch_size: must be a positive integer, got many"),
+    (["--learning_rate", "0"], "argument --learning_rate: must be a positive number, got 0"),
+    (["--learning_rate", "-0.1"], "argument --learning_rate: must be a positive number, got -0.1"),
+    (["--learning_rate", "nan"], "argument --learning_rate: must be a positive number, got nan"),
+    (["--save_freq", "0"], "argument --save_freq: must be a positive integer, got 0"),
+    (["--validation_split", "1.5"], "argument --validation_split: must be in [0, 1), got 1.5"),
+    (["--steps_per_execution", "fast"], "argument --steps_per_execution: must be a positive integer, got fast"),
+    (["--train_steps", "10", "--report_freq", "20"], "--report_freq 20 is larger than --train_steps 10"),
+    (["--train_steps", "10", "--epochs", "2"], "give --train_steps or --epochs, not both"),
+    (["--weights", "imagenet"], "--weights applies to the keras.applications models (*_imagenet), not resnet20"),
+    (["--image_size", "64", "64"], "--image_size applies to --dataset folder only"),
+    (["--dataset", "folder"], "--dataset folder needs --data_dir"),
+    (["--mode", "test"], "--mode test needs --checkpoint"),
+    (["--mode", "test", "--checkpoint", "/nonexistent/run"], "--checkpoint /nonexistent/run does not exist"),
+    (["--mode", "predict", "--checkpoint", "/nonexistent/run"], "--mode predict needs --images"),
+    (["--model", "resnet50_imagenet", "--fine_tune_at", "0.1"], "--fine_tune_at unfreezes part of a frozen backbone"),
+])
+def test_bad_flags(capsys, tmp_path, argv, message):
+    _assert_one_line_error(capsys, argv + ["--log_dir", str(tmp_path / "run")], message, tmp_path / "run")
+
+
+def test_batch_that_does_not_divide_among_replicas(capsys, tmp_path, monkeypatch, cifar_archive):
+    # Three replicas need no hardware to be refused: the check happens before any device is used.
+    monkeypatch.setattr(cifar10_main, "make_strategy", lambda *args: types.SimpleNamespace(num_replicas_in_sync=3))
+    _assert_one_line_error(capsys, ["--batch_size", "128", "--data_dir", str(cifar_archive), "--log_dir",
+                                    str(tmp_path / "run")], "--batch_size 128 does not divide among 3 replicas",
+                           tmp_path / "run")
+
+
+def test_missing_data_dir_offline(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar10_input, "CIFAR10_URL", "file:///nonexistent/cifar-10-python.tar.gz")
+    missing = tmp_path / "no_such_folder"
+    _assert_one_line_error(capsys, ["--data_dir", str(missing), "--log_dir", str(tmp_path / "run")],
+                           "could not download CIFAR-10", missing, tmp_path / "run")
+    code, err = _run(capsys, ["--data_dir", str(missing), "--log_dir", str(tmp_path / "run")])
+    assert "pass --data_dir DIR" in err
+
+
+def test_data_dir_that_is_not_a_dataset(capsys, tmp_path):
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("not CIFAR-10")
+    _assert_one_line_error(capsys, ["--data_dir", str(bogus), "--log_dir", str(tmp_path / "run")],
+                           f"CIFAR-10 archive {bogus} is truncated or corrupt", tmp_path / "run")
+
+
+def test_truncated_archive(capsys, tmp_path, cifar_batches):
+    archive = write_python_archive(tmp_path / "data" / "cifar-10-python.tar.gz", cifar_batches)
+    archive.write_bytes(archive.read_bytes()[:3000])
+    _assert_one_line_error(capsys, ["--data_dir", str(archive.parent), "--log_dir", str(tmp_path / "run")],
+                           "cifar-10-python.tar.gz is truncated or corrupt", tmp_path / "run")
+
+
+def test_md5_mismatch(capsys, tmp_path, monkeypatch, cifar_batches):
+    source = write_python_archive(tmp_path / "server" / "cifar-10-python.tar.gz", cifar_batches)
+    monkeypatch.setattr(cifar10_input, "CIFAR10_URL", source.as_uri())
+    monkeypatch.setattr(cifar10_input, "CIFAR10_MD5", hashlib.md5(b"something else").hexdigest())
+    cache = tmp_path / "cache"
+    _assert_one_line_error(capsys, ["--data_dir", str(cache), "--log_dir", str(tmp_path / "run")],
+                           "failed its MD5 check", cache, tmp_path / "run")
+
+
+def test_image_folder_without_images(capsys, tmp_path):
+    (tmp_path / "flowers" / "daisy").mkdir(parents=True)
+    (tmp_path / "flowers" / "daisy" / "readme.txt").write_text("no photos yet")
+    _assert_one_line_error(capsys, ["--dataset", "folder", "--data_dir", str(tmp_path / "flowers"), "--model",
+                                    "jin_cnn", "--log_dir", str(tmp_path / "run")],
+                           "daisy holds no readable images", tmp_path / "run")
+
+
+def test_unwritable_log_folder(capsys, tmp_path, cifar_archive):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where a folder should go")
+    _assert_one_line_error(capsys, ["--data_dir", str(cifar_archive), "--batch_size", "5", "--train_steps", "2",
+                                    "--report_freq", "1", "--log_dir", str(blocker / "run")],
+                           f"cannot write to --log_dir {blocker / 'run'}")
+
+
+def test_model_that_does_not_fit_the_images(capsys, tmp_path):
+    folder = tmp_path / "tiny"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        for index in range(3):
+            cv2.imwrite(str(folder / name / f"{index}.png"), np.full((12, 12, 3), 40 * index, np.uint8))
+    _assert_one_line_error(capsys, ["--dataset", "folder", "--data_dir", str(folder), "--model", "lenet5",
+                                    "--image_size", "8", "8", "--augment", "none", "--batch_size", "2",
+                                    "--train_steps", "2", "--report_freq", "1", "--log_dir", str(tmp_path / "run")],
+                           "model lenet5 cannot take (8, 8, 3) images", tmp_path / "run")
+
+
+def test_checkpoint_that_holds_another_model(capsys, tmp_path, cifar_archive):
+    run = tmp_path / "run"
+    assert cifar10_main.main(["--data_dir", str(cifar_archive), "--batch_size", "5", "--train_steps", "2",
+                              "--report_freq", "2", "--model", "jin_cnn", "--log_dir", str(run)]) == 0
+    capsys.readouterr()
+    _assert_one_line_error(capsys, ["--mode", "test", "--checkpoint", str(run), "--model", "resnet56",
+                                    "--output", str(tmp_path / "out")],
+                           "holds a jin_cnn run, not --model resnet56", tmp_path / "out")
+    (run / "latest.keras").write_bytes(b"not a keras file")
+    _assert_one_line_error(capsys, ["--mode", "test", "--checkpoint", str(run), "--output", str(tmp_path / "out")],
+                           "cannot load", tmp_path / "out")
+
+
+def test_another_run_in_the_log_folder(capsys, tmp_path, cifar_archive):
+    run = tmp_path / "run"
+    common = ["--data_dir", str(cifar_archive), "--batch_size", "5", "--train_steps", "2", "--report_freq", "2",
+              "--model", "jin_cnn", "--log_dir", str(run)]
+    assert cifar10_main.main(common) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in run.iterdir())
+    _assert_one_line_error(capsys, common + ["--learning_rate", "0.5"],
+                           "already holds another run (learning_rate: 0.1 -> 0.5); pass --resume")
+    assert sorted(p.name for p in run.iterdir()) == before

@@ -1,0 +1,57 @@
+"""A real training process killed with SIGKILL mid-run continues when the same command runs again."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import tensorflow as tf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _command(data_dir, log_dir):
+    return [sys.executable, str(ROOT / "cifar10_main.py"), "--data_dir", str(data_dir), "--log_dir", str(log_dir),
+            "--model", "resnet20", "--train_steps", "300", "--report_freq", "100", "--save_freq", "5",
+            "--batch_size", "8", "--steps_per_execution", "1", "--eval_batch_size", "7"]
+
+
+def test_sigkill_then_same_command_continues(cifar_archive, tmp_path):
+    log_dir = tmp_path / "run"
+    command = _command(cifar_archive, log_dir)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            latest = tf.train.latest_checkpoint(str(log_dir / "ckpt")) if (log_dir / "ckpt").exists() else None
+            if latest and int(latest.rsplit("-", 1)[1]) >= 20:
+                break
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
+        else:
+            raise AssertionError("no checkpoint at step 20 within 240 s")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    killed_at = int(tf.train.latest_checkpoint(str(log_dir / "ckpt")).rsplit("-", 1)[1])
+    assert killed_at < 300  # killed mid-run, not after the end
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed_from = int(re.search(r"Resuming \S+ from step (\d+)", again.stdout).group(1))
+    assert resumed_from >= killed_at and resumed_from % 5 == 0  # at most --save_freq steps lost
+    metrics = pd.read_csv(log_dir / "metrics.csv")
+    assert metrics["step"].tolist() == [100, 200, 300]  # complete: no row missing, none twice
+    assert metrics.notna().all().all()
+    assert tf.train.latest_checkpoint(str(log_dir / "ckpt")).endswith("ckpt-300")
+    assert (log_dir / "latest.keras").exists() and (log_dir / "best.keras").exists()
+    # No temporary file of an interrupted atomic write is left for a later run to trust.
+    assert not [p for p in log_dir.iterdir() if p.name.startswith(".")]
