@@ -18,8 +18,32 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with file descriptor 2 muted, unless TF_CPP_MIN_LOG_LEVEL is 0.
+
+    TF's C++ start-up lines (oneDNN notice, CUDA stub lookup) are written before
+    its log level applies, so a bad flag would otherwise come after four lines
+    of chatter. Only the import is muted: device set-up messages still show.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        import tensorflow
+        return tensorflow
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return tensorflow
+
+
+tf = _import_tensorflow_quietly()
+
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import cifar10_input  # noqa: E402
 import cifar10_test  # noqa: E402
@@ -300,7 +324,11 @@ def check_flags(args, model_name):
         raise UsageError("give --fine_tune_steps or --fine_tune_epochs, not both")
 
 
-def run_train(args):
+def run_train(args, on_report=None, verbose=1):
+    """Trains as the flags say and returns the engine's result; experiments and benchmarks call it too.
+
+    ``on_report(row) -> bool`` may stop training early (see ``cifar10_train.train``).
+    """
     model_name = args.model or "resnet20"
     check_flags(args, model_name)
     if args.train_steps and args.report_freq > args.train_steps:
@@ -380,11 +408,12 @@ def run_train(args):
           f"{f' + {fine_tune_steps} fine-tuning' if fine_tune_steps else ''}, precision {precision}; run folder "
           f"{log_dir}.{weights_note}")
     try:
-        result = cifar10_train.train(config, data, strategy)
+        result = cifar10_train.train(config, data, strategy, verbose=verbose, on_report=on_report)
     except ValueError as error:  # the engine's own checks (batch per input pipeline, --fine_tune_at layer)
         raise UsageError(str(error).splitlines()[0]) from None
     print(f"Done: val accuracy {result.get('val_accuracy', float('nan')):.4f} at step {result.get('step')}, "
           f"best {result['best_val_accuracy']:.4f}. Test with: python cifar10_main.py --mode test --checkpoint {log_dir}")
+    return result
 
 
 def load_run(args):
