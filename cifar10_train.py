@@ -264,7 +264,7 @@ def train(config, data, strategy=None, verbose=1, on_report=None):
 
     Returns:
       dict with the last row of the metrics, ``best_val_accuracy``, ``step``,
-      ``log_dir`` and the trained ``model``.
+      ``log_dir``, ``num_replicas`` and the trained ``model``.
     """
     with op_determinism(bool(config.get("deterministic"))):
         return _train(config, data, strategy or tf.distribute.get_strategy(), verbose, on_report)
@@ -490,5 +490,5 @@ def _train(config, data, strategy, verbose, on_report):
     if verbose:
         progbar.update(step, finalize=True)
     final = rows[-1] if rows else {}
-    return dict(final, best_val_accuracy=best_accuracy, log_dir=log_dir, model=model, step=step)
+    return dict(final, best_val_accuracy=best_accuracy, log_dir=log_dir, model=model, step=step, num_replicas=replicas)
 

@@ -54,10 +54,13 @@ def atomic_write(path, write):
 
 
 def write_json(path, data):
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path, text):
     def write(temp):
         with open(temp, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+            handle.write(text)
 
     atomic_write(path, write)
 

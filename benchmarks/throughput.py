@@ -11,7 +11,8 @@ For each model, images/s of the engine's training step (cifar10_train.build_step
   mixed_precision     the default pipeline with the mixed precision `auto` picks here
                       (bfloat16 on CPUs with native bfloat16, float16 on GPUs);
   xla                 the default pipeline with the step compiled by XLA;
-  auto                the default pipeline with what --mixed_precision/--jit_compile auto pick.
+  auto                the default pipeline with what --mixed_precision/--jit_compile/
+                      --steps_per_execution auto pick.
 Then the input pipeline alone (no model), and the ratios the issue sets targets for. Every row
 is warmed up (tracing, first batches) before it is timed; then the rows take turns for
 --rounds rounds in one process and each row's median round counts.
@@ -91,24 +92,28 @@ def measure_model(name, args, images, labels):
             dataset = cifar10_input.make_train_dataset(images, labels, batch, norm, "he")
         iterator = iter(dataset)
         train_steps_fn(iterator, tf.constant(args.warmup))[0].numpy()  # tracing and the first batches
-        runners[feed] = (train_steps_fn, iterator)
+        steps_per_execution = args.steps_per_execution
+        if feed == "auto":  # the engine's rule: calls of about SECONDS_PER_CALL, sized from a timed step
+            per_step = time_training(train_steps_fn, iterator, 2, 1) / 2
+            steps_per_execution = int(min(100, max(1, cifar10_train.SECONDS_PER_CALL / per_step)))
+        runners[feed] = (train_steps_fn, iterator, steps_per_execution)
     # Rows take turns, round after round, so a slow moment of the machine hits them all alike.
     seconds = {feed: [] for feed in runners}
     per_round = max(1, args.steps // args.rounds)
     for _ in range(args.rounds):
-        for feed, (train_steps_fn, iterator) in runners.items():
-            seconds[feed].append(time_training(train_steps_fn, iterator, per_round, args.steps_per_execution))
+        for feed, (train_steps_fn, iterator, steps_per_execution) in runners.items():
+            seconds[feed].append(time_training(train_steps_fn, iterator, per_round, steps_per_execution))
     rates = {}
     for feed, times in seconds.items():
         precision, jit = settings[feed]
         rates[feed] = per_round * batch / float(np.median(times))
         print(f"  {name:<14s} {feed:<20s} precision {precision:<9s} xla {'on ' if jit else 'off'} "
-              f"{rates[feed]:9.1f} images/s", flush=True)
+              f"steps/call {runners[feed][2]:<3d} {rates[feed]:9.1f} images/s", flush=True)
     if "default" in rates:
         batches = 200
         rates["pipeline_only"] = batches * batch / time_pipeline(
             cifar10_input.make_train_dataset(images, labels, batch, norm, "he"), batches)
-        print(f"  {name:<14s} {'input pipeline alone':<45s}{rates['pipeline_only']:9.1f} images/s")
+        print(f"  {name:<14s} {'input pipeline alone':<59s}{rates['pipeline_only']:9.1f} images/s")
     return rates
 
 
@@ -134,7 +139,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=60, help="timed training steps per row, over all rounds")
     parser.add_argument("--rounds", type=int, default=3, help="rows take turns this many times; the median counts")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per row first (tracing, buffers)")
-    parser.add_argument("--steps_per_execution", type=int, default=1, help="steps per tf.function call")
+    parser.add_argument("--steps_per_execution", type=int, default=1,
+                        help="steps per tf.function call for every row but auto (which sizes its own)")
     parser.add_argument("--data_dir", default=None, help="real CIFAR-10 to use (default: random images, same speed)")
     parser.add_argument("--num_images", type=int, default=50000, help="images held in memory")
     args = parser.parse_args(argv)

@@ -19,24 +19,11 @@ if strategy_name == "mirrored":
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import cifar10_main  # noqa: E402
-import cifar10_train  # noqa: E402
 
-captured = {}
-original_train = cifar10_train.train
-
-
-def train_and_keep(config, data, strategy=None, verbose=1):
-    result = original_train(config, data, strategy, verbose)
-    captured["weights"] = [np.asarray(w) for w in result["model"].trainable_weights]
-    captured["replicas"] = strategy.num_replicas_in_sync
-    return result
-
-
-cifar10_train.train = train_and_keep
-code = cifar10_main.main([
+args = cifar10_main.build_parser().parse_args([
     "--distribution_strategy", strategy_name, "--data_dir", data_dir, "--log_dir", log_dir,
     "--train_steps", "4", "--report_freq", "2", "--batch_size", "8", "--steps_per_execution", "2",
 ])
-if code == 0:
-    np.savez(weights_out, replicas=captured["replicas"], *captured["weights"])
-sys.exit(code)
+result = cifar10_main.run_train(args)
+weights = [np.asarray(w) for w in result["model"].trainable_weights]
+np.savez(weights_out, replicas=result["num_replicas"], *weights)

@@ -154,6 +154,17 @@ def test_he_augment_pads_with_the_mean_colour():
     assert colours == {(200.0, 200.0, 200.0), tuple(fill)}  # 64 random crops: some border shows
 
 
+@pytest.mark.parametrize("augment", ["he", "xu"])
+def test_training_path_equals_the_mean_colour_padding_it_stands_for(augment):
+    """Training normalises then zero-pads; the preview pads with the mean colour then normalises: the same images."""
+    images = np.random.RandomState(0).randint(0, 256, (16, 32, 32, 3)).astype(np.uint8)
+    norm = cifar10_input.normalization(augment, images)
+    seed = tf.constant([3, 4], tf.int64)
+    training = cifar10_input.train_transform(augment, norm)(images, seed).numpy()
+    in_0_255 = cifar10_input.he_augment(tf.cast(images, tf.float32), seed, norm["mean"])
+    np.testing.assert_allclose(training, cifar10_input.normalize(in_0_255, norm).numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_he_augment_seeded_and_random():
     images = tf.random.stateless_normal([16, 32, 32, 3], seed=[1, 2])
     a = cifar10_input.he_augment(images, tf.constant([0, 1], tf.int64))

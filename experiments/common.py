@@ -1,0 +1,242 @@
+"""The shared runner of every experiment: train the runs a paper module describes, collect, report.
+
+An experiment module (``experiments/<paper>.py``) gives:
+  ``TITLE``, ``PAPER`` (citation), ``runs(mode, args) -> [Run]`` (mode: full, quick or tiny; args: the
+  parsed command line), ``notes(mode) -> [str]`` (reductions and deviations, printed and reported),
+  ``figures(metrics, out_dir, mode, args) -> [paths]``
+  and ``report_rows(metrics, mode, args) -> [row]``, where a row is a dict with ``quantity``, ``paper``
+  (the paper's number, or None), ``ours`` (from the metrics, never typed) and ``settings`` (what
+  differs from the paper for that number).
+Every run trains through ``cifar10_main.run_train`` with ordinary command-line flags, so an
+experiment is a list of commands a user could type. A run folder that already holds the same
+finished run is reused (the engine's rule); ``--force`` retrains.
+
+Output in ``results/<experiment>/``: one run folder per run (TensorBoard logs: point
+``tensorboard --logdir results/<experiment>`` at it to overlay them), ``metrics.csv`` (every run's
+report rows, with a ``run`` column), the figures as PNG, and ``report.md``.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import os
+import platform
+import sys
+
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import cifar10_main  # noqa: E402  (imports TensorFlow quietly)
+import cifar10_train  # noqa: E402
+import run_folder  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+
+MODES = ("full", "quick", "tiny")
+DATA_FLAGS = {"cifar10": "cifar10_dir", "mnist": "mnist_dir", "folder": "folder_dir"}
+
+
+@dataclasses.dataclass
+class Run:
+    """One training run of an experiment: a name (its folder), a legend label, and cifar10_main flags."""
+
+    name: str
+    label: str
+    flags: list
+    dataset: str = "cifar10"
+    group: str = ""  # e.g. the figure or table the run belongs to
+
+    def argv(self, data_dir, log_dir, force):
+        data = ["--data_dir", data_dir] if data_dir else []
+        return ["--dataset", self.dataset, *self.flags, *data, "--log_dir", log_dir] + (["--overwrite"] if force else [])
+
+
+def experiment_name(module):
+    """The module's file name: ``__name__`` is ``__main__`` under ``python -m``."""
+    return os.path.splitext(os.path.basename(module.__file__))[0]
+
+
+def build_parser(module):
+    parser = argparse.ArgumentParser(
+        prog=f"python -m experiments.{experiment_name(module)}",
+        description=f"{module.TITLE}: {module.PAPER}. Trains the paper's runs, then writes metrics.csv, the figures "
+                    f"and report.md (paper vs ours) to --results_dir.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true",
+                      help="a reduced schedule for a 2-core CPU (about 10-20 minutes); the reductions are printed and "
+                           "written into the report")
+    mode.add_argument("--tiny", action="store_true", help="a few steps per run: checks the whole path in seconds")
+    parser.add_argument("--only", nargs="+", default=None, metavar="RUN",
+                        help="train only these runs (others are reused if present); with --force, retrain them")
+    parser.add_argument("--force", action="store_true", help="retrain runs even if their folders hold them finished")
+    parser.add_argument("--list", action="store_true", help="print the runs and their commands, then exit")
+    parser.add_argument("--results_dir", default=None, help="output folder (default results/<experiment>[_quick])")
+    parser.add_argument("--cifar10_dir", default=None, help="CIFAR-10 for cifar10_main.py --data_dir (default: download)")
+    parser.add_argument("--mnist_dir", default=None, help="MNIST for cifar10_main.py --data_dir (default: download)")
+    parser.add_argument("--folder_dir", default=None, help="the image folder for --dataset folder runs")
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(parser)
+    return parser
+
+
+def machine():
+    """One line naming the hardware and software a report's numbers came from."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return (f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+            f"{len(gpus)} GPU(s), Python {platform.python_version()}, TF {tf.__version__}, "
+            f"mixed precision auto = {cifar10_train.resolve_mixed_precision('auto')}")
+
+
+def collect(runs, results_dir):
+    """Every run's metrics.csv (and timing) as one frame with a ``run`` and ``label`` column; runs not trained are left out."""
+    frames = []
+    for run in runs:
+        path = os.path.join(results_dir, run.name, run_folder.METRICS)
+        if not os.path.exists(path):
+            continue
+        frame = pd.read_csv(path)
+        timing = os.path.join(results_dir, run.name, run_folder.TIMING)
+        if os.path.exists(timing):
+            frame = frame.merge(pd.read_csv(timing), on="step", how="left")
+        frames.append(frame.assign(run=run.name, label=run.label, group=run.group))
+    if not frames:
+        return pd.DataFrame()
+    columns = ["run", "label", "group"]
+    merged = pd.concat(frames, ignore_index=True)
+    return merged[columns + [c for c in merged.columns if c not in columns]]
+
+
+def report_table(rows):
+    """Markdown table of paper vs ours; the difference is computed here, never typed."""
+    lines = ["| quantity | paper | ours | ours - paper | settings that differ |", "| --- | --- | --- | --- | --- |"]
+    for row in rows:
+        paper, ours = row.get("paper"), row.get("ours")
+        fmt = row.get("format", "{:.4f}")
+        shown = [fmt.format(v) if isinstance(v, (int, float)) and v == v else ("n/a" if v is None or v != v else str(v))
+                 for v in (paper, ours)]
+        numeric = isinstance(paper, (int, float)) and isinstance(ours, (int, float)) and paper == paper and ours == ours
+        difference = ("+" if ours - paper >= 0 else "") + fmt.format(ours - paper) if numeric else "n/a"
+        lines.append(f"| {row['quantity']} | {shown[0]} | {shown[1]} | {difference} | {row.get('settings', '')} |")
+    return "\n".join(lines)
+
+
+def write_report(path, module, mode, command, rows, figures, notes, runs, results_dir):
+    """report.md: what was run, where, when, what was reduced, and the paper-vs-ours table."""
+    commands = "\n".join(f"    python cifar10_main.py {' '.join(run.argv('DATA', os.path.join(results_dir, run.name), False))}"
+                         for run in runs)
+    text = "\n".join([
+        f"# {module.TITLE}: paper vs ours",
+        "",
+        f"Paper: {module.PAPER}",
+        "",
+        f"- Command: `{command}`",
+        f"- Mode: **{mode}**" + (" (a reduced schedule, not the paper's: see the reductions below)" if mode != "full" else ""),
+        f"- Machine: {machine()}",
+        f"- Date: {datetime.date.today().isoformat()}",
+        "",
+        "## Numbers",
+        "",
+        report_table(rows),
+        "",
+        "Every \"ours\" value is computed from `metrics.csv` in this folder by the experiment's report code.",
+        "",
+        "## Notes",
+        "",
+        *[f"- {note}" for note in notes],
+        "",
+        "## Figures",
+        "",
+        *[f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures],
+        "",
+        "## Runs (each a cifar10_main.py command; DATA is the dataset folder)",
+        "",
+        commands,
+        "",
+    ])
+    run_folder.write_text(path, text)
+
+
+def save_figure(figure, path):
+    """Writes a matplotlib figure atomically and closes it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    run_folder.atomic_write(path, lambda temp: figure.savefig(temp, dpi=110))
+    plt.close(figure)
+    return path
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def main(module, argv=None):
+    """Runs an experiment module end to end; returns the exit code."""
+    args = build_parser(module).parse_args(argv)
+    mode = "quick" if args.quick else "tiny" if args.tiny else "full"
+    name = experiment_name(module)
+    results_dir = args.results_dir = args.results_dir or os.path.join("results", name + ("" if mode == "full" else f"_{mode}"))
+    runs = module.runs(mode, args)
+    unknown = set(args.only or []) - {run.name for run in runs}
+    if unknown:
+        print(f"{name}: error: --only {' '.join(sorted(unknown))}: no such run; runs are: "
+              f"{', '.join(run.name for run in runs)}", file=sys.stderr)
+        return 2
+    if args.list:
+        for run in runs:
+            print(f"{run.name}: python cifar10_main.py {' '.join(run.argv('DATA', os.path.join(results_dir, run.name), False))}")
+        return 0
+    notes = list(module.notes(mode)) if hasattr(module, "notes") else []
+    print(f"{module.TITLE} ({mode} mode) -> {results_dir}")
+    for note in notes:
+        print(f"  {note}")
+    os.makedirs(results_dir, exist_ok=True)
+    for run in runs:
+        if args.only and run.name not in args.only:
+            continue
+        data_dir = getattr(args, DATA_FLAGS[run.dataset])
+        print(f"\n=== {name}: run {run.name} ({run.label})", flush=True)
+        flags = cifar10_main.build_parser().parse_args(run.argv(data_dir, os.path.join(results_dir, run.name), args.force))
+        try:
+            cifar10_main.run_train(flags)
+            tf.keras.backend.clear_session()  # the next run starts from a clean Keras state and memory
+        except (cifar10_main.UsageError, *cifar10_main.USER_ERRORS, cifar10_train.TrainingError) as error:
+            print(f"{name}: error in run {run.name}: {error}", file=sys.stderr)
+            return 1 if isinstance(error, cifar10_train.TrainingError) else 2
+        except KeyboardInterrupt:
+            print(f"\n{name}: interrupted; finished runs are kept and the interrupted one continues from its last "
+                  f"checkpoint: run the same command again", file=sys.stderr)
+            return 130
+    metrics = collect(runs, results_dir)
+    run_folder.atomic_write(os.path.join(results_dir, "metrics.csv"),
+                            lambda temp: metrics.to_csv(temp, index=False, float_format="%.6g"))
+    figures = module.figures(metrics, results_dir, mode, args)
+    rows = module.report_rows(metrics, mode, args)
+    command = "python -m experiments." + name + (f" --{mode}" if mode != "full" else "")
+    report = os.path.join(results_dir, "report.md")
+    write_report(report, module, mode, command, rows, figures, notes, runs, results_dir)
+    print(f"\nWrote {report}, metrics.csv and {len(figures)} figure(s) in {results_dir}")
+    print(report_table(rows))
+    return 0
+
+
+def last(metrics, run, column):
+    """The value of ``column`` at the last report of ``run`` (NaN when the run is absent)."""
+    rows = metrics[metrics["run"] == run] if len(metrics) else metrics
+    return float(rows[column].iloc[-1]) if len(rows) else float("nan")
+
+
+def at_step(metrics, run, column, step):
+    """``column`` at the report nearest to ``step`` (NaN when the run is absent)."""
+    rows = metrics[metrics["run"] == run] if len(metrics) else metrics
+    if not len(rows):
+        return float("nan")
+    return float(rows.loc[(rows["step"] - step).abs().idxmin(), column])

@@ -1,0 +1,126 @@
+"""Jin 2023, "Analysis of Residual Block in the ResNet for Image Classification": a plain CNN against
+the same CNN with k residual blocks, on CIFAR-10.
+
+Reproduces Figs. 2-3 (loss and accuracy curves; the paper sees the loss rebound and the accuracy
+converge near epoch 20) and a table of final accuracy by k. The model (``resnet.jin_cnn``) is
+Conv2D + MaxPooling2D, then k residual blocks, global average pooling and a dense layer; the
+augmentation is Jin's Keras Sequential of Rescaling(1/255) and RandomFlip("horizontal_and_vertical"),
+the loss SparseCategoricalCrossentropy. The paper gives no optimiser, widths or epochs: we use
+Adam at 1e-3 (Keras' default), batch 64, 64 filters, 40 epochs, and sweep k = 0, 1, 2, 4.
+
+  python -m experiments.jin --cifar10_dir ../shared/datasets/cifar10
+  python -m experiments.jin --quick --cifar10_dir ../shared/datasets/cifar10
+"""
+
+import os
+import sys
+
+from experiments import common
+
+TITLE = "Jin 2023"
+PAPER = ('X. Jin, "Analysis of Residual Block in the ResNet for Image Classification", DAML 2023, '
+         'pp. 246-250')
+PAPER_REBOUND_EPOCH = 20  # Section 3: the loss rebounds near 20 epochs, the accuracy converges around 20
+BLOCKS = (0, 1, 2, 4)
+BATCH = 64
+STEPS_PER_EPOCH = 50000 // BATCH  # 781 full batches
+# mode -> (epochs, reports per epoch)
+SCHEDULE = {"full": (40, 1), "quick": (6, 2), "tiny": (None, None)}
+
+
+def runs(mode, args=None):
+    epochs, per_epoch = SCHEDULE[mode]
+    if mode == "tiny":
+        length = ["--train_steps", "4", "--report_freq", "2", "--batch_size", "5"]
+    else:
+        length = ["--epochs", str(epochs), "--report_freq", str(STEPS_PER_EPOCH // per_epoch), "--batch_size", str(BATCH)]
+    return [common.Run(f"k{k}", "plain CNN (k=0)" if k == 0 else f"CNN + {k} residual block{'s' if k > 1 else ''}",
+                       ["--model", "jin_cnn", "--residual_blocks", str(k), "--augment", "sequential", "--optimizer",
+                        "adam", "--learning_rate", "1e-3", "--validation_split", "0", *length], group="k")
+            for k in BLOCKS]
+
+
+def notes(mode):
+    epochs, _ = SCHEDULE[mode]
+    result = [
+        "The paper gives no optimiser, learning rate, batch size, widths or epochs: Adam 1e-3, batch 64, 64 filters "
+        "per conv, no learning-rate decay, 40 epochs are our choices.",
+        "Residual blocks are He 2016a's basic block (conv-BN-ReLU, conv-BN, identity add, ReLU) at 64 filters.",
+        "Test metrics are on the 10,000 test images (the paper's curves do not say which split); train metrics are "
+        "means over each report window, with augmentation on.",
+        "CIFAR-10 here is the JPEG-derived copy (../shared/datasets/README.md).",
+    ]
+    if mode != "full":
+        result.append(f"REDUCED ({mode}): {epochs or 'a few steps'} epochs instead of 40, so a rebound near epoch 20 "
+                      f"cannot show; the rows about it report what the shorter curves do.")
+    return result
+
+
+def _epoch_of_min_loss(metrics, run):
+    rows = metrics[metrics["run"] == run]
+    return float(rows.loc[rows["val_loss"].idxmin(), "epoch"]) if len(rows) else float("nan")
+
+
+def _epoch_converged(metrics, run, share=0.95):
+    """First epoch at which test accuracy reaches ``share`` of its best."""
+    rows = metrics[metrics["run"] == run]
+    if not len(rows):
+        return float("nan")
+    return float(rows[rows["val_accuracy"] >= share * rows["val_accuracy"].max()]["epoch"].iloc[0])
+
+
+def report_rows(metrics, mode, args):
+    deepest = f"k{BLOCKS[-1]}"
+    budget = "" if mode == "full" else f"{mode}: {SCHEDULE[mode][0] or 'a few steps of'} epochs, not 40; "
+    rows = [{"quantity": f"final test accuracy, {'plain CNN' if k == 0 else f'k = {k}'}", "paper": None,
+             "ours": common.last(metrics, f"k{k}", "val_accuracy"),
+             "settings": budget + "the paper reports curves, no numbers"} for k in BLOCKS]
+    rows.append({"quantity": "gain of the k=4 CNN over the plain CNN (test accuracy)", "paper": None,
+                 "ours": common.last(metrics, deepest, "val_accuracy") - common.last(metrics, "k0", "val_accuracy"),
+                 "settings": budget + "the paper: residual blocks make the model 'much better'"})
+    rows.append({"quantity": f"epoch of the lowest test loss (k = {BLOCKS[-1]}; a rebound follows)",
+                 "paper": PAPER_REBOUND_EPOCH, "ours": _epoch_of_min_loss(metrics, deepest), "format": "{:.1f}",
+                 "settings": budget + "the paper's 20 is read off its Fig. 2"})
+    rows.append({"quantity": f"epoch test accuracy reaches 95% of its best (k = {BLOCKS[-1]})",
+                 "paper": PAPER_REBOUND_EPOCH, "ours": _epoch_converged(metrics, deepest), "format": "{:.1f}",
+                 "settings": budget + "the paper: 'converges around 20 epochs' (Fig. 3)"})
+    return rows
+
+
+def figures(metrics, out_dir, mode, args):
+    plt = common.pyplot()
+    paths = []
+    for column, name, title in (("loss", "fig2_loss.png", "Fig. 2: loss"),
+                                ("accuracy", "fig3_accuracy.png", "Fig. 3: accuracy")):
+        figure, (train_axis, test_axis) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+        for run in runs(mode):
+            rows = metrics[metrics["run"] == run.name]
+            train_axis.plot(rows["epoch"], rows[f"train_{column}"], label=run.label)
+            test_axis.plot(rows["epoch"], rows[f"val_{column}"], label=run.label)
+        for axis, split in ((train_axis, "training (report-window mean)"), (test_axis, "test set")):
+            axis.set_xlabel("epoch")
+            axis.set_ylabel(column)
+            axis.set_title(split)
+            axis.grid(alpha=0.3)
+            axis.legend()
+        figure.suptitle(f"Jin 2023, {title}: CNN + k residual blocks on CIFAR-10 ({mode})")
+        paths.append(common.save_figure(figure, os.path.join(out_dir, name)))
+
+    figure, axis = plt.subplots(figsize=(5.5, 4))
+    finals = [common.last(metrics, f"k{k}", "val_accuracy") for k in BLOCKS]
+    axis.bar([str(k) for k in BLOCKS], finals, color="tab:blue")
+    for index, value in enumerate(finals):
+        axis.text(index, value, f"{value:.3f}", ha="center", va="bottom")
+    axis.set_xlabel("residual blocks k (0 = plain CNN)")
+    axis.set_ylabel("final test accuracy")
+    axis.set_title(f"Jin 2023: final test accuracy by k ({mode})")
+    paths.append(common.save_figure(figure, os.path.join(out_dir, "accuracy_by_k.png")))
+    return paths
+
+
+def main(argv=None):
+    return common.main(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Lu & Song, "Research on image classification based on ResNet": ResNet against LeNet and AlexNet,
+on MNIST and on CIFAR-10.
+
+Reproduces Figs. 4 and 6 (training and test accuracy curves, MNIST and CIFAR-10) and Table 1 (the
+highest training and test accuracy reached by each model on each dataset). The paper names the
+models only: "ResNet" is our CIFAR ResNet-20 (He et al.), LeNet is LeNet-5 (ReLU, max-pooling),
+AlexNet is the small-input AlexNet documented in resnet.py. MNIST digits are zero-padded to 32x32
+and repeated to 3 channels for ResNet-20 and AlexNet; LeNet-5 takes them at 28x28x1. The paper gives
+no optimiser or schedule: SGD momentum 0.9 on He et al.'s step schedule, lr 0.1 for ResNet-20 and
+0.01 for LeNet-5 and AlexNet (they do not train at 0.1), 30 epochs per model and dataset.
+
+  python -m experiments.lu_song --cifar10_dir ../shared/datasets/cifar10 --mnist_dir ../shared/datasets/mnist
+  python -m experiments.lu_song --quick --cifar10_dir ../shared/datasets/cifar10 --mnist_dir ../shared/datasets/mnist
+"""
+
+import os
+import sys
+
+from experiments import common
+
+TITLE = "Lu & Song"
+PAPER = 'H. Lu, H. Song, "Research on image classification based on ResNet"'
+MODELS = {"resnet20": "ResNet (ResNet-20)", "lenet5": "LeNet-5", "alexnet": "AlexNet"}
+DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
+# Table 1: the highest accuracy on the training and test sets (percent / 100).
+PAPER_TABLE1 = {
+    ("resnet20", "mnist"): (1.00000, 0.99665), ("lenet5", "mnist"): (0.99523, 0.99110),
+    ("alexnet", "mnist"): (1.00000, 0.99440), ("resnet20", "cifar10"): (0.92890, 0.86600),
+    ("lenet5", "cifar10"): (0.80594, 0.63470), ("alexnet", "cifar10"): (0.99974, 0.84140),
+}
+# mode -> {dataset: (train steps or epochs flag, report every)}
+SCHEDULE = {
+    "full": {"mnist": (["--epochs", "30"], 469), "cifar10": (["--epochs", "30"], 391)},
+    "quick": {"mnist": (["--train_steps", "300"], 50), "cifar10": (["--train_steps", "800"], 100)},
+    "tiny": {"mnist": (["--train_steps", "2"], 2), "cifar10": (["--train_steps", "2"], 2)},
+}
+
+
+def runs(mode, args=None):
+    batch = "5" if mode == "tiny" else "128"
+    result = []
+    for dataset in DATASETS:
+        length, report = SCHEDULE[mode][dataset]
+        for model in MODELS:
+            augment = "he" if dataset == "cifar10" else "none"  # flips and crops do not suit digits
+            result.append(common.Run(f"{model}_{dataset}", MODELS[model], [
+                "--model", model, "--augment", augment, "--validation_split", "0", "--batch_size", batch, *length,
+                "--report_freq", str(report)], dataset=dataset, group=dataset))
+    return result
+
+
+def notes(mode):
+    result = [
+        "Models, optimiser and schedule are ours (the paper names LeNet, AlexNet and ResNet only): ResNet-20 v1 "
+        "(0.27M parameters), LeNet-5, small-input AlexNet; SGD momentum 0.9, lr 0.1 (ResNet-20) or 0.01 (LeNet-5, "
+        "AlexNet) divided by 10 at 50% and 75% of training, weight decay 1e-4.",
+        "CIFAR-10 uses He et al.'s pad + crop + flip; MNIST no augmentation.",
+        "'Highest accuracy' is the maximum over our reports: test accuracy on the 10,000 test images at each report, "
+        "training accuracy as the mean over each report window (augmented images, dropout on).",
+        "CIFAR-10 here is the JPEG-derived copy (../shared/datasets/README.md); MNIST is exact.",
+    ]
+    if mode != "full":
+        result.append(f"REDUCED ({mode}): {SCHEDULE[mode]['mnist'][0][1]} steps per MNIST run and "
+                      f"{SCHEDULE[mode]['cifar10'][0][1]} per CIFAR-10 run (batch 128) instead of 30 epochs; the "
+                      f"highest accuracies are those of these short runs.")
+    return result
+
+
+def _best(metrics, run, column):
+    rows = metrics[metrics["run"] == run] if len(metrics) else metrics
+    return float(rows[column].max()) if len(rows) else float("nan")
+
+
+def report_rows(metrics, mode, args):
+    budget = "" if mode == "full" else f"{mode} schedule; "
+    rows = []
+    for dataset, dataset_name in DATASETS.items():
+        for model, model_name in MODELS.items():
+            paper_train, paper_test = PAPER_TABLE1[(model, dataset)]
+            run = f"{model}_{dataset}"
+            rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest training accuracy",
+                         "paper": paper_train, "ours": _best(metrics, run, "train_accuracy"),
+                         "settings": budget + "ours: report-window mean with augmentation"})
+            rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest test accuracy",
+                         "paper": paper_test, "ours": _best(metrics, run, "val_accuracy"), "settings": budget.rstrip("; ")})
+    for dataset, dataset_name in DATASETS.items():
+        for other in ("lenet5", "alexnet"):
+            paper = PAPER_TABLE1[("resnet20", dataset)][1] - PAPER_TABLE1[(other, dataset)][1]
+            ours = _best(metrics, f"resnet20_{dataset}", "val_accuracy") - _best(metrics, f"{other}_{dataset}", "val_accuracy")
+            rows.append({"quantity": f"{dataset_name}: ResNet's highest test accuracy minus {MODELS[other]}'s",
+                         "paper": paper, "ours": ours, "settings": budget.rstrip("; ")})
+    return rows
+
+
+def figures(metrics, out_dir, mode, args):
+    plt = common.pyplot()
+    paths = []
+    for dataset, name in (("mnist", "fig4_mnist_accuracy.png"), ("cifar10", "fig6_cifar10_accuracy.png")):
+        figure, (train_axis, test_axis) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+        for model, label in MODELS.items():
+            rows = metrics[metrics["run"] == f"{model}_{dataset}"]
+            train_axis.plot(rows["epoch"], rows["train_accuracy"], label=label)
+            test_axis.plot(rows["epoch"], rows["val_accuracy"], label=label)
+        for axis, split in ((train_axis, "training set (report-window mean)"), (test_axis, "test set")):
+            axis.set_xlabel("epoch")
+            axis.set_ylabel("accuracy")
+            axis.set_title(split)
+            axis.grid(alpha=0.3)
+            axis.legend()
+        figure_number = 4 if dataset == "mnist" else 6
+        figure.suptitle(f"Lu & Song, Fig. {figure_number}: training and test accuracy on {DATASETS[dataset]} ({mode})")
+        paths.append(common.save_figure(figure, os.path.join(out_dir, name)))
+    return paths
+
+
+def main(argv=None):
+    return common.main(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

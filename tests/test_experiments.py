@@ -1,0 +1,93 @@
+"""experiments/: run lists build and parse, the report computes differences, one experiment runs end to end."""
+
+import importlib
+
+import pandas as pd
+import pytest
+
+import cifar10_main
+from experiments import common
+
+EXPERIMENTS = ["liang2020", "lu_song", "jin", "xu", "yuan"]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.parametrize("mode", common.MODES)
+def test_run_lists_build_and_every_run_is_a_valid_command(name, mode, tmp_path):
+    module = importlib.import_module(f"experiments.{name}")
+    args = common.build_parser(module).parse_args(["--results_dir", str(tmp_path)])
+    runs = module.runs(mode, args)
+    assert runs and len({run.name for run in runs}) == len(runs)
+    for run in runs:
+        flags = cifar10_main.build_parser().parse_args(run.argv("DATA", str(tmp_path / run.name), False))
+        cifar10_main.check_flags(flags, flags.model)  # the combinations argparse cannot see
+        assert flags.dataset == run.dataset
+    assert all(isinstance(note, str) and note for note in module.notes(mode))
+    if mode != "full":
+        assert any(note.startswith("REDUCED") for note in module.notes(mode))  # the reduction is said
+
+
+def test_report_table_computes_the_differences():
+    table = common.report_table([
+        {"quantity": "a", "paper": 0.9, "ours": 0.85, "settings": "quick"},
+        {"quantity": "b", "paper": 20, "ours": 25.0, "format": "{:.1f}"},
+        {"quantity": "c", "paper": None, "ours": 0.5},
+        {"quantity": "d", "paper": 0.1, "ours": float("nan")},
+    ]).splitlines()
+    assert table[2] == "| a | 0.9000 | 0.8500 | -0.0500 | quick |"
+    assert table[3] == "| b | 20.0 | 25.0 | +5.0 |  |"
+    assert table[4] == "| c | n/a | 0.5000 | n/a |  |"
+    assert table[5] == "| d | 0.1000 | n/a | n/a |  |"
+
+
+def test_lu_song_table1_comes_from_the_metrics(tmp_path):
+    from experiments import lu_song
+
+    rows = []
+    for run, (train, test) in {"resnet20_cifar10": ((0.5, 0.8), (0.6, 0.7)), "lenet5_cifar10": ((0.4, 0.45), (0.3, 0.5)),
+                               "alexnet_cifar10": ((0.2, 0.3), (0.25, 0.35))}.items():
+        for step, (train_accuracy, val_accuracy) in enumerate(zip(train, test), start=1):
+            rows.append({"run": run, "step": step, "train_accuracy": train_accuracy, "val_accuracy": val_accuracy})
+    metrics = pd.DataFrame(rows)
+    report = {row["quantity"]: row for row in lu_song.report_rows(metrics, "quick", None)}
+    resnet = report["Table 1: ResNet (ResNet-20), CIFAR-10, highest test accuracy"]
+    assert resnet["paper"] == 0.866 and resnet["ours"] == 0.7  # the maximum over the reports
+    assert report["Table 1: LeNet-5, CIFAR-10, highest training accuracy"]["ours"] == 0.45
+    gap = report["CIFAR-10: ResNet's highest test accuracy minus LeNet-5's"]
+    assert gap["paper"] == pytest.approx(0.8660 - 0.6347) and gap["ours"] == pytest.approx(0.7 - 0.5)
+    missing = report["Table 1: AlexNet, MNIST, highest test accuracy"]
+    assert missing["ours"] != missing["ours"]  # NaN: a run not made is not invented
+
+
+def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_path, capsys):
+    from experiments import jin
+
+    results = tmp_path / "results"
+    argv = ["--tiny", "--cifar10_dir", str(cifar_archive), "--results_dir", str(results)]
+    assert jin.main(argv) == 0
+    metrics = pd.read_csv(results / "metrics.csv")
+    assert sorted(metrics["run"].unique()) == ["k0", "k1", "k2", "k4"]
+    assert metrics.groupby("run")["step"].apply(list).tolist() == [[2, 4]] * 4
+    for figure in ("fig2_loss.png", "fig3_accuracy.png", "accuracy_by_k.png"):
+        assert (results / figure).stat().st_size > 10_000
+    report = (results / "report.md").read_text()
+    final_k2 = metrics[metrics["run"] == "k2"]["val_accuracy"].iloc[-1]
+    assert f"| final test accuracy, k = 2 | n/a | {final_k2:.4f} |" in report
+    assert "REDUCED (tiny)" in report and "python -m experiments.jin --tiny" in report
+    capsys.readouterr()
+    # Again: every run is found finished and reused, nothing retrains.
+    before = (results / "k1" / "metrics.csv").read_bytes()
+    assert jin.main(argv) == 0
+    assert capsys.readouterr().out.count("(already finished)") == 4
+    assert (results / "k1" / "metrics.csv").read_bytes() == before
+    # --only with --force retrains just that run.
+    assert jin.main(argv + ["--only", "k0", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "run k0" in out and "run k1" not in out
+
+
+def test_unknown_only_run_is_a_clear_error(capsys, tmp_path):
+    from experiments import jin
+
+    assert jin.main(["--tiny", "--only", "k9", "--results_dir", str(tmp_path)]) == 2
+    assert "--only k9: no such run; runs are: k0, k1, k2, k4" in capsys.readouterr().err
