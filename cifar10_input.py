@@ -12,7 +12,6 @@ Images stay uint8 in memory; normalisation and augmentation run inside
 """
 
 import contextlib
-import io
 import os
 import pickle
 import tarfile
@@ -32,7 +31,6 @@ PYTHON_DIR = "cifar-10-batches-py"
 BINARY_DIR = "cifar-10-batches-bin"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
-IMAGE_SHAPE = (32, 32, 3)
 PAD = 4  # He et al.: 4 pixels padded on each side, then a random 32x32 crop
 
 

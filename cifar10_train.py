@@ -366,6 +366,7 @@ def _train(config, data, strategy, verbose, on_report):
     val_data = strategy.distribute_datasets_from_function(
         lambda ctx: cifar10_input.make_eval_dataset(x_val, y_val, eval_batch, norm, ctx, config["augment"], output_size)
     )
+
     def enter_fine_tuning():
         layers_unfrozen = resnet.unfreeze_top(model, config["fine_tune_at"])
         if verbose:

@@ -169,6 +169,16 @@ def save_figure(figure, path):
     return path
 
 
+def label_axis(axis, xlabel, ylabel, title=None):
+    """The finishing every curve panel gets: axis labels, optional title, a light grid, the legend."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    if title:
+        axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend()
+
+
 def pyplot():
     import matplotlib
 

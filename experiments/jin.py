@@ -97,12 +97,8 @@ def figures(metrics, out_dir, mode, args):
             rows = metrics[metrics["run"] == run.name]
             train_axis.plot(rows["epoch"], rows[f"train_{column}"], label=run.label)
             test_axis.plot(rows["epoch"], rows[f"val_{column}"], label=run.label)
-        for axis, split in ((train_axis, "training (report-window mean)"), (test_axis, "test set")):
-            axis.set_xlabel("epoch")
-            axis.set_ylabel(column)
-            axis.set_title(split)
-            axis.grid(alpha=0.3)
-            axis.legend()
+        common.label_axis(train_axis, "epoch", column, "training (report-window mean)")
+        common.label_axis(test_axis, "epoch", column, "test set")
         figure.suptitle(f"Jin 2023, {title}: CNN + k residual blocks on CIFAR-10 ({mode})")
         paths.append(common.save_figure(figure, os.path.join(out_dir, name)))
 

@@ -135,11 +135,8 @@ def figures(metrics, out_dir, mode, args):
         if column == "error":
             axis.scatter([PAPER_STEP, PAPER_STEP], [PAPER_AT_STEP["train_error"], PAPER_AT_STEP["val_error"]],
                          marker="x", color="black", zorder=3, label=f"Liang 2020 at step {PAPER_STEP}")
-        axis.set_xlabel("step")
-        axis.set_ylabel(column)
-        axis.set_title(f"Liang 2020, {title}: ResNet-20 (pre-activation, option A), ImageDataGenerator ({mode})")
-        axis.legend()
-        axis.grid(alpha=0.3)
+        common.label_axis(axis, "step", column,
+                          f"Liang 2020, {title}: ResNet-20 (pre-activation, option A), ImageDataGenerator ({mode})")
         paths.append(common.save_figure(figure, os.path.join(out_dir, name)))
 
     errors = _final_errors(metrics, mode)
@@ -148,11 +145,7 @@ def figures(metrics, out_dir, mode, args):
     axis.plot(DEPTHS, [HE_TABLE6_ERROR[d] for d in DEPTHS], "s--", label="He et al. 2016a, Table 6 (64k steps)")
     axis.set_xscale("log")
     axis.set_xticks(DEPTHS, [str(d) for d in DEPTHS])
-    axis.set_xlabel("depth (layers)")
-    axis.set_ylabel("test error")
-    axis.set_title("Liang 2020, depth sweep: test error against depth")
-    axis.legend()
-    axis.grid(alpha=0.3)
+    common.label_axis(axis, "depth (layers)", "test error", "Liang 2020, depth sweep: test error against depth")
     paths.append(common.save_figure(figure, os.path.join(out_dir, "depth_sweep.png")))
 
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
@@ -160,11 +153,7 @@ def figures(metrics, out_dir, mode, args):
         rows = metrics[metrics["run"] == run]
         axis.plot(rows["epoch"], rows["val_error"], label=f"{label}: test error")
         axis.plot(rows["epoch"], rows["train_error"], linestyle=":", label=f"{label}: train error")
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("error")
-    axis.set_title(f"Liang 2020: ResNet-20 vs Inception-ResNet-v1, same augmentation ({mode})")
-    axis.legend()
-    axis.grid(alpha=0.3)
+    common.label_axis(axis, "epoch", "error", f"Liang 2020: ResNet-20 vs Inception-ResNet-v1, same augmentation ({mode})")
     paths.append(common.save_figure(figure, os.path.join(out_dir, "inception_vs_resnet.png")))
     return paths + augmentation_figure(out_dir, args.cifar10_dir)
 

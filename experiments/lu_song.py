@@ -101,12 +101,8 @@ def figures(metrics, out_dir, mode, args):
             rows = metrics[metrics["run"] == f"{model}_{dataset}"]
             train_axis.plot(rows["epoch"], rows["train_accuracy"], label=label)
             test_axis.plot(rows["epoch"], rows["val_accuracy"], label=label)
-        for axis, split in ((train_axis, "training set (report-window mean)"), (test_axis, "test set")):
-            axis.set_xlabel("epoch")
-            axis.set_ylabel("accuracy")
-            axis.set_title(split)
-            axis.grid(alpha=0.3)
-            axis.legend()
+        common.label_axis(train_axis, "epoch", "accuracy", "training set (report-window mean)")
+        common.label_axis(test_axis, "epoch", "accuracy", "test set")
         figure_number = 4 if dataset == "mnist" else 6
         figure.suptitle(f"Lu & Song, Fig. {figure_number}: training and test accuracy on {DATASETS[dataset]} ({mode})")
         paths.append(common.save_figure(figure, os.path.join(out_dir, name)))

@@ -110,11 +110,8 @@ def figures(metrics, out_dir, mode, args):
         accuracy_axis.plot(paper_epochs, [PAPER_TABLES[model][e][1] for e in paper_epochs], "s--",
                            label="Xu: training accuracy")
         accuracy_axis.axhline(PAPER_TEST_ACCURACY[model], color="gray", linestyle=":", label="Xu: final test accuracy")
-        for axis, label in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
-            axis.set_xlabel("epoch")
-            axis.set_ylabel(label)
-            axis.grid(alpha=0.3)
-            axis.legend()
+        common.label_axis(loss_axis, "epoch", "loss")
+        common.label_axis(accuracy_axis, "epoch", "accuracy")
         figure.suptitle(f"Xu, Fig. {number}: {NAMES[model]} on CIFAR-10 ({mode})")
         paths.append(common.save_figure(figure, os.path.join(out_dir, f"fig{number}_{model}.png")))
     return paths

@@ -109,11 +109,8 @@ def figures(metrics, out_dir, mode, args):
         loss_axis.plot(rows["epoch"], rows[f"{split}_loss"], "o-", markersize=3, label=name)
         accuracy_axis.plot(rows["epoch"], rows[f"{split}_accuracy"], "o-", markersize=3, label=name)
     accuracy_axis.axhline(PAPER_VAL_ACCURACY, color="gray", linestyle=":", label="Yuan: validation accuracy")
-    for axis, label in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-        axis.legend()
+    common.label_axis(loss_axis, "epoch", "loss")
+    common.label_axis(accuracy_axis, "epoch", "accuracy")
     figure.suptitle(f"Yuan: {rows['label'].iloc[0] if len(rows) else ''} fine-tuned on flower photos ({mode})")
     paths = [common.save_figure(figure, os.path.join(out_dir, "curves.png"))]
     # The validation confusion matrix, by the CLI's own test mode on the run's held-out images.

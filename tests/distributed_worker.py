@@ -26,4 +26,4 @@ args = cifar10_main.build_parser().parse_args([
 ])
 result = cifar10_main.run_train(args)
 weights = [np.asarray(w) for w in result["model"].trainable_weights]
-np.savez(weights_out, replicas=result["num_replicas"], *weights)
+np.savez(weights_out, *weights, replicas=result["num_replicas"])
