@@ -32,8 +32,10 @@ def runs(mode, args=None):
     epochs, per_epoch = SCHEDULE[mode]
     if mode == "tiny":
         length = ["--train_steps", "4", "--report_freq", "2", "--batch_size", "5"]
-    else:
-        length = ["--epochs", str(epochs), "--report_freq", str(STEPS_PER_EPOCH // per_epoch), "--batch_size", str(BATCH)]
+    else:  # whole report windows: the last report covers as many steps as the others
+        report = STEPS_PER_EPOCH // per_epoch
+        length = ["--train_steps", str(report * per_epoch * epochs), "--report_freq", str(report),
+                  "--batch_size", str(BATCH)]
     return [common.Run(f"k{k}", "plain CNN (k=0)" if k == 0 else f"CNN + {k} residual block{'s' if k > 1 else ''}",
                        ["--model", "jin_cnn", "--residual_blocks", str(k), "--augment", "sequential", "--optimizer",
                         "adam", "--learning_rate", "1e-3", "--validation_split", "0", *length], group="k")
