@@ -57,8 +57,9 @@ def notes(mode):
         "weight decay 1e-4 are ours.",
         "Stem: the paper's ResNet18 starts with a 7x7 stride-2 convolution (and, as in He et al., a 3x3/2 max-pool), "
         "which leaves 8x8 maps from a 32x32 image. Run with --stem cifar for the 3x3/1 stem usually used on CIFAR.",
-        "Xu's ResNet50 starts at a training loss of 5.37, above ln(10) = 2.30, the loss of a uniform 10-way guess, "
-        "and near ln(1000) = 6.91: its head may have had ImageNet's 1000 outputs. Ours has 10.",
+        "Xu's ResNet50 averages a training loss of 5.37 over epoch 1, far above ln(10) = 2.30 (a uniform 10-way "
+        "guess) and nearer ln(1000) = 6.91: its head may have kept ImageNet's 1000 outputs, though a badly scaled "
+        "start can also push the first epoch above ln(10) (compare our epoch-1 row). Ours has 10 outputs.",
         "Training loss and accuracy are means over each epoch (augmented images), as a per-epoch training log gives; "
         "our loss is the cross-entropy without the weight-decay term. Test accuracy is on the 10,000 test images "
         "at the end.",
