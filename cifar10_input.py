@@ -141,46 +141,58 @@ def _parse_binary(data, name):
     return raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), raw[:, 0].astype(np.int32)
 
 
-def _read_batches(read, names, parse):
-    parts = [parse(read(name), name) for name in names]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+def _stack(parts):
+    """Concatenates per-batch (images, labels), letting each batch go as soon as it is copied."""
+    parts = list(parts)
+    labels = np.concatenate([batch_labels for _, batch_labels in parts]).astype(np.int32)
+    images = np.empty((len(labels), *parts[0][0].shape[1:]), np.uint8)
+    offset = 0
+    while parts:
+        batch_images, batch_labels = parts.pop(0)
+        images[offset:offset + len(batch_labels)] = batch_images
+        offset += len(batch_labels)
+    return images, labels
 
 
 def _read_folder(folder):
-    def read(name):
+    """(train names, test names, ``take(name) -> (images, labels)``) for an extracted folder."""
+    def take(name):
         path = os.path.join(folder, name)
         try:
             with open(path, "rb") as handle:
-                return handle.read()
+                data = handle.read()
         except OSError as error:
             raise DataError(f"cannot read CIFAR-10 file {path}: {error.strerror}") from None
+        return (_unpickle if name in TRAIN_BATCHES or name == TEST_BATCH else _parse_binary)(data, name)
 
     if os.path.isfile(os.path.join(folder, TEST_BATCH)):
-        return read, TRAIN_BATCHES, (TEST_BATCH,), _unpickle
-    names = tuple(f"{n}.bin" for n in TRAIN_BATCHES)
-    return read, names, ("test_batch.bin",), _parse_binary
+        return TRAIN_BATCHES, (TEST_BATCH,), take
+    return tuple(f"{n}.bin" for n in TRAIN_BATCHES), ("test_batch.bin",), take
 
 
 def _read_archive(path):
-    """Reads every member into memory once; raises DataError naming the file if damaged."""
+    """Parses each batch as it streams out of the archive, so the raw members are never all in memory.
+
+    Raises DataError naming the file if it is damaged or lacks a batch.
+    """
+    python_names = set(TRAIN_BATCHES) | {TEST_BATCH}
+    binary_names = {f"{n}.bin" for n in python_names}
+    parsed = {}
     try:
         with tarfile.open(path, "r:gz") as tar:
-            members = {
-                m.name.split("/", 1)[1]: tar.extractfile(m).read()
-                for m in tar.getmembers()
-                if m.isfile() and "/" in m.name
-            }
+            for member in tar:
+                name = member.name.split("/", 1)[-1]
+                if member.isfile() and (name in python_names or name in binary_names):
+                    parse = _unpickle if name in python_names else _parse_binary
+                    parsed[name] = parse(tar.extractfile(member).read(), name)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise DataError(f"CIFAR-10 archive {path} is truncated or corrupt ({error}); delete it or pass another --data_dir") from None
-
-    def read(name):
-        if name not in members:
+    binary = TEST_BATCH not in parsed and "test_batch.bin" in parsed
+    names = [f"{n}.bin" if binary else n for n in (*TRAIN_BATCHES, TEST_BATCH)]
+    for name in names:
+        if name not in parsed:
             raise DataError(f"CIFAR-10 archive {path} has no member {name}")
-        return members[name]
-
-    if TEST_BATCH in members:
-        return read, TRAIN_BATCHES, (TEST_BATCH,), _unpickle
-    return read, tuple(f"{n}.bin" for n in TRAIN_BATCHES), ("test_batch.bin",), _parse_binary
+    return names[:-1], names[-1:], lambda name: parsed.pop(name)
 
 
 def load_cifar10(data_dir=None, download=True):
@@ -204,12 +216,9 @@ def load_cifar10(data_dir=None, download=True):
             raise DataError(f"no CIFAR-10 found in --data_dir {data_dir}")
         with created_folder(data_dir):
             source = download_cifar10(data_dir)
-    if os.path.isdir(source):
-        read, train_names, test_names, parse = _read_folder(source)
-    else:
-        read, train_names, test_names, parse = _read_archive(source)
-    x_train, y_train = _read_batches(read, train_names, parse)
-    x_test, y_test = _read_batches(read, test_names, parse)
+    train_names, test_names, take = (_read_folder if os.path.isdir(source) else _read_archive)(source)
+    x_train, y_train = _stack(take(name) for name in train_names)
+    x_test, y_test = _stack(take(name) for name in test_names)
     for labels, name in ((y_train, "training"), (y_test, "test")):
         if labels.min() < 0 or labels.max() >= len(CIFAR10_CLASSES):
             raise DataError(f"CIFAR-10 {name} labels in {source} fall outside 0-9")
@@ -238,14 +247,14 @@ def split_validation(images, labels, fraction, seed):
 
 
 def channel_stats(images, chunk=4096):
-    """Per-channel mean and std on the 0-255 scale, from uint8 images [N, H, W, C].
+    """Per-channel mean and std on the 0-255 scale, from uint8 images [N, H, W, C] (array or tensor).
 
     Summed in chunks, so 50,000 CIFAR images never become a 1.2 GB float64 copy.
     """
     channels = images.shape[-1]
     total, squares, count = np.zeros(channels), np.zeros(channels), 0
     for begin in range(0, len(images), chunk):
-        part = images[begin:begin + chunk].reshape(-1, channels).astype(np.float64)
+        part = np.asarray(images[begin:begin + chunk]).reshape(-1, channels).astype(np.float64)
         total += part.sum(axis=0)
         squares += np.square(part).sum(axis=0)
         count += len(part)

@@ -71,6 +71,16 @@ class UsageError(Exception):
     """Flags that do not fit together; the message says which."""
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" where the default is a value; flags whose default depends on other
+    flags (None) say so in their own help text."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return f"{action.help} (default: {action.default})"
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad flag in one line (no usage dump) and exits with 2."""
 
@@ -117,7 +127,7 @@ def build_parser():
         prog="cifar10_main.py",
         description="Train, test or query ResNets and their baselines on CIFAR-10, MNIST or a folder of images "
                     "(He et al.'s CIFAR recipe by default).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--mode", choices=MODES, default="train",
                         help="train: train a model and write a run folder; test: evaluate a run's model on the test set; "
@@ -150,8 +160,9 @@ def build_parser():
                       help="augment_preview: augmented versions per image")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=tuple(resnet.MODELS), default=None,
-                       help="architecture (default resnet20); in test mode, if given, must match the run's")
+    model.add_argument("--model", choices=tuple(resnet.MODELS), default=None, metavar="NAME",
+                       help="architecture (default resnet20): one of the names --list_models prints; in test mode, if "
+                            "given, must match the run's")
     model.add_argument("--list_models", action="store_true",
                        help="print every model: name, input shape it is meant for, parameters, paper; then exit")
     model.add_argument("--shortcut", choices=("A", "B"), default=None,
@@ -163,7 +174,7 @@ def build_parser():
                        help="ImageNet-family ResNets (resnet18...resnet152): 7x7/2 conv + max-pool, or a 3x3/1 conv "
                             "for small images; auto (the default) picks by input size")
     model.add_argument("--residual_blocks", type=int, default=None,
-                       help="jin_cnn: number of residual blocks k after the Conv2D + MaxPooling2D stem (0 = plain CNN)")
+                       help="jin_cnn: number of residual blocks k after the Conv2D + MaxPooling2D stem (default 0: the plain CNN)")
     model.add_argument("--weight_decay", type=float, default=1e-4,
                        help="SGD-style weight decay on kernels (gradient += wd * w), He et al.'s 1e-4")
 
@@ -225,14 +236,16 @@ def build_parser():
                           help="GPUs to use with mirrored/one_device (default: all visible)")
     hardware.add_argument("--mixed_precision", choices=cifar10_train.PRECISIONS, default="auto",
                           help="compute in 16 bits, weights in 32: float16 (GPU, with loss scaling) or bfloat16 (GPUs, "
-                               "and CPUs with AVX512_BF16/AMX, 1.1-2.4x faster on this suite's 2-core CPU). auto: "
-                               "float16 on GPU, bfloat16 on CPUs with native bfloat16, else off")
+                               "and CPUs with AVX512_BF16/AMX: 1.06-2.56x faster on a 2-core such CPU, see "
+                               "benchmarks/README.md). auto: float16 on GPU, bfloat16 on CPUs with native bfloat16, "
+                               "else off (the default)")
     hardware.add_argument("--jit_compile", choices=("auto", "on", "off"), default="auto",
-                          help="compile the training step with XLA. Helps on GPUs for many models; made ResNet-20 1.5x "
-                               "slower on a CPU. auto: off")
+                          help="compile the training step with XLA. Helps on GPUs for many models; made ResNet-20 2x "
+                               "slower on a CPU. auto (the default): off")
     hardware.add_argument("--steps_per_execution", type=auto_or_positive_int, default="auto",
                           help="training steps per tf.function call: more saves Python overhead for small models "
-                               "(LeNet-5, MNIST). auto: sized from the measured step time to about 0.25 s per call")
+                               "(LeNet-5, MNIST). auto (the default): sized from the measured step time to about 0.25 s "
+                               "per call")
 
     test = parser.add_argument_group("testing and prediction")
     test.add_argument("--checkpoint", default=None,
@@ -241,7 +254,8 @@ def build_parser():
                       help="test: folder for test_probabilities.npy, test_predictions.csv, test_metrics.json and "
                            "test_confusion_matrix.png (default: the run folder); augment_preview: the PNG file "
                            "(default augment_preview_<dataset>_<augment>.png)")
-    test.add_argument("--images", nargs="+", default=None, help="predict: image files and/or folders of images")
+    test.add_argument("--images", nargs="+", default=None, metavar="PATH",
+                      help="predict: image files and/or folders of images")
     test.add_argument("--top_k", type=positive_int, default=3, help="predict: classes shown per image")
     return parser
 
@@ -286,7 +300,12 @@ def input_sizes(args, model_name, augment):
 
 
 def load_data(args, model_name, augment, seed):
-    """The dataset adapted to the model, and the split it validates on."""
+    """The dataset adapted to the model, and the split it validates on.
+
+    Returns (data, info): ``data`` holds the images as TensorFlow tensors, so that
+    training keeps one uint8 copy of them (the NumPy arrays the loaders made are
+    dropped here); ``info`` has the source and, for image folders, the file names.
+    """
     if args.dataset == "folder" and not args.data_dir:
         raise UsageError("--dataset folder needs --data_dir pointing at the image folder")
     stored_size, _ = input_sizes(args, model_name, augment)
@@ -296,14 +315,16 @@ def load_data(args, model_name, augment, seed):
         args.dataset, args.data_dir, resnet.MODELS[model_name][1],
         validation_split=(0.2 if split is None else split) if folder_split else 0.0, seed=seed,
         image_size=stored_size)
-    data = {"class_names": dataset["class_names"], "source": dataset["source"]}
+    data = {"class_names": dataset.pop("class_names")}
     if split and not folder_split:
-        (data["x_train"], data["y_train"]), (data["x_val"], data["y_val"]) = cifar10_input.split_validation(
-            dataset["x_train"], dataset["y_train"], split, seed)
-        data["validation"] = f"{len(data['x_val'])} images held out of the training set (--validation_split {split}, seed {seed})"
+        (x_train, data["y_train"]), (x_val, data["y_val"]) = cifar10_input.split_validation(
+            dataset.pop("x_train"), dataset.pop("y_train"), split, seed)
+        data["validation"] = f"{len(x_val)} images held out of the training set (--validation_split {split}, seed {seed})"
     else:
-        data.update(x_train=dataset["x_train"], y_train=dataset["y_train"], x_val=dataset["x_test"], y_val=dataset["y_test"])
-        data["validation"] = dataset.get("test_description", f"the test set ({len(data['x_val'])} images)")
+        x_train, data["y_train"] = dataset.pop("x_train"), dataset.pop("y_train")
+        x_val, data["y_val"] = dataset.pop("x_test"), dataset.pop("y_test")
+        data["validation"] = dataset.get("test_description", f"the test set ({len(x_val)} images)")
+    data["x_train"], data["x_val"] = tf.convert_to_tensor(x_train), tf.convert_to_tensor(x_val)
     return data, dataset
 
 
@@ -497,7 +518,7 @@ def run_augment_preview(args):
     _, model_size = input_sizes(args, model_name, augment)
     # Spread over the training set, so a class-sorted image folder shows several classes.
     picked = np.linspace(0, len(data["x_train"]) - 1, min(args.preview_images, len(data["x_train"]))).astype(int)
-    images = data["x_train"][picked]
+    images = tf.gather(data["x_train"], picked).numpy()
     norm = cifar10_input.normalization(augment, data["x_train"], resnet.keras_preprocessing(model_name))
     grid = cifar10_input.augmentation_grid(images, augment, norm, args.preview_versions, args.seed, model_size)
     output = args.output or f"augment_preview_{args.dataset}_{augment}.png"

@@ -68,7 +68,7 @@ def cpu_has_native_bfloat16():
 
 
 def resolve_mixed_precision(requested):
-    """``auto`` -> float16 on GPUs, bfloat16 on CPUs with native bfloat16 (1.1-2.4x faster here, see
+    """``auto`` -> float16 on GPUs, bfloat16 on CPUs with native bfloat16 (1.06-2.56x faster here, see
     benchmarks/README.md), else off. An explicit float16 request without a GPU is refused: it is slower."""
     has_gpu = bool(tf.config.list_physical_devices("GPU"))
     if requested == "auto":
@@ -79,7 +79,7 @@ def resolve_mixed_precision(requested):
 
 
 def resolve_jit_compile(requested):
-    """``auto`` -> off: XLA made ResNet-20 1.5x slower on this CPU (benchmarks/README.md), and no GPU here
+    """``auto`` -> off: XLA made ResNet-20 2x slower on this CPU (benchmarks/README.md), and no GPU here
     could show it pays; ``on`` compiles the training step with XLA."""
     return requested == "on"
 
@@ -183,7 +183,7 @@ def build_step_functions(model, optimizer, strategy, global_batch_size, loss_sca
 
 
 def pad_for_replicas(images, labels, global_batch):
-    """Pads an evaluation set to whole global batches, padding labelled -1.
+    """Pads an evaluation set (uint8 array or tensor) to whole global batches, padding labelled -1.
 
     Without it the last partial batch leaves some replicas an empty batch,
     which Keras' BatchNormalization rejects (seen with MirroredStrategy on two
@@ -192,8 +192,8 @@ def pad_for_replicas(images, labels, global_batch):
     missing = (-len(images)) % global_batch
     if not missing:
         return images, labels
-    pad_images = np.zeros((missing, *images.shape[1:]), images.dtype)
-    return np.concatenate([images, pad_images]), np.concatenate([labels, np.full(missing, -1, labels.dtype)])
+    pad_images = tf.zeros((missing, *images.shape[1:]), tf.uint8)
+    return tf.concat([images, pad_images], axis=0), np.concatenate([labels, np.full(missing, -1, labels.dtype)])
 
 
 def _rates(totals):
