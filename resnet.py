@@ -525,7 +525,8 @@ def keras_preprocessing(name):
     return KERAS_APPLICATIONS[name][1] if name in KERAS_APPLICATIONS else None
 
 
-def _load_backbone(application, input_shape, weights):
+def _load_backbone(name, input_shape, weights):
+    application, _, file_name = KERAS_APPLICATIONS[name]
     builder = getattr(keras.applications, application)
     if weights not in ("imagenet", "none", None) and not os.path.isfile(weights):
         raise WeightsError(f"--weights {weights}: no such file (give imagenet, none, or a local weights file)")
@@ -538,7 +539,6 @@ def _load_backbone(application, input_shape, weights):
         raise WeightsError(f"--weights {weights} does not fit {application} without its top: "
                            f"{str(error).splitlines()[0][:200]}") from None
     except Exception as error:  # keras' downloader raises a bare Exception when offline
-        file_name = next(f for a, _, f in KERAS_APPLICATIONS.values() if a == application)
         raise WeightsError(
             f"cannot download the ImageNet weights of {application} ({str(error).splitlines()[0][:120]}); "
             f"offline, put {file_name} in ~/.keras/models/ or pass --weights /path/to/{file_name}") from None
@@ -559,8 +559,7 @@ def keras_resnet(name, input_shape=(224, 224, 3), num_classes=1000, weight_decay
     decay applies to the head only; keras.applications backbones carry none.
     ``weights="none"`` trains from random initialisation: not a reproduction.
     """
-    application = KERAS_APPLICATIONS[name][0]
-    backbone = _load_backbone(application, input_shape, weights)
+    backbone = _load_backbone(name, input_shape, weights)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     if freeze_backbone:
         backbone.trainable = False

@@ -148,6 +148,19 @@ def test_folder_with_train_and_test_subfolders(tmp_path):
     assert data["files_test"][0] == "test/a/0.png"
 
 
+def test_predict_reads_images_as_the_run_was_trained(image_folder):
+    """RGB for 3-channel runs, gray for 1-channel ones (LeNet-5 on MNIST), at the run's size; broken files skipped."""
+    files = datasets.list_images([str(image_folder / "roses"), str(image_folder / "daisy" / "broken.jpg")])
+    assert files[-1].endswith("broken.jpg") and all("roses" in f for f in files[:-1])
+    with pytest.warns(UserWarning, match=r"skipped 1 file\(s\).*broken.jpg"):
+        rgb, readable = datasets.read_images(files, (20, 24), channels=3)
+    assert rgb.shape == (len(files) - 1, 20, 24, 3) and rgb.dtype == np.uint8 and len(readable) == len(files) - 1
+    gray, _ = datasets.read_images([str(image_folder / "roses" / "gray.png")], (28, 28), channels=1)
+    assert gray.shape == (1, 28, 28, 1) and np.all(gray == 200)
+    with pytest.raises(cifar10_input.DataError, match="no such file or folder"):
+        datasets.list_images([str(image_folder / "nothing_here.png")])
+
+
 def test_empty_class_and_empty_folder_are_errors(tmp_path):
     with pytest.raises(cifar10_input.DataError, match="no class subfolders"):
         datasets.load_image_folder(str(tmp_path), (8, 8))
