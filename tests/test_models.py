@@ -157,10 +157,10 @@ def test_unfit_input_and_unknown_option_are_clear_errors():
 # One training step per registered model on tiny data, at 32x32 (28x28x1 for LeNet-5).
 # Skipped with reason: resnet1202 (1202 layers, minutes to build), resnet101/152 (the
 # same bottleneck blocks as resnet50, tens of millions of weights: too slow for CI),
-# inception_resnet_v1 at 299 (its blocks run in inception_resnet_v1_small), and the keras.applications
-# 101/152 backbones (the blocks of resnet50_imagenet, which does take its step).
-TOO_BIG_FOR_A_CI_STEP = {"resnet1202", "resnet101", "resnet152", "inception_resnet_v1",
-                         "resnet101_imagenet", "resnet152_imagenet", "resnet101v2_imagenet", "resnet152v2_imagenet"}
+# inception_resnet_v1 at 299 (its blocks run in inception_resnet_v1_small), and the other keras.applications
+# backbones (the same keras_resnet builder as resnet50_imagenet, which does take its step).
+TOO_BIG_FOR_A_CI_STEP = {"resnet1202", "resnet101", "resnet152", "inception_resnet_v1", "resnet101_imagenet",
+                         "resnet152_imagenet", "resnet50v2_imagenet", "resnet101v2_imagenet", "resnet152v2_imagenet"}
 # Deeper variants of a builder already stepped through tf.function: tracing 100+
 # layers costs 20-40 s each, so they take their step eagerly (same math).
 EAGER_STEP = {"resnet32", "resnet44", "resnet56", "resnet110", "resnet110_v2", "resnet164_v2"}
