@@ -85,8 +85,8 @@ def notes(mode):
         result.append(f"REDUCED ({mode}): main run {main_steps} steps (paper's numbers at step {PAPER_STEP}; we compare "
                       f"at our last step), depth sweep {sweep_steps} steps per depth (He et al. train 64k), "
                       f"Inception-ResNet {inception_steps} steps at batch {inception_batch}; the learning-rate decays "
-                      f"come at 50%/75% of each run's steps. At this budget deeper nets have not overtaken "
-                      f"shallower ones: the sweep shows early training, not the paper's end point.")
+                      f"come at 50%/75% of each run's steps. The sweep shows early training with one seed per "
+                      f"depth, not the paper's end point: compare the spread across depths with the differences.")
     return result
 
 
@@ -116,6 +116,10 @@ def report_rows(metrics, mode, args):
     measured = {d: e for d, e in errors.items() if e == e}
     rows.append({"quantity": "depth with the lowest test error", "paper": PAPER_BEST_DEPTH,
                  "ours": min(measured, key=measured.get) if measured else None, "format": "{:.0f}",
+                 "settings": sweep_note + "; one seed per depth"})
+    rows.append({"quantity": "spread of test error across depths, max - min (paper column: He et al.)",
+                 "paper": max(HE_TABLE6_ERROR.values()) - min(HE_TABLE6_ERROR.values()),
+                 "ours": max(measured.values()) - min(measured.values()) if measured else None,
                  "settings": sweep_note})
     rows.append({"quantity": "Inception-ResNet-v1 (small) final test error", "paper": None,
                  "ours": common.last(metrics, "inception_resnet_v1_small", "val_error"),
@@ -136,7 +140,7 @@ def figures(metrics, out_dir, mode, args):
             axis.scatter([PAPER_STEP, PAPER_STEP], [PAPER_AT_STEP["train_error"], PAPER_AT_STEP["val_error"]],
                          marker="x", color="black", zorder=3, label=f"Liang 2020 at step {PAPER_STEP}")
         common.label_axis(axis, "step", column,
-                          f"Liang 2020, {title}: ResNet-20 (pre-activation, option A), ImageDataGenerator ({mode})")
+                          f"Liang 2020, {title}\nResNet-20 (pre-activation, option A), ImageDataGenerator ({mode})")
         paths.append(common.save_figure(figure, os.path.join(out_dir, name)))
 
     errors = _final_errors(metrics, mode)
@@ -153,7 +157,7 @@ def figures(metrics, out_dir, mode, args):
         rows = metrics[metrics["run"] == run]
         axis.plot(rows["epoch"], rows["val_error"], label=f"{label}: test error")
         axis.plot(rows["epoch"], rows["train_error"], linestyle=":", label=f"{label}: train error")
-    common.label_axis(axis, "epoch", "error", f"Liang 2020: ResNet-20 vs Inception-ResNet-v1, same augmentation ({mode})")
+    common.label_axis(axis, "epoch", "error", f"Liang 2020: ResNet-20 vs Inception-ResNet-v1\nsame augmentation ({mode})")
     paths.append(common.save_figure(figure, os.path.join(out_dir, "inception_vs_resnet.png")))
     return paths + augmentation_figure(out_dir, args.cifar10_dir)
 
