@@ -86,7 +86,9 @@ def notes(mode):
                       f"at our last step), depth sweep {sweep_steps} steps per depth (He et al. train 64k), "
                       f"Inception-ResNet {inception_steps} steps at batch {inception_batch}; the learning-rate decays "
                       f"come at 50%/75% of each run's steps. The sweep shows early training with one seed per "
-                      f"depth, not the paper's end point: compare the spread across depths with the differences.")
+                      f"depth, not the paper's end point: compare the spread across depths with the differences. "
+                      f"Inception-ResNet-v1 (small) trains at about 40 images/s on a 2-core CPU (benchmarks/README.md): "
+                      f"its {inception_steps} steps of {inception_batch} images check the path and are no comparison.")
     return result
 
 
