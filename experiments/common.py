@@ -16,7 +16,6 @@ Output in ``results/<experiment>/``: one run folder per run (TensorBoard logs: p
 report rows, with a ``run`` column), the figures as PNG, and ``report.md``.
 """
 
-import argparse
 import dataclasses
 import datetime
 import os
@@ -58,11 +57,11 @@ def experiment_name(module):
 
 
 def build_parser(module):
-    parser = argparse.ArgumentParser(
+    parser = cifar10_main.OneLineParser(
         prog=f"python -m experiments.{experiment_name(module)}",
         description=f"{module.TITLE}: {module.PAPER}. Trains the paper's runs, then writes metrics.csv, the figures "
                     f"and report.md (paper vs ours) to --results_dir.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cifar10_main.DefaultsHelpFormatter,
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
