@@ -243,6 +243,12 @@ def last(metrics, run, column):
     return float(rows[column].iloc[-1]) if len(rows) else float("nan")
 
 
+def best(metrics, run, column):
+    """The highest ``column`` over the reports of ``run`` (NaN when the run is absent)."""
+    rows = metrics[metrics["run"] == run] if len(metrics) else metrics
+    return float(rows[column].max()) if len(rows) else float("nan")
+
+
 def at_step(metrics, run, column, step):
     """``column`` at the report nearest to ``step`` (NaN when the run is absent)."""
     rows = metrics[metrics["run"] == run] if len(metrics) else metrics

@@ -66,11 +66,6 @@ def notes(mode):
     return result
 
 
-def _best(metrics, run, column):
-    rows = metrics[metrics["run"] == run] if len(metrics) else metrics
-    return float(rows[column].max()) if len(rows) else float("nan")
-
-
 def report_rows(metrics, mode, args):
     budget = "" if mode == "full" else f"{mode} schedule; "
     rows = []
@@ -80,14 +75,14 @@ def report_rows(metrics, mode, args):
             run = f"{model}_{dataset}"
             window = "ours: report-window mean" + (" over augmented images" if dataset == "cifar10" else "")
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest training accuracy",
-                         "paper": paper_train, "ours": _best(metrics, run, "train_accuracy"),
+                         "paper": paper_train, "ours": common.best(metrics, run, "train_accuracy"),
                          "settings": budget + window + ("; dropout on" if model == "alexnet" else "")})
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest test accuracy",
-                         "paper": paper_test, "ours": _best(metrics, run, "val_accuracy"), "settings": budget.rstrip("; ")})
+                         "paper": paper_test, "ours": common.best(metrics, run, "val_accuracy"), "settings": budget.rstrip("; ")})
     for dataset, dataset_name in DATASETS.items():
         for other in ("lenet5", "alexnet"):
             paper = PAPER_TABLE1[("resnet20", dataset)][1] - PAPER_TABLE1[(other, dataset)][1]
-            ours = _best(metrics, f"resnet20_{dataset}", "val_accuracy") - _best(metrics, f"{other}_{dataset}", "val_accuracy")
+            ours = common.best(metrics, f"resnet20_{dataset}", "val_accuracy") - common.best(metrics, f"{other}_{dataset}", "val_accuracy")
             rows.append({"quantity": f"{dataset_name}: ResNet's highest test accuracy minus {MODELS[other]}'s",
                          "paper": paper, "ours": ours, "settings": budget.rstrip("; ")})
     return rows

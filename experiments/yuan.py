@@ -94,7 +94,7 @@ def report_rows(metrics, mode, args):
         {"quantity": "validation accuracy (final epoch)", "paper": PAPER_VAL_ACCURACY,
          "ours": common.last(metrics, "flowers", "val_accuracy"), "settings": settings + "see notes on the split"},
         {"quantity": "best validation accuracy over the epochs", "paper": PAPER_VAL_ACCURACY,
-         "ours": float(metrics[metrics["run"] == "flowers"]["val_accuracy"].max()) if len(metrics) else None,
+         "ours": common.best(metrics, "flowers", "val_accuracy"),
          "settings": settings.rstrip("; ")},
     ]
 
