@@ -266,8 +266,9 @@ def train(config, data, strategy=None, verbose=1, on_report=None):
       dict with the last row of the metrics, ``best_val_accuracy``, ``step``,
       ``log_dir``, ``num_replicas`` and the trained ``model``.
     """
-    with op_determinism(bool(config.get("deterministic"))):
-        return _train(config, data, strategy or tf.distribute.get_strategy(), verbose, on_report)
+    # Non-chief workers must take part in saving but keep nothing: they write to a scratch folder.
+    with op_determinism(bool(config.get("deterministic"))), tempfile.TemporaryDirectory(prefix="worker_") as scratch:
+        return _train(config, data, strategy or tf.distribute.get_strategy(), verbose, on_report, scratch)
 
 
 @contextlib.contextmanager
@@ -289,7 +290,7 @@ def op_determinism(enabled):
             tf_config.disable_op_determinism()
 
 
-def _train(config, data, strategy, verbose, on_report):
+def _train(config, data, strategy, verbose, on_report, scratch_dir):
     log_dir = config["log_dir"]
     chief = is_chief(strategy)
     input_shape = list(config.get("input_shape") or data["x_train"].shape[1:])
@@ -338,8 +339,7 @@ def _train(config, data, strategy, verbose, on_report):
         resuming = run_folder.prepare(log_dir, config, config.get("resume", False), config.get("overwrite", False))
     else:  # the chief decides; the others follow what is on the (shared) disk
         resuming = not config.get("overwrite") and tf.train.latest_checkpoint(os.path.join(log_dir, run_folder.CHECKPOINTS)) is not None
-    # Non-chief workers must still take part in saving; they write to a scratch folder.
-    write_dir = log_dir if chief else tempfile.mkdtemp(prefix="worker_")
+    write_dir = log_dir if chief else scratch_dir
     if chief:
         run_folder.write_json(os.path.join(log_dir, run_folder.CONFIG), config)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(write_dir, run_folder.CHECKPOINTS), max_to_keep=2)

@@ -44,9 +44,12 @@ def test_two_workers_end_with_identical_weights_and_chief_checkpoints(cifar_arch
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     log_dir = tmp_path / "run"
+    scratch = tmp_path / "tmp"  # the workers' temporary folder: the non-chief's scratch saves go here
+    scratch.mkdir()
     processes = []
     for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        env = dict(os.environ, TMPDIR=str(scratch),
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
             [sys.executable, str(WORKER), "multi_worker", str(cifar_archive), str(log_dir), str(tmp_path / f"w{index}.npz")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -60,3 +63,4 @@ def test_two_workers_end_with_identical_weights_and_chief_checkpoints(cifar_arch
     # Worker 0 is the chief: it alone writes the run folder.
     assert (log_dir / "latest.keras").exists() and (log_dir / "ckpt").is_dir()
     assert sorted(os.listdir(log_dir / "ckpt"))
+    assert not [name for name in os.listdir(scratch) if name.startswith("worker_")], "the non-chief's scratch folder is left"
