@@ -226,7 +226,9 @@ def build_parser():
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --log_dir even though its settings differ from these (the same "
                             "command continues its own run without this flag)")
-    train.add_argument("--overwrite", action="store_true", help="delete the run already in --log_dir and start afresh")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete the run already in --log_dir (its models, checkpoints, logs and test results; "
+                            "nothing else) and start afresh")
 
     hardware = parser.add_argument_group("hardware and speed")
     hardware.add_argument("--distribution_strategy", choices=STRATEGIES, default="auto",
@@ -470,7 +472,7 @@ def run_test(args):
     metrics = {k: result[k] for k in ("loss", "accuracy", "error")}
     metrics.update(model_file=os.path.abspath(model_path), num_images=int(len(dataset["y_test"])),
                    pretrained=config.get("pretrained"))
-    run_folder.write_json(os.path.join(output, "test_metrics.json"), metrics)
+    run_folder.write_json(os.path.join(output, run_folder.TEST_METRICS), metrics)
     print(f"Test on {len(dataset['y_test'])} images with {model_path}: loss {result['loss']:.4f}, "
           f"accuracy {result['accuracy']:.4f}, error {result['error']:.4f}")
     print(f"Wrote {written['probabilities']} {list(result['probabilities'].shape)}, {written['predictions']} and "

@@ -121,14 +121,14 @@ def plot_confusion_matrix(matrix, class_names, path, title):
     plt.close(figure)
 
 
-def write_predictions(probabilities, labels, class_names, output_dir, prefix="test", files=None):
-    """Writes ``<prefix>_probabilities.npy``, ``<prefix>_predictions.csv`` (one row per image: file when
+def write_predictions(probabilities, labels, class_names, output_dir, files=None):
+    """Writes ``test_probabilities.npy``, ``test_predictions.csv`` (one row per image: file when
     known, true and predicted label and class, confidence, every class's probability) and
-    ``<prefix>_confusion_matrix.png``; returns their paths by kind."""
+    ``test_confusion_matrix.png``; returns their paths by kind."""
     os.makedirs(output_dir, exist_ok=True)
-    paths = {kind: os.path.join(output_dir, f"{prefix}_{name}") for kind, name in (
-        ("probabilities", "probabilities.npy"), ("predictions", "predictions.csv"),
-        ("confusion_matrix", "confusion_matrix.png"))}
+    paths = {kind: os.path.join(output_dir, name) for kind, name in (
+        ("probabilities", run_folder.TEST_PROBABILITIES), ("predictions", run_folder.TEST_PREDICTIONS),
+        ("confusion_matrix", run_folder.TEST_CONFUSION_MATRIX))}
     run_folder.atomic_write(paths["probabilities"], lambda temp: np.save(temp, probabilities))
     labels = np.asarray(labels)
     predicted = probabilities.argmax(axis=1)
@@ -148,5 +148,5 @@ def write_predictions(probabilities, labels, class_names, output_dir, prefix="te
     matrix = confusion_matrix(labels, predicted, len(class_names))
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     plot_confusion_matrix(matrix, class_names, paths["confusion_matrix"],
-                          f"{prefix} set: {matrix.sum()} images, accuracy {accuracy:.4f}")
+                          f"test set: {matrix.sum()} images, accuracy {accuracy:.4f}")
     return paths

@@ -1,9 +1,9 @@
 """The files of one run folder, and writing them so an interruption never leaves a torn file.
 
 A run folder holds ``config.json`` (the flags and the preprocessing of the run),
-``metrics.csv`` (one row per report), ``latest.keras`` and ``best.keras``,
-``ckpt/`` (``tf.train.CheckpointManager`` state for resuming) and the
-TensorBoard event files under ``train/`` and ``validation/``.
+``metrics.csv`` (one row per report), ``timing.csv``, ``latest.keras`` and ``best.keras``,
+``ckpt/`` (``tf.train.CheckpointManager`` state for resuming), the
+TensorBoard event files under ``train/`` and ``validation/``, and what ``--mode test`` writes.
 """
 
 import json
@@ -17,8 +17,15 @@ TIMING = "timing.csv"
 LATEST_MODEL = "latest.keras"
 BEST_MODEL = "best.keras"
 CHECKPOINTS = "ckpt"
-# Everything a training run writes; --overwrite removes exactly these.
-RUN_ENTRIES = (CONFIG, METRICS, TIMING, LATEST_MODEL, BEST_MODEL, CHECKPOINTS, "train", "validation")
+# What --mode test writes beside the models (by default into the run folder).
+TEST_PROBABILITIES = "test_probabilities.npy"
+TEST_PREDICTIONS = "test_predictions.csv"
+TEST_CONFUSION_MATRIX = "test_confusion_matrix.png"
+TEST_METRICS = "test_metrics.json"
+# Everything training and testing write; --overwrite removes exactly these (a replaced
+# run's test results would otherwise pass for the new run's).
+RUN_ENTRIES = (CONFIG, METRICS, TIMING, LATEST_MODEL, BEST_MODEL, CHECKPOINTS, "train", "validation",
+               TEST_PROBABILITIES, TEST_PREDICTIONS, TEST_CONFUSION_MATRIX, TEST_METRICS)
 # Settings that change how a run is executed or logged, not what it computes: a
 # folder whose run differs from the command only in these is the same run.
 NOT_IDENTITY = frozenset({

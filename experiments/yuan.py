@@ -101,6 +101,7 @@ def report_rows(metrics, mode, args):
 
 def figures(metrics, out_dir, mode, args):
     import cifar10_main
+    import run_folder
 
     plt = common.pyplot()
     rows = metrics[metrics["run"] == "flowers"]
@@ -117,7 +118,7 @@ def figures(metrics, out_dir, mode, args):
     run_dir = os.path.join(out_dir, "flowers")
     cifar10_main.run_test(cifar10_main.build_parser().parse_args(
         ["--mode", "test", "--checkpoint", run_dir, "--output", out_dir]))
-    return paths + [os.path.join(out_dir, "test_confusion_matrix.png")]
+    return paths + [os.path.join(out_dir, run_folder.TEST_CONFUSION_MATRIX)]
 
 
 def main(argv=None):

@@ -89,6 +89,18 @@ def test_same_run_again_is_finished_another_is_refused_resume_extends(trained_ru
     assert json.loads((log_dir / run_folder.CONFIG).read_text())["train_steps"] == 50
 
 
+def test_overwrite_removes_the_old_runs_files_and_test_results_only(tmp_path):
+    log_dir = tmp_path / "run"
+    (log_dir / run_folder.CHECKPOINTS).mkdir(parents=True)
+    run_folder.write_json(str(log_dir / run_folder.CONFIG), {"model": "resnet20"})
+    for name in (run_folder.METRICS, run_folder.TEST_PROBABILITIES, run_folder.TEST_METRICS, "my_notes.txt"):
+        (log_dir / name).write_text("old")
+    with pytest.raises(run_folder.RunFolderError, match="already holds another run"):
+        run_folder.prepare(str(log_dir), {"model": "lenet5"})
+    assert run_folder.prepare(str(log_dir), {"model": "lenet5"}, overwrite=True) is False
+    assert sorted(os.listdir(log_dir)) == ["my_notes.txt"]  # the user's own file stays
+
+
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     log_dir = tmp_path / "nan"
     config = _config(log_dir, train_steps=12, report_freq=6, lr_decay_at=[])
