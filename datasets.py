@@ -141,10 +141,15 @@ def _read_split(root, classes, size):
             count += 1
         if count == 0:
             raise DataError(f"class folder {folder} holds no readable images")
+    _warn_skipped(skipped, f" in {root}")
+    return np.stack(images), np.asarray(labels, np.int32), files
+
+
+def _warn_skipped(skipped, where=""):
+    """One warning that counts the unreadable files and names the first ten; none when there are none."""
     if skipped:
         shown = ", ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else "")
-        warnings.warn(f"skipped {len(skipped)} file(s) in {root} that are not readable images: {shown}", stacklevel=3)
-    return np.stack(images), np.asarray(labels, np.int32), files
+        warnings.warn(f"skipped {len(skipped)} file(s){where} that are not readable images: {shown}", stacklevel=4)
 
 
 def load_image_folder(root, image_size, validation_split=0.2, seed=0):
@@ -220,9 +225,7 @@ def read_images(files, image_size, channels=3):
             continue
         images.append(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., np.newaxis] if channels == 1 else image)
         readable.append(path)
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} file(s) that are not readable images: {', '.join(skipped[:10])}",
-                      stacklevel=2)
+    _warn_skipped(skipped)
     if not images:
         raise DataError("none of the --images could be read as an image")
     return np.stack(images), readable
