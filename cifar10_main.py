@@ -509,11 +509,6 @@ def list_models():
 
 def run_augment_preview(args):
     """Writes Liang's Fig. 5 for any recipe: originals in the first column, augmented versions beside them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     augment = args.augment or DEFAULT_AUGMENT[args.dataset]
     model_name = args.model or "resnet20"
     data, _ = load_data(args, model_name, augment, args.seed)
@@ -525,17 +520,15 @@ def run_augment_preview(args):
     grid = cifar10_input.augmentation_grid(images, augment, norm, args.preview_versions, args.seed, model_size)
     output = args.output or f"augment_preview_{args.dataset}_{augment}.png"
     height, width = grid.shape[0] // len(images), grid.shape[1] // (args.preview_versions + 1)
-    figure, axis = plt.subplots(figsize=(1.4 * (args.preview_versions + 1), 1.4 * len(images) + 0.6))
+    figure, axis = run_folder.pyplot().subplots(figsize=(1.4 * (args.preview_versions + 1), 1.4 * len(images) + 0.6))
     axis.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", interpolation="nearest")
     axis.set_xticks([width * (i + 0.5) for i in range(args.preview_versions + 1)],
                     ["original"] + [f"aug {i + 1}" for i in range(args.preview_versions)])
     axis.set_yticks([height * (i + 0.5) for i in range(len(images))],
                     [data["class_names"][label] for label in data["y_train"][picked]])
     axis.set_title(f"--augment {augment} on {args.dataset} (cf. Liang 2020, Fig. 5)")
-    figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    run_folder.atomic_write(output, lambda temp: figure.savefig(temp, dpi=120))
-    plt.close(figure)
+    run_folder.save_figure(figure, output)
     print(f"Wrote {output}: {len(images)} images x (1 original + {args.preview_versions} augmented), --augment {augment}")
 
 

@@ -97,13 +97,8 @@ def confusion_matrix(labels, predicted, num_classes):
 
 def plot_confusion_matrix(matrix, class_names, path, title):
     """A labelled confusion-matrix PNG (rows: true class, columns: predicted), counts in the cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     size = max(4.0, 0.55 * len(class_names) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
+    figure, axis = run_folder.pyplot().subplots(figsize=(size, size))
     axis.imshow(matrix, cmap="Blues")
     ticks = range(len(class_names))
     axis.set_xticks(ticks, class_names, rotation=45, ha="right")
@@ -116,9 +111,7 @@ def plot_confusion_matrix(matrix, class_names, path, title):
         for (row, column), count in np.ndenumerate(matrix):
             axis.text(column, row, str(count), ha="center", va="center", fontsize=8,
                       color="white" if count > threshold else "black")
-    figure.tight_layout()
-    run_folder.atomic_write(path, lambda temp: figure.savefig(temp, dpi=120))
-    plt.close(figure)
+    run_folder.save_figure(figure, path)
 
 
 def write_predictions(probabilities, labels, class_names, output_dir, files=None):

@@ -60,6 +60,24 @@ def atomic_write(path, write):
             os.remove(temp)
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported on first use (training never needs it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path, dpi=120):
+    """Lays out a matplotlib figure, writes it atomically and closes it; returns ``path``."""
+    figure.tight_layout()
+    atomic_write(path, lambda temp: figure.savefig(temp, dpi=dpi))
+    pyplot().close(figure)
+    return path
+
+
 def write_json(path, data):
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 

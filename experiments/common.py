@@ -158,14 +158,12 @@ def write_report(path, module, mode, command, rows, figures, notes, runs, result
     run_folder.write_text(path, text)
 
 
-def save_figure(figure, path):
-    """Writes a matplotlib figure atomically and closes it."""
-    import matplotlib.pyplot as plt
+pyplot = run_folder.pyplot  # the experiments' figure code draws through common.pyplot()
 
-    figure.tight_layout()
-    run_folder.atomic_write(path, lambda temp: figure.savefig(temp, dpi=110))
-    plt.close(figure)
-    return path
+
+def save_figure(figure, path):
+    """Writes an experiment's figure (at the resolution of the committed results) atomically and closes it."""
+    return run_folder.save_figure(figure, path, dpi=110)
 
 
 def label_axis(axis, xlabel, ylabel, title=None):
@@ -176,15 +174,6 @@ def label_axis(axis, xlabel, ylabel, title=None):
         axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend()
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def main(module, argv=None):
