@@ -90,7 +90,9 @@ def machine():
 
 
 def collect(runs, results_dir):
-    """Every run's metrics.csv (and timing) as one frame with a ``run`` and ``label`` column; runs not trained are left out."""
+    """Every run's metrics.csv (and timing) as one frame with ``run``, ``label`` and ``group`` columns; runs not
+    trained are left out. With none trained the frame is empty but has the columns, so selecting a run's rows
+    works the same and gives no rows."""
     frames = []
     for run in runs:
         path = os.path.join(results_dir, run.name, run_folder.METRICS)
@@ -101,9 +103,9 @@ def collect(runs, results_dir):
         if os.path.exists(timing):
             frame = frame.merge(pd.read_csv(timing), on="step", how="left")
         frames.append(frame.assign(run=run.name, label=run.label, group=run.group))
-    if not frames:
-        return pd.DataFrame()
     columns = ["run", "label", "group"]
+    if not frames:
+        return pd.DataFrame(columns=[*columns, *cifar10_train.CSV_COLUMNS, *cifar10_train.TIMING_COLUMNS[1:]])
     merged = pd.concat(frames, ignore_index=True)
     return merged[columns + [c for c in merged.columns if c not in columns]]
 
@@ -228,19 +230,19 @@ def main(module, argv=None):
 
 def last(metrics, run, column):
     """The value of ``column`` at the last report of ``run`` (NaN when the run is absent)."""
-    rows = metrics[metrics["run"] == run] if len(metrics) else metrics
+    rows = metrics[metrics["run"] == run]
     return float(rows[column].iloc[-1]) if len(rows) else float("nan")
 
 
 def best(metrics, run, column):
     """The highest ``column`` over the reports of ``run`` (NaN when the run is absent)."""
-    rows = metrics[metrics["run"] == run] if len(metrics) else metrics
+    rows = metrics[metrics["run"] == run]
     return float(rows[column].max()) if len(rows) else float("nan")
 
 
 def at_step(metrics, run, column, step):
     """``column`` at the report nearest to ``step`` (NaN when the run is absent)."""
-    rows = metrics[metrics["run"] == run] if len(metrics) else metrics
+    rows = metrics[metrics["run"] == run]
     if not len(rows):
         return float("nan")
     return float(rows.loc[(rows["step"] - step).abs().idxmin(), column])

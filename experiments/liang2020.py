@@ -98,7 +98,7 @@ def _final_errors(metrics, mode):
 
 def report_rows(metrics, mode, args):
     main = "resnet20_liang"
-    steps = metrics[metrics["run"] == main]["step"] if len(metrics) else []
+    steps = metrics[metrics["run"] == main]["step"]
     compared_step = PAPER_STEP if PAPER_STEP in set(steps) else (int(steps.iloc[-1]) if len(steps) else PAPER_STEP)
     where = "" if compared_step == PAPER_STEP else f"ours at step {compared_step} ({mode}), not {PAPER_STEP}; "
     rows = [

@@ -72,8 +72,8 @@ def notes(mode):
 
 
 def _at_epoch(metrics, run, column, epoch):
-    rows = metrics[metrics["run"] == run] if len(metrics) else metrics
-    rows = rows[(rows["epoch"] - epoch).abs() < 0.5] if len(rows) else rows
+    rows = metrics[metrics["run"] == run]
+    rows = rows[(rows["epoch"] - epoch).abs() < 0.5]
     return float(rows[column].iloc[0]) if len(rows) else float("nan")
 
 

@@ -27,6 +27,16 @@ def test_run_lists_build_and_every_run_is_a_valid_command(name, mode, tmp_path):
         assert any(note.startswith("REDUCED") for note in module.notes(mode))  # the reduction is said
 
 
+@pytest.mark.parametrize("name", ["liang2020", "lu_song", "jin", "xu"])
+def test_report_of_no_finished_runs_says_n_a_instead_of_failing(name, tmp_path):
+    module = importlib.import_module(f"experiments.{name}")
+    args = common.build_parser(module).parse_args(["--results_dir", str(tmp_path)])
+    metrics = common.collect(module.runs("quick", args), str(tmp_path))
+    assert metrics.empty and "val_accuracy" in metrics.columns
+    rows = module.report_rows(metrics, "quick", args)
+    assert all(row["ours"] is None or row["ours"] != row["ours"] for row in rows)  # None or NaN: shown as n/a
+
+
 def test_report_table_computes_the_differences():
     table = common.report_table([
         {"quantity": "a", "paper": 0.9, "ours": 0.85, "settings": "quick"},
