@@ -78,6 +78,12 @@ def resolve_mixed_precision(requested):
     return requested
 
 
+def auto_steps_per_execution(seconds_per_step):
+    """``--steps_per_execution auto``: as many steps per tf.function call as fill about SECONDS_PER_CALL
+    (1 for ResNet-20 here, about 30 for LeNet-5), at most 100."""
+    return int(min(100, max(1, SECONDS_PER_CALL / max(seconds_per_step, 1e-6))))
+
+
 def resolve_jit_compile(requested):
     """``auto`` -> off: XLA made ResNet-20 2x slower on this CPU (benchmarks/README.md), and no GPU here
     could show it pays; ``on`` compiles the training step with XLA."""
@@ -431,7 +437,7 @@ def _train(config, data, strategy, verbose, on_report, scratch_dir):
             )
         if requested_spe == "auto" and not first_call:
             per_step = (time.time() - call_start) / num_steps
-            steps_per_execution = int(min(100, max(1, SECONDS_PER_CALL / max(per_step, 1e-6))))
+            steps_per_execution = auto_steps_per_execution(per_step)
         first_call = False
         step += num_steps
         window += np.append(totals, num_steps)

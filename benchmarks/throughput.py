@@ -93,9 +93,8 @@ def measure_model(name, args, images, labels):
         iterator = iter(dataset)
         train_steps_fn(iterator, tf.constant(args.warmup))[0].numpy()  # tracing and the first batches
         steps_per_execution = args.steps_per_execution
-        if feed == "auto":  # the engine's rule: calls of about SECONDS_PER_CALL, sized from a timed step
-            per_step = time_training(train_steps_fn, iterator, 2, 1) / 2
-            steps_per_execution = int(min(100, max(1, cifar10_train.SECONDS_PER_CALL / per_step)))
+        if feed == "auto":  # the engine's rule, sized from a timed step
+            steps_per_execution = cifar10_train.auto_steps_per_execution(time_training(train_steps_fn, iterator, 2, 1) / 2)
         runners[feed] = (train_steps_fn, iterator, steps_per_execution)
     # Rows take turns, round after round, so a slow moment of the machine hits them all alike.
     seconds = {feed: [] for feed in runners}

@@ -233,3 +233,10 @@ def test_option_a_model_does_not_take_is_one_line(capsys, cifar_archive, tmp_pat
                          "--train_steps", "2", "--report_freq", "2", "--batch_size", "5", "--log_dir", str(tmp_path / "run"))
     assert code == 2 and "model lenet5 does not take option(s) ['shortcut']" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_auto_steps_per_execution_fills_a_quarter_second_call_within_1_to_100():
+    assert cifar10_train.auto_steps_per_execution(0.141) == 1  # ResNet-20 here: one step per call
+    assert cifar10_train.auto_steps_per_execution(0.008) == 31  # LeNet-5-sized steps: about 30
+    assert cifar10_train.auto_steps_per_execution(1e-5) == 100
+    assert cifar10_train.auto_steps_per_execution(5.0) == 1
