@@ -18,7 +18,6 @@ is warmed up (tracing, first batches) before it is timed; then the rows take tur
 --rounds rounds in one process and each row's median round counts.
 """
 
-import argparse
 import os
 import resource
 import sys
@@ -31,6 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import cifar10_input  # noqa: E402
+import cifar10_main  # noqa: E402
 import cifar10_train  # noqa: E402
 import resnet  # noqa: E402
 
@@ -130,7 +130,7 @@ def print_ratios(name, rates):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cifar10_main.OneLineParser(prog="throughput.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=tuple(resnet.MODELS), default=["resnet20"],
                         help="models to measure, one after another")
     parser.add_argument("--feeds", nargs="+", choices=FEEDS, default=list(FEEDS), help="rows to measure")
@@ -144,8 +144,14 @@ def main(argv=None):
     parser.add_argument("--num_images", type=int, default=50000, help="images held in memory")
     args = parser.parse_args(argv)
 
-    shape = (32, 32, 3)
-    images, labels, source = load_images(args.data_dir, args.num_images, shape)
+    try:
+        return measure(args)
+    except cifar10_main.USER_ERRORS as error:
+        parser.error(str(error))
+
+
+def measure(args):
+    images, labels, source = load_images(args.data_dir, args.num_images, (32, 32, 3))
     print(f"batch {args.batch_size}, {args.steps} timed steps per row after {args.warmup} warm-up; {len(images)} "
           f"images: {source}; TF {tf.__version__}, {os.cpu_count()} CPU cores, native bfloat16: "
           f"{cifar10_train.cpu_has_native_bfloat16()}, GPUs: {len(tf.config.list_physical_devices('GPU'))}")

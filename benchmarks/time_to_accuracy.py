@@ -11,7 +11,6 @@ target as a check that it works. Prints the wall time and steps it took and the 
 the training process.
 """
 
-import argparse
 import os
 import resource
 import sys
@@ -24,8 +23,8 @@ import cifar10_main  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="Flags after -- go to cifar10_main.py (e.g. -- --mixed_precision off)")
+    parser = cifar10_main.OneLineParser(prog="time_to_accuracy.py", description=__doc__.split("\n\n")[0],
+                                        epilog="Flags after -- go to cifar10_main.py (e.g. -- --mixed_precision off)")
     parser.add_argument("--model", default="resnet20", help="model to train")
     parser.add_argument("--target", type=float, default=0.9125, help="test accuracy to reach (He et al.: 0.9125)")
     parser.add_argument("--check_every", type=int, default=500, help="steps between test-set checks")
@@ -47,7 +46,10 @@ def main(argv=None):
         out_of_time = args.max_minutes is not None and row["elapsed_sec"] >= 60 * args.max_minutes
         return reached or out_of_time
 
-    cifar10_main.run_train(train_args, on_report=check)
+    try:
+        cifar10_main.run_train(train_args, on_report=check)
+    except (cifar10_main.UsageError, *cifar10_main.USER_ERRORS) as error:
+        parser.error(str(error))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     reached = outcome.get("val_accuracy", 0.0) >= args.target
     verdict = "reached" if reached else "did NOT reach"
