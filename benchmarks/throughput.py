@@ -26,11 +26,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import cifar10_input  # noqa: E402
-import cifar10_main  # noqa: E402
 import cifar10_train  # noqa: E402
 import resnet  # noqa: E402
 
