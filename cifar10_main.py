@@ -165,9 +165,10 @@ def build_parser():
                             "given, must match the run's")
     model.add_argument("--list_models", action="store_true",
                        help="print every model: name, input shape it is meant for, parameters, paper; then exit")
-    model.add_argument("--shortcut", choices=("A", "B"), default=None,
-                       help="CIFAR ResNet v1 (resnet20...resnet1202) stride-2 shortcut: A = average pool + zero "
-                            "channels (He on CIFAR, Liang; the default), B = 1x1 projection")
+    model.add_argument("--shortcut", choices=resnet.SHORTCUTS, default=None,
+                       help="CIFAR ResNet v1 (resnet20...resnet1202) stride-2 shortcut: A = He et al.'s option A, "
+                            "stride-2 subsampling + zero channels (the default); A_avgpool = Liang 2020's 2x2 average "
+                            "pool + zero channels; B = 1x1 projection")
     model.add_argument("--preactivation", action="store_true", default=None,
                        help="CIFAR ResNet v1 block as Liang 2020 draws it (BN-ReLU-conv) instead of He 2016a's conv-BN-ReLU")
     model.add_argument("--stem", choices=("auto", "imagenet", "cifar"), default=None,

@@ -7,9 +7,12 @@ residual blocks with 16/32/64 filters (stride 2 at the start of stages 2 and
 
 Two choices the papers disagree on are arguments:
 
-* ``shortcut``: ``"A"`` (He's option A, used by He on CIFAR and by Liang 2020:
-  2x2 average pooling, then the channels padded with zeros) or ``"B"`` (a 1x1
-  stride-2 projection conv + BN).
+* ``shortcut`` (the stride-2 shortcut between stages; parameter-free for both A's):
+  ``"A"`` is He et al.'s option A, the one He uses on CIFAR (and akamaster's
+  pytorch_resnet_cifar10): the identity subsampled with stride 2 (every second
+  pixel), the new channels zeros. ``"A_avgpool"`` is Liang 2020's variant, from
+  wenxinxu/resnet-in-tensorflow which his text follows: 2x2 average pooling, then
+  zero channels. ``"B"`` is a 1x1 stride-2 projection conv + BN.
 * ``preactivation``: ``False`` is He 2016a's block (conv-BN-ReLU, conv-BN, add,
   ReLU), our default because the default recipe is He's; ``True`` is the block
   Liang 2020 describes (BN-ReLU-conv twice, then add; a final BN-ReLU before
@@ -58,8 +61,16 @@ def _bn(x, name):
     return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
 
 
+SHORTCUTS = ("A", "A_avgpool", "B")
+
+
 def _shortcut(x, filters, stride, shortcut, weight_decay, name):
-    """Identity when shapes match, else option A (pool + zero channels) or B (projection)."""
+    """Identity when shapes match, else option A (subsample or average-pool, + zero channels) or B (projection).
+
+    The zero channels come after the kept ones (akamaster and wenxinxu put half
+    before, half after): the same model up to a permutation of the following
+    convolutions' randomly initialised channels.
+    """
     in_filters = x.shape[-1]
     if stride == 1 and in_filters == filters:
         return x
@@ -68,7 +79,10 @@ def _shortcut(x, filters, stride, shortcut, weight_decay, name):
         return _bn(x, f"{name}_proj_bn")
     if filters != 2 * in_filters or stride != 2:
         raise ValueError("option A shortcuts only handle stride 2 with doubled filters")
-    x = layers.AveragePooling2D(2, name=f"{name}_pool")(x)
+    if shortcut == "A_avgpool":
+        x = layers.AveragePooling2D(2, name=f"{name}_pool")(x)
+    else:  # a 1x1 "pool" with stride 2 keeps every second pixel: He's x[:, ::2, ::2]
+        x = layers.AveragePooling2D(1, strides=2, name=f"{name}_subsample")(x)
     # Zero channels built from stock layers so a saved .keras loads without custom objects.
     zeros = layers.Rescaling(0.0, name=f"{name}_zeros")(x)
     return layers.Concatenate(name=f"{name}_pad")([x, zeros])
@@ -109,7 +123,8 @@ def resnet_v1(
       input_shape: image shape (H, W, C); 32x32x3 for CIFAR-10.
       num_classes: size of the logits.
       weight_decay: SGD-style weight decay on conv and dense kernels (see module doc).
-      shortcut: "A" (He on CIFAR, Liang) or "B" (1x1 projection).
+      shortcut: "A" (He on CIFAR: strided subsampling + zero channels), "A_avgpool"
+        (Liang 2020: 2x2 average pooling + zero channels) or "B" (1x1 projection).
       preactivation: False for He 2016a's conv-BN-ReLU block (default), True for
         Liang 2020's BN-ReLU-conv block.
 
@@ -118,8 +133,8 @@ def resnet_v1(
     """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"ResNet v1 depth must be 6n+2 (20, 32, 44, 56, 110, 1202), got {depth}")
-    if shortcut not in ("A", "B"):
-        raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
     blocks_per_stage = (depth - 2) // 6
     block = basic_block_preact if preactivation else basic_block_v1
 

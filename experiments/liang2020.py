@@ -2,8 +2,8 @@
 
 Reproduces:
 - Figs. 6-7: training and validation error, and accuracy, against steps, for ResNet-20 in the
-  paper's variant (pre-activation BN-ReLU-conv blocks, option A shortcuts: average pooling and
-  zero-padded channels), trained with Keras' ImageDataGenerator (shift 0.1 + horizontal flip);
+  paper's variant (pre-activation BN-ReLU-conv blocks, option A shortcuts as his code has them: 2x2
+  average pooling and zero-padded channels, ``--shortcut A_avgpool``), trained with Keras' ImageDataGenerator (shift 0.1 + horizontal flip);
 - the numbers at step 9775 (train error 0.117188, validation error 0.1280, validation loss 0.348188);
 - Fig. 5: the augmentation grid;
 - the depth sweep 20/32/44/56/110 (the paper: 110 best) as test error against depth, beside
@@ -32,7 +32,7 @@ PAPER_AT_STEP = {"train_error": 0.117188, "val_error": 0.1280, "val_loss": 0.348
 PAPER_BEST_DEPTH = 110
 HE_TABLE6_ERROR = {20: 0.0875, 32: 0.0751, 44: 0.0717, 56: 0.0697, 110: 0.0643}  # He et al. 2016a, Table 6
 DEPTHS = (20, 32, 44, 56, 110)
-LIANG_VARIANT = ["--preactivation", "--shortcut", "A", "--augment", "imagedatagenerator", "--validation_split", "0"]
+LIANG_VARIANT = ["--preactivation", "--shortcut", "A_avgpool", "--augment", "imagedatagenerator", "--validation_split", "0"]
 
 # mode -> (main steps, sweep steps, Inception-ResNet steps, report every, Inception-ResNet batch)
 SCHEDULE = {

@@ -31,15 +31,32 @@ def test_registry_builds_logits(name):
     assert model.layers[-1].get_config()["activation"] == "linear"  # logits, softmax only in evaluation
 
 
-def test_option_a_shortcut_is_pool_plus_zero_channels():
-    model = resnet.resnet_v1(8, input_shape=(8, 8, 3), num_classes=2)
-    shortcut = model.get_layer("stage2_block1_pad").output
-    probe = type(model)(model.inputs[0], shortcut)
+def _stage2_shortcut(shortcut, x):
+    model = resnet.resnet_v1(8, input_shape=(8, 8, 3), num_classes=2, shortcut=shortcut)
+    block1 = model.get_layer("stage1_block1_out").output
+    probe = type(model)(model.inputs[0], [block1, model.get_layer("stage2_block1_pad").output])
+    return [t.numpy() for t in probe(x, training=False)]
+
+
+def test_option_a_is_hes_strided_subsampling_plus_zero_channels():
     x = np.random.RandomState(0).randn(1, 8, 8, 3).astype(np.float32)
-    out = probe(x, training=False).numpy()
+    block_input, out = _stage2_shortcut("A", x)
     assert out.shape == (1, 4, 4, 32)
-    assert np.all(out[..., 16:] == 0)  # padded channels are zeros
+    np.testing.assert_array_equal(out[..., :16], block_input[:, ::2, ::2, :])  # every second pixel, unchanged
+    assert np.all(out[..., 16:] == 0)  # the new channels are zeros
     assert np.any(out[..., :16] != 0)
+
+
+def test_option_a_avgpool_is_liangs_pool_plus_zero_channels():
+    x = np.random.RandomState(0).randn(1, 8, 8, 3).astype(np.float32)
+    block_input, out = _stage2_shortcut("A_avgpool", x)
+    pooled = block_input.reshape(1, 4, 2, 4, 2, 16).mean(axis=(2, 4))
+    np.testing.assert_allclose(out[..., :16], pooled, rtol=1e-5, atol=1e-6)
+    assert np.all(out[..., 16:] == 0)
+
+
+def test_both_option_a_variants_have_he_table6_count():
+    assert resnet.trainable_params(resnet.resnet20(shortcut="A_avgpool")) == 269722
 
 
 @pytest.mark.parametrize("depth", [21, 4, 0])
