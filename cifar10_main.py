@@ -386,6 +386,9 @@ def run_train(args, on_report=None, verbose=1):
     input_shape = [*model_size, data["x_train"].shape[-1]] if model_size else list(data["x_train"].shape[1:])
     log_dir = args.log_dir or os.path.join("runs", model_name)
     config = {
+        # 2: "shortcut" A means He's subsampling (it meant Liang's average pooling before); a folder
+        # without this key holds an older run, which the same command refuses instead of misreading.
+        "config_version": 2,
         "mode": "train",
         "dataset": args.dataset,
         "data_dir": dataset["source"],

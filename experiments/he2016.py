@@ -1,0 +1,107 @@
+"""He et al. 2016a, "Deep Residual Learning for Image Recognition", Section 4.2: ResNet-20 on CIFAR-10.
+
+Reproduces the ResNet-20 row of Table 6 (8.75% test error) with the paper's recipe exactly: option A
+shortcuts (stride-2 subsampling + zero channels), batch 128, SGD momentum 0.9, learning rate 0.1
+divided by 10 at 32k and 48k steps, 64k steps, weight decay 1e-4, 4-pixel zero pad + random 32x32
+crop + horizontal flip, trained on all 50,000 training images, and the test error of the last model
+measured once (``--mode test`` on ``latest.keras``). The curves (He's Fig. 6, left) show the test
+error every ``report_freq`` steps, as the paper's figure does; only the last point is the result.
+
+Computed in float32 (``--mixed_precision off``), as He et al. did: the result does not depend on
+which CPU resumes the run. The deeper rows of Table 6 (ResNet-32 to 110) are listed in the report
+with their commands and estimated hours, not run: they need 1.6-5.5x ResNet-20's compute.
+
+  python -m experiments.he2016 --cifar10_dir ../shared/datasets/cifar10 --results_dir experiments/results/he2016
+"""
+
+import os
+import sys
+
+from experiments import common
+
+TITLE = "He et al. 2016a"
+PAPER = ('K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image Recognition", CVPR 2016, '
+         "Section 4.2 and Table 6")
+HE_TABLE6_ERROR = {20: 0.0875, 32: 0.0751, 44: 0.0717, 56: 0.0697, 110: 0.0643}  # Table 6, test error
+# mode -> (steps, report every, checkpoint every, batch, seeds)
+SCHEDULE = {"full": (64000, 1000, 500, 128, 1), "quick": (2000, 250, 250, 128, 1), "tiny": (4, 2, 2, 8, 1)}
+RECIPE = ["--model", "resnet20", "--shortcut", "A", "--augment", "he", "--optimizer", "sgd", "--learning_rate", "0.1",
+          "--momentum", "0.9", "--lr_decay_at", "0.5", "0.75", "--weight_decay", "1e-4", "--validation_split", "0",
+          "--mixed_precision", "off"]
+
+
+def add_arguments(parser):
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="train each run with seeds 0..N-1, in folders <run>/seed<k> (default: 1)")
+
+
+def _seeds(mode, args):
+    return getattr(args, "seeds", None) or SCHEDULE[mode][4]
+
+
+def runs(mode, args=None):
+    steps, report, save, batch, _ = SCHEDULE[mode]
+    return [common.Run(f"resnet20/seed{seed}", f"ResNet-20, seed {seed}",
+                       [*RECIPE, "--train_steps", str(steps), "--batch_size", str(batch), "--report_freq", str(report),
+                        "--save_freq", str(save), "--seed", str(seed)], group="resnet20")
+            for seed in range(_seeds(mode, args))]
+
+
+def notes(mode):
+    steps = SCHEDULE[mode][0]
+    result = [
+        "Recipe: He et al. Section 4.2 as written (see the module docstring); the learning-rate boundaries are 50% and "
+        "75% of the steps, i.e. 32k and 48k of 64k.",
+        "Weight decay 1e-4 applies to the conv and dense kernels, not to batch-norm scales and offsets or the dense "
+        "bias (the paper does not say; Caffe/Torch implementations differ).",
+        "Test error: the last model on the 10,000 test images, the run's final report (the same number as "
+        "`--mode test` on latest.keras, written to test_metrics.json). The curve's earlier points are for the figure.",
+        "CIFAR-10 here is a JPEG-q75-derived copy (../shared/datasets/README.md): the pixels differ from the official "
+        "ones by 5.7/255 on average, so our error is not directly comparable with the paper's.",
+    ]
+    if mode != "full":
+        result.append(f"REDUCED ({mode}): {steps} steps instead of 64,000 (boundaries at 50%/75% of them): a check "
+                      f"of the path, not the paper's end point.")
+    return result
+
+
+def _finals(metrics):
+    """The last report of every seed of ResNet-20 (the run's result: the last model's test numbers)."""
+    rows = metrics[metrics["group"] == "resnet20"]
+    return rows.groupby("run").tail(1)
+
+
+def report_rows(metrics, mode, args):
+    finals = _finals(metrics)
+    budget = "" if mode == "full" else f"{mode}: {SCHEDULE[mode][0]} steps, not 64k; "
+    errors = finals["val_error"]
+    n = len(errors)
+    spread = f"mean of n = {n}" + (f", sd {errors.std(ddof=1):.4f}" if n > 1 else "")
+    binomial = (float(errors.mean()) * (1 - float(errors.mean())) / 10000) ** 0.5 if n else float("nan")
+    rows = [{"quantity": "ResNet-20 test error, last model (Table 6)", "paper": HE_TABLE6_ERROR[20],
+             "ours": float(errors.mean()) if n else None,
+             "settings": budget + f"{spread}; binomial s.e. of one run on 10,000 images {binomial:.4f}; JPEG CIFAR-10"}]
+    for _, final in finals.iterrows():
+        rows.append({"quantity": f"ResNet-20 test loss, last model ({final['run']})", "paper": None,
+                     "ours": float(final["val_loss"]), "settings": f"at step {int(final['step'])}"})
+    return rows
+
+
+def figures(metrics, out_dir, mode, args):
+    plt = common.pyplot()
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for run, rows in metrics[metrics["group"] == "resnet20"].groupby("run", sort=False):
+        axis.plot(rows["step"], rows["train_error"], linestyle=":", label=f"{run}: train error (window mean)")
+        axis.plot(rows["step"], rows["val_error"], label=f"{run}: test error")
+    axis.axhline(HE_TABLE6_ERROR[20], color="gray", linestyle="--", label="He et al. Table 6: 8.75%")
+    axis.set_ylim(0, 0.5)
+    common.label_axis(axis, "step", "error", f"He et al. Fig. 6 (left): ResNet-20 on CIFAR-10 ({mode})")
+    return [common.save_figure(figure, os.path.join(out_dir, "fig6_resnet20.png"))]
+
+
+def main(argv=None):
+    return common.main(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
