@@ -12,6 +12,8 @@ code 2; Ctrl-C keeps the last checkpoint and exits with 130.
 """
 
 import argparse
+import dataclasses
+import json
 import math
 import os
 import sys
@@ -45,20 +47,21 @@ tf = _import_tensorflow_quietly()
 
 import numpy as np  # noqa: E402
 
+import augment  # noqa: E402
 import cifar10_input  # noqa: E402
 import cifar10_test  # noqa: E402
 import cifar10_train  # noqa: E402
 import datasets  # noqa: E402
 import resnet  # noqa: E402
+import run_config  # noqa: E402
 import run_folder  # noqa: E402
 
 MODES = ("train", "test", "predict", "augment_preview")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
 # Flags passed to the model builder only when given, so each model keeps its own defaults.
-MODEL_OPTION_FLAGS = ("shortcut", "preactivation", "stem", "residual_blocks", "weights", "freeze_backbone")
-DEFAULT_AUGMENT = {"cifar10": "he", "mnist": "none", "folder": "imagenet"}
-DEFAULT_TRAIN_STEPS = 64000  # He et al.
+DEFAULTS = run_config.RunConfig()  # every flag of a run setting defaults to the RunConfig's own
 USER_ERRORS = (
+    run_config.ConfigError,
     resnet.ModelInputError,
     resnet.WeightsError,
     cifar10_input.DataError,
@@ -135,7 +138,7 @@ def build_parser():
                              "PNG grid of originals and augmented versions (Liang's Fig. 5)")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", choices=datasets.DATASETS, default="cifar10",
+    data.add_argument("--dataset", choices=datasets.DATASETS, default=DEFAULTS.dataset,
                       help="cifar10; mnist (the four official idx .gz files); folder (one subfolder per class, "
                            "or train/ and test/ folders of them, e.g. flower_photos)")
     data.add_argument("--data_dir", default=None,
@@ -150,8 +153,8 @@ def build_parser():
     data.add_argument("--image_size", type=positive_int, nargs=2, metavar=("H", "W"), default=None,
                       help="--dataset folder: the model's input size (default: the size the model is meant for). "
                            "With --augment imagenet images are kept at size/0.875 (256 for 224) and cropped to it")
-    augment_help = "; ".join(f"{name}: {text}" for name, (_, text) in cifar10_input.RECIPES.items())
-    data.add_argument("--augment", choices=cifar10_input.AUGMENTATIONS, default=None,
+    augment_help = "; ".join(f"{name} ({recipe.paper}): {recipe.summary}" for name, recipe in augment.RECIPES.items())
+    data.add_argument("--augment", choices=tuple(augment.RECIPES), default=None,
                       help=f"preprocessing recipe (normalisation + augmentation), saved with the run so --mode test "
                            f"applies the same. {augment_help}. Default: he for cifar10, none for mnist, imagenet for "
                            f"folder. keras.applications models (*_imagenet) always use their own preprocess_input")
@@ -176,7 +179,7 @@ def build_parser():
                             "for small images; auto (the default) picks by input size")
     model.add_argument("--residual_blocks", type=int, default=None,
                        help="jin_cnn: number of residual blocks k after the Conv2D + MaxPooling2D stem (default 0: the plain CNN)")
-    model.add_argument("--weight_decay", type=float, default=1e-4,
+    model.add_argument("--weight_decay", type=float, default=DEFAULTS.weight_decay,
                        help="SGD-style weight decay on kernels (gradient += wd * w), He et al.'s 1e-4")
 
     transfer = parser.add_argument_group("transfer learning (the keras.applications models, *_imagenet)")
@@ -198,28 +201,28 @@ def build_parser():
 
     train = parser.add_argument_group("training")
     train.add_argument("--train_steps", type=positive_int, default=None,
-                       help=f"optimizer steps in total (default {DEFAULT_TRAIN_STEPS}, He et al.'s 64k)")
+                       help=f"optimizer steps in total (default {run_config.DEFAULT_TRAIN_STEPS}, He et al.'s 64k)")
     train.add_argument("--epochs", type=positive_float, default=None,
                        help="train for this many passes over the training images instead of --train_steps")
-    train.add_argument("--batch_size", type=positive_int, default=128,
+    train.add_argument("--batch_size", type=positive_int, default=DEFAULTS.batch_size,
                        help="GLOBAL batch size: summed over all replicas and workers, split evenly among them")
-    train.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="sgd uses --momentum")
+    train.add_argument("--optimizer", choices=("sgd", "adam"), default=DEFAULTS.optimizer, help="sgd uses --momentum")
     train.add_argument("--learning_rate", type=positive_float, default=None,
                        help="initial learning rate (default 0.1, He et al.; 0.01 for lenet5 and alexnet, which "
                             "have no BN in their dense layers and do not train at 0.1)")
-    train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    train.add_argument("--momentum", type=float, default=DEFAULTS.momentum, help="SGD momentum")
     train.add_argument("--lr_decay_at", type=fraction, nargs="*", default=None,
                        help="fractions of the training steps at which the learning rate is divided (default 0.5 0.75 "
                             "for sgd, He's 32k/64k and 48k/64k; none for adam)")
-    train.add_argument("--lr_decay_factor", type=positive_float, default=0.1, help="multiplier applied at each decay")
-    train.add_argument("--report_freq", type=positive_int, default=500,
+    train.add_argument("--lr_decay_factor", type=positive_float, default=DEFAULTS.lr_decay_factor, help="multiplier applied at each decay")
+    train.add_argument("--report_freq", type=positive_int, default=DEFAULTS.report_freq,
                        help="every this many steps: validate, print a line, write TensorBoard summaries, CSV rows, "
                             "latest.keras / best.keras and a checkpoint")
     train.add_argument("--save_freq", type=positive_int, default=None,
                        help="checkpoint every this many steps (default: --report_freq); an interrupted run, started "
                             "again with the same command, loses at most this many steps")
-    train.add_argument("--eval_batch_size", type=positive_int, default=500, help="batch size for validation and test")
-    train.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling, augmentation and the validation split")
+    train.add_argument("--eval_batch_size", type=positive_int, default=DEFAULTS.eval_batch_size, help="batch size for validation and test")
+    train.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seeds weights, shuffling, augmentation and the validation split")
     train.add_argument("--deterministic", action="store_true",
                        help="TF op determinism: with the same --seed two runs on one machine write identical "
                             "metrics.csv files (a little slower)")
@@ -232,20 +235,20 @@ def build_parser():
                             "nothing else) and start afresh")
 
     hardware = parser.add_argument_group("hardware and speed")
-    hardware.add_argument("--distribution_strategy", choices=STRATEGIES, default="auto",
+    hardware.add_argument("--distribution_strategy", choices=STRATEGIES, default=DEFAULTS.distribution_strategy,
                           help="auto: MirroredStrategy when GPUs are visible, else the default strategy; multi_worker: "
                                "MultiWorkerMirroredStrategy configured from TF_CONFIG")
     hardware.add_argument("--num_gpus", type=int, default=None,
                           help="GPUs to use with mirrored/one_device (default: all visible)")
-    hardware.add_argument("--mixed_precision", choices=cifar10_train.PRECISIONS, default="auto",
+    hardware.add_argument("--mixed_precision", choices=cifar10_train.PRECISIONS, default=DEFAULTS.mixed_precision,
                           help="compute in 16 bits, weights in 32: float16 (GPU, with loss scaling) or bfloat16 (GPUs, "
                                "and CPUs with AVX512_BF16/AMX: 1.06-2.56x faster on a 2-core such CPU, see "
                                "benchmarks/README.md). auto: float16 on GPU, bfloat16 on CPUs with native bfloat16, "
                                "else off (the default)")
-    hardware.add_argument("--jit_compile", choices=("auto", "on", "off"), default="auto",
+    hardware.add_argument("--jit_compile", choices=("auto", "on", "off"), default=DEFAULTS.jit_compile,
                           help="compile the training step with XLA. Helps on GPUs for many models; made ResNet-20 2x "
                                "slower on a CPU. auto (the default): off")
-    hardware.add_argument("--steps_per_execution", type=auto_or_positive_int, default="auto",
+    hardware.add_argument("--steps_per_execution", type=auto_or_positive_int, default=DEFAULTS.steps_per_execution,
                           help="training steps per tf.function call: more saves Python overhead for small models "
                                "(LeNet-5, MNIST). auto (the default): sized from the measured step time to about 0.25 s "
                                "per call")
@@ -263,12 +266,28 @@ def build_parser():
     return parser
 
 
+def check_tf_config(text):
+    """TF_CONFIG as multi_worker needs it: JSON with a cluster of workers and this process's task."""
+    if not text:
+        raise UsageError("--distribution_strategy multi_worker needs TF_CONFIG (see README: several machines)")
+    try:
+        spec = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"TF_CONFIG is not JSON ({error})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict) or not isinstance(spec.get("task"), dict):
+        raise UsageError('TF_CONFIG must be {"cluster": {"worker": [...]}, "task": {"type": "worker", "index": N}}')
+
+
 def make_strategy(name, num_gpus=None):
     """Builds the tf.distribute strategy; call it before anything else touches TensorFlow's devices."""
     if name == "multi_worker":
         # Must come first: collective ops can only be configured before the
         # runtime initialises, which listing logical devices does.
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        check_tf_config(os.environ.get("TF_CONFIG"))
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except ValueError as error:
+            raise UsageError(f"TF_CONFIG: {str(error).splitlines()[0]}") from None
     gpus = tf.config.list_logical_devices("GPU")
     if num_gpus is not None:
         if num_gpus < 0 or num_gpus > len(gpus):
@@ -286,43 +305,39 @@ def make_strategy(name, num_gpus=None):
     return tf.distribute.MirroredStrategy(devices)
 
 
-def input_sizes(args, model_name, augment):
-    """(stored image size, model input size) for --dataset folder; None for the fixed-size datasets.
+def input_sizes(config):
+    """(stored image size, model input size) for --dataset folder; (None, None) for the fixed-size datasets.
 
-    The imagenet recipe stores images at input/0.875 (256 for 224) and crops
-    them to the input size, as Resize(256) + CenterCrop(224).
+    The recipe says how large images are kept: the imagenet recipe stores them at
+    input/0.875 (256 for 224) and crops them to the input size, as Resize(256) + CenterCrop(224).
     """
-    if args.dataset != "folder":
-        if args.image_size:
-            raise UsageError("--image_size applies to --dataset folder only")
+    if config.dataset != "folder":
         return None, None
-    size = tuple(args.image_size or resnet.MODELS[model_name][1][:2])
-    if augment == "imagenet":
-        return tuple(int(math.ceil(s / cifar10_input.CENTER_CROP)) for s in size), size
-    return size, size
+    size = tuple(config.image_size or resnet.MODELS[config.model].input_shape[:2])
+    return augment.recipe(run_config.recipe(config)).stored_size(size), size
 
 
-def load_data(args, model_name, augment, seed):
+def load_data(config):
     """The dataset adapted to the model, and the split it validates on.
 
     Returns (data, info): ``data`` holds the images as TensorFlow tensors, so that
     training keeps one uint8 copy of them (the NumPy arrays the loaders made are
     dropped here); ``info`` has the source and, for image folders, the file names.
     """
-    if args.dataset == "folder" and not args.data_dir:
+    if config.dataset == "folder" and not config.data_dir:
         raise UsageError("--dataset folder needs --data_dir pointing at the image folder")
-    stored_size, _ = input_sizes(args, model_name, augment)
-    split = args.validation_split
-    folder_split = args.dataset == "folder"
+    stored_size, _ = input_sizes(config)
+    split = run_config.default_split(config)
+    folder_split = config.dataset == "folder"
     dataset = datasets.load_dataset(
-        args.dataset, args.data_dir, resnet.MODELS[model_name][1],
-        validation_split=(0.2 if split is None else split) if folder_split else 0.0, seed=seed,
-        image_size=stored_size)
+        config.dataset, config.data_dir, resnet.MODELS[config.model].input_shape,
+        validation_split=split if folder_split else 0.0, seed=config.seed, image_size=stored_size)
     data = {"class_names": dataset.pop("class_names")}
     if split and not folder_split:
         (x_train, data["y_train"]), (x_val, data["y_val"]) = cifar10_input.split_validation(
-            dataset.pop("x_train"), dataset.pop("y_train"), split, seed)
-        data["validation"] = f"{len(x_val)} images held out of the training set (--validation_split {split}, seed {seed})"
+            dataset.pop("x_train"), dataset.pop("y_train"), split, config.seed)
+        data["validation"] = (f"{len(x_val)} images held out of the training set (--validation_split {split}, "
+                              f"seed {config.seed})")
     else:
         x_train, data["y_train"] = dataset.pop("x_train"), dataset.pop("y_train")
         x_val, data["y_val"] = dataset.pop("x_test"), dataset.pop("y_test")
@@ -331,198 +346,131 @@ def load_data(args, model_name, augment, seed):
     return data, dataset
 
 
-def check_flags(args, model_name):
-    """Flag combinations argparse cannot see; each bad one is a UsageError."""
-    transfer = model_name in resnet.KERAS_APPLICATIONS
-    if args.train_steps and args.epochs:
-        raise UsageError("give --train_steps or --epochs, not both")
-    if not transfer:
-        for flag in ("weights", "freeze_backbone", "fine_tune_at"):
-            if getattr(args, flag) is not None:
-                raise UsageError(f"--{flag} applies to the keras.applications models (*_imagenet), not {model_name}")
-    if args.fine_tune_at is None and (args.fine_tune_steps or args.fine_tune_epochs or args.fine_tune_learning_rate):
-        raise UsageError("--fine_tune_steps/--fine_tune_epochs/--fine_tune_learning_rate need --fine_tune_at")
-    if args.fine_tune_at is not None and not args.freeze_backbone:
-        raise UsageError("--fine_tune_at unfreezes part of a frozen backbone: it needs --freeze_backbone")
-    if args.fine_tune_steps and args.fine_tune_epochs:
-        raise UsageError("give --fine_tune_steps or --fine_tune_epochs, not both")
+def config_from_flags(args):
+    """The RunConfig the flags describe (unresolved: what is not given keeps the RunConfig's default)."""
+    names = {field.name for field in dataclasses.fields(run_config.RunConfig)} - {"model_options"}
+    values = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    options = {name: getattr(args, name) for name in run_config.OPTION_FLAGS if getattr(args, name) is not None}
+    return run_config.RunConfig(**values, model_options=options)
 
 
-def run_train(args, on_report=None, verbose=1):
-    """Trains as the flags say and returns the engine's result; experiments and benchmarks call it too.
+def train(config, on_report=None, verbose=1, resume=False, overwrite=False):
+    """Trains a RunConfig: loads its data, resolves it, runs the engine; the CLI, experiments and benchmarks call it.
 
     ``on_report(row) -> bool`` may stop training early (see ``cifar10_train.train``).
     """
-    model_name = args.model or "resnet20"
-    check_flags(args, model_name)
-    if args.train_steps and args.report_freq > args.train_steps:
-        raise UsageError(f"--report_freq {args.report_freq} is larger than --train_steps {args.train_steps}")
-    strategy = make_strategy(args.distribution_strategy, args.num_gpus)
-    replicas = strategy.num_replicas_in_sync
-    if args.batch_size % replicas:
-        raise UsageError(f"--batch_size {args.batch_size} does not divide among {replicas} replicas")
-    try:
-        precision = cifar10_train.resolve_mixed_precision(args.mixed_precision)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    augment = args.augment or DEFAULT_AUGMENT[args.dataset]
-    data, dataset = load_data(args, model_name, augment, args.seed)
-    num_train = len(data["x_train"])
-    train_steps = args.train_steps or (math.ceil(args.epochs * num_train / args.batch_size) if args.epochs
-                                       else DEFAULT_TRAIN_STEPS)
-    if args.report_freq > train_steps:
-        raise UsageError(f"--report_freq {args.report_freq} is larger than the {train_steps} training steps")
-    if args.batch_size // replicas > num_train:
-        raise UsageError(f"--batch_size {args.batch_size} is larger than the {num_train} training images")
-    learning_rate = args.learning_rate or resnet.default_learning_rate(model_name)
-    model_options = {k: getattr(args, k) for k in MODEL_OPTION_FLAGS if getattr(args, k) is not None}
-    if model_name in resnet.KERAS_APPLICATIONS:
-        model_options.setdefault("weights", "imagenet")
-    fine_tune_steps = None
-    if args.fine_tune_at is not None:
-        fine_tune_steps = args.fine_tune_steps or (
-            math.ceil(args.fine_tune_epochs * num_train / args.batch_size) if args.fine_tune_epochs else train_steps)
-    _, model_size = input_sizes(args, model_name, augment)
-    input_shape = [*model_size, data["x_train"].shape[-1]] if model_size else list(data["x_train"].shape[1:])
-    log_dir = args.log_dir or os.path.join("runs", model_name)
-    config = {
-        # 2: "shortcut" A means He's subsampling (it meant Liang's average pooling before); a folder
-        # without this key holds an older run, which the same command refuses instead of misreading.
-        "config_version": 2,
-        "mode": "train",
-        "dataset": args.dataset,
-        "data_dir": dataset["source"],
-        "validation_split": args.validation_split,
-        "image_size": list(data["x_train"].shape[1:3]),
-        "input_shape": input_shape,
-        "model": model_name,
-        "model_options": model_options,
-        "pretrained": model_options.get("weights", "none") != "none",
-        "train_steps": train_steps,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "optimizer": args.optimizer,
-        "learning_rate": learning_rate,
-        "momentum": args.momentum,
-        "lr_decay_at": list(args.lr_decay_at if args.lr_decay_at is not None else
-                            ([0.5, 0.75] if args.optimizer == "sgd" else [])),
-        "lr_decay_factor": args.lr_decay_factor,
-        "weight_decay": args.weight_decay,
-        "augment": augment,
-        "fine_tune_at": args.fine_tune_at,
-        "fine_tune_steps": fine_tune_steps,
-        "fine_tune_learning_rate": args.fine_tune_learning_rate or (learning_rate / 10 if fine_tune_steps else None),
-        "report_freq": args.report_freq,
-        "save_freq": args.save_freq or args.report_freq,
-        "steps_per_execution": args.steps_per_execution,
-        "eval_batch_size": args.eval_batch_size,
-        "seed": args.seed,
-        "deterministic": args.deterministic,
-        "log_dir": log_dir,
-        "resume": args.resume,
-        "overwrite": args.overwrite,
-        "distribution_strategy": args.distribution_strategy,
-        "num_replicas": replicas,
-        "mixed_precision": precision,
-        "jit_compile": cifar10_train.resolve_jit_compile(args.jit_compile),
-    }
+    run_config.check(config)
+    strategy = make_strategy(config.distribution_strategy, config.num_gpus)
+    data, dataset = load_data(config)
+    config = run_config.resolve(config, len(data["x_train"]), strategy.num_replicas_in_sync, dataset["source"])
     weights_note = ""
-    if model_name in resnet.KERAS_APPLICATIONS and not config["pretrained"]:
+    if resnet.is_transfer(config.model) and not config.pretrained:
         weights_note = " NOTE: --weights none: random initialisation, not a reproduction of a pretrained result."
-    print(f"Training {model_name} on {args.dataset} from {dataset['source']}: {num_train} training images "
-          f"{list(data['x_train'].shape[1:])} -> model input {input_shape}, augment {augment}, validating on "
-          f"{data['validation']}; {replicas} replica(s), global batch {args.batch_size}, {train_steps} steps"
-          f"{f' + {fine_tune_steps} fine-tuning' if fine_tune_steps else ''}, precision {precision}; run folder "
-          f"{log_dir}.{weights_note}")
+    fine_tune = f" + {config.fine_tune_steps} fine-tuning" if config.fine_tune_steps else ""
+    print(f"Training {config.model} on {config.dataset} from {config.data_dir}: {len(data['x_train'])} training images "
+          f"{list(data['x_train'].shape[1:])} -> model input size {list(config.image_size or data['x_train'].shape[1:3])}, "
+          f"augment {config.augment}, validating on {data['validation']}; {strategy.num_replicas_in_sync} replica(s), "
+          f"global batch {config.batch_size}, {config.train_steps} steps{fine_tune}, precision "
+          f"{config.mixed_precision}; run folder {config.log_dir}.{weights_note}")
     try:
-        result = cifar10_train.train(config, data, strategy, verbose=verbose, on_report=on_report)
+        result = cifar10_train.train(config, data, strategy, verbose=verbose, on_report=on_report, resume=resume,
+                                     overwrite=overwrite)
     except ValueError as error:  # the engine's own checks (batch per input pipeline, --fine_tune_at layer)
         raise UsageError(str(error).splitlines()[0]) from None
     print(f"Done: val accuracy {result.get('val_accuracy', float('nan')):.4f} at step {result.get('step')}, "
-          f"best {result['best_val_accuracy']:.4f}. Test with: python cifar10_main.py --mode test --checkpoint {log_dir}")
+          f"best {result['best_val_accuracy']:.4f}. Test with: python cifar10_main.py --mode test --checkpoint "
+          f"{config.log_dir}")
     return result
 
 
+def run_train(args):
+    return train(config_from_flags(args), resume=args.resume, overwrite=args.overwrite)
+
+
 def load_run(args):
-    """The model and config of --checkpoint, checked against --model."""
+    """The model, settings and data facts of --checkpoint, checked against --model."""
     if args.checkpoint is None:
         raise cifar10_test.CheckpointError(f"--mode {args.mode} needs --checkpoint RUN_FOLDER_OR_.keras")
-    model_path, run_dir, config = cifar10_test.resolve_checkpoint(args.checkpoint)
-    if args.model and args.model != config.get("model"):
+    model_path, run_dir, config, info = cifar10_test.resolve_checkpoint(args.checkpoint)
+    if args.model and args.model != config.model:
         raise cifar10_test.CheckpointError(
-            f"--checkpoint {args.checkpoint} holds a {config.get('model')} run, not --model {args.model}")
+            f"--checkpoint {args.checkpoint} holds a {config.model} run, not --model {args.model}")
     model = cifar10_test.load_model(model_path)
-    expected = (None, *config["input_shape"])
+    expected = (None, *info.input_shape)
     if tuple(model.input_shape) != expected:
         raise cifar10_test.CheckpointError(f"{model_path} takes inputs {model.input_shape}, the run's config says {expected}")
-    return model, model_path, run_dir, config
+    return model, model_path, run_dir, config, info
 
 
 def run_test(args):
-    model, model_path, run_dir, config = load_run(args)
+    model, model_path, run_dir, config, info = load_run(args)
     dataset = datasets.load_dataset(
-        config.get("dataset", "cifar10"), args.data_dir or config["data_dir"], config["input_shape"],
-        validation_split=config.get("validation_split") or 0.2, seed=config.get("seed", 0),
-        image_size=config.get("image_size") if config.get("dataset") == "folder" else None)
-    stored = (*config["image_size"], config["input_shape"][-1])
+        config.dataset, args.data_dir or config.data_dir, info.input_shape,
+        validation_split=run_config.default_split(config) or run_config.FOLDER_TEST_SPLIT, seed=config.seed,
+        image_size=info.stored_size if config.dataset == "folder" else None)
+    stored = (*info.stored_size, info.input_shape[-1])
     if tuple(dataset["x_test"].shape[1:]) != tuple(stored):
         raise cifar10_input.DataError(
             f"test images are {dataset['x_test'].shape[1:]} but the run was trained on {tuple(stored)}")
-    result = cifar10_test.evaluate(model, dataset["x_test"], dataset["y_test"], config["preprocessing"],
-                                   args.eval_batch_size, output_size=config["input_shape"][:2])
+    result = cifar10_test.evaluate(model, dataset["x_test"], dataset["y_test"], config.augment, info.norm,
+                                   args.eval_batch_size, output_size=info.input_shape[:2])
     output = args.output or run_dir
     written = cifar10_test.write_predictions(
-        result["probabilities"], dataset["y_test"], config["class_names"], output, files=dataset.get("files_test"))
+        result["probabilities"], dataset["y_test"], info.class_names, output, files=dataset.get("files_test"))
     metrics = {k: result[k] for k in ("loss", "accuracy", "error")}
     metrics.update(model_file=os.path.abspath(model_path), num_images=int(len(dataset["y_test"])),
-                   pretrained=config.get("pretrained"))
+                   pretrained=config.pretrained)
     run_folder.write_json(os.path.join(output, run_folder.TEST_METRICS), metrics)
     print(f"Test on {len(dataset['y_test'])} images with {model_path}: loss {result['loss']:.4f}, "
           f"accuracy {result['accuracy']:.4f}, error {result['error']:.4f}")
     print(f"Wrote {written['probabilities']} {list(result['probabilities'].shape)}, {written['predictions']} and "
           f"{written['confusion_matrix']}")
+    return metrics
 
 
 def run_predict(args):
     if not args.images:
         raise UsageError("--mode predict needs --images FILE_OR_FOLDER ...")
-    model, model_path, _, config = load_run(args)
+    model, model_path, _, config, info = load_run(args)
     files = datasets.list_images(args.images)
-    images, readable = datasets.read_images(files, config["image_size"], config["input_shape"][-1])
+    images, readable = datasets.read_images(files, info.stored_size, info.input_shape[-1])
     probabilities = cifar10_test.evaluate(
-        model, images, None, config["preprocessing"], args.eval_batch_size,
-        output_size=config["input_shape"][:2])["probabilities"]
-    names = config["class_names"]
+        model, images, None, config.augment, info.norm, args.eval_batch_size,
+        output_size=info.input_shape[:2])["probabilities"]
+    names = info.class_names
     top_k = min(args.top_k, len(names))
-    print(f"{model_path} ({config['model']}, {len(names)} classes):")
+    print(f"{model_path} ({config.model}, {len(names)} classes):")
     for path, row in zip(readable, probabilities):
         best = np.argsort(-row)[:top_k]
         print(f"{path}: " + ", ".join(f"{names[i]} {row[i]:.3f}" for i in best))
 
 
 def list_models():
-    """One line per registered model, with its parameters counted at the shape it is meant for."""
-    print(f"{'name':<24s}{'input':<14s}{'classes':>8s}{'params':>13s}  paper")
-    for name, (_, shape, paper) in resnet.MODELS.items():
-        classes = 1000 if shape[0] >= 224 else 10
-        params = "not built" if name == "resnet1202" else f"{resnet.trainable_params(resnet.build_model(name, shape, classes)):,}"
-        print(f"{name:<24s}{'x'.join(map(str, shape)):<14s}{classes:>8d}{params:>13s}  {paper}")
-    print("(resnet1202 is not built here: it takes a minute; He et al. give 19.4M. *_imagenet: trainable parameters "
-          "with the whole backbone trainable.)")
+    """One line per registered model: its parameters counted at the shape it is meant for, and the published count."""
+    print(f"{'name':<26s}{'input':<12s}{'classes':>8s}{'params':>13s}{'published':>11s}  paper")
+    for name, spec in resnet.MODELS.items():
+        classes = 1000 if spec.input_shape[0] >= 224 else 10
+        params = ("not built" if name == "resnet1202" else
+                  f"{resnet.trainable_params(resnet.build_model(name, spec.input_shape, classes)):,}")
+        published = f"{spec.params_m}M" if spec.params_m else "-"
+        print(f"{name:<26s}{'x'.join(map(str, spec.input_shape)):<12s}{classes:>8d}{params:>13s}{published:>11s}  "
+              f"{spec.paper}")
+    print("(resnet1202 is not built here: it takes a minute. *_imagenet: trainable parameters with the whole backbone "
+          "trainable. published: the paper's count, or torchvision's for the ImageNet ResNets.)")
 
 
 def run_augment_preview(args):
     """Writes Liang's Fig. 5 for any recipe: originals in the first column, augmented versions beside them."""
-    augment = args.augment or DEFAULT_AUGMENT[args.dataset]
-    model_name = args.model or "resnet20"
-    data, _ = load_data(args, model_name, augment, args.seed)
-    _, model_size = input_sizes(args, model_name, augment)
+    config = config_from_flags(args)
+    recipe_name = run_config.recipe(config)
+    data, _ = load_data(config)
+    _, model_size = input_sizes(config)
     # Spread over the training set, so a class-sorted image folder shows several classes.
     picked = np.linspace(0, len(data["x_train"]) - 1, min(args.preview_images, len(data["x_train"]))).astype(int)
     images = tf.gather(data["x_train"], picked).numpy()
-    norm = cifar10_input.normalization(augment, data["x_train"], resnet.keras_preprocessing(model_name))
-    grid = cifar10_input.augmentation_grid(images, augment, norm, args.preview_versions, args.seed, model_size)
-    output = args.output or f"augment_preview_{args.dataset}_{augment}.png"
+    norm = augment.normalization(recipe_name, data["x_train"], resnet.keras_preprocessing(config.model))
+    grid = augment.augmentation_grid(images, recipe_name, norm, args.preview_versions, args.seed, model_size)
+    output = args.output or f"augment_preview_{args.dataset}_{recipe_name}.png"
     height, width = grid.shape[0] // len(images), grid.shape[1] // (args.preview_versions + 1)
     figure, axis = run_folder.pyplot().subplots(figsize=(1.4 * (args.preview_versions + 1), 1.4 * len(images) + 0.6))
     axis.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", interpolation="nearest")
@@ -530,10 +478,10 @@ def run_augment_preview(args):
                     ["original"] + [f"aug {i + 1}" for i in range(args.preview_versions)])
     axis.set_yticks([height * (i + 0.5) for i in range(len(images))],
                     [data["class_names"][label] for label in data["y_train"][picked]])
-    axis.set_title(f"--augment {augment} on {args.dataset} (cf. Liang 2020, Fig. 5)")
+    axis.set_title(f"--augment {recipe_name} on {args.dataset} (cf. Liang 2020, Fig. 5)")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     run_folder.save_figure(figure, output)
-    print(f"Wrote {output}: {len(images)} images x (1 original + {args.preview_versions} augmented), --augment {augment}")
+    print(f"Wrote {output}: {len(images)} images x (1 original + {args.preview_versions} augmented), --augment {recipe_name}")
 
 
 def main(argv=None):

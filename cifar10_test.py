@@ -36,8 +36,8 @@ def _softmax(logits):
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def evaluate(model, images, labels, preprocessing, batch_size=500, output_size=None):
-    """Evaluates uint8 images with a run's preprocessing (its ``{"augment", "norm"}`` from config.json).
+def evaluate(model, images, labels, augment, norm, batch_size=500, output_size=None):
+    """Evaluates uint8 images with a run's preprocessing: its recipe and normalisation (from config.json).
 
     Returns dict with ``probabilities`` and, when ``labels`` are given, ``loss``
     (mean cross-entropy, from the logits in float64), ``accuracy`` and ``error``;
@@ -45,8 +45,8 @@ def evaluate(model, images, labels, preprocessing, batch_size=500, output_size=N
     """
     known = labels is not None
     labels = np.asarray(labels if known else np.zeros(len(images)), dtype=np.int64)
-    dataset = cifar10_input.make_eval_dataset(images, labels, batch_size, preprocessing["norm"],
-                                              augment=preprocessing["augment"], output_size=output_size)
+    dataset = cifar10_input.make_eval_dataset(images, labels, batch_size, norm, augment=augment,
+                                              output_size=output_size)
     logits = _predict_logits(model, dataset.map(lambda x, y: x), batch_size)
     result = {"probabilities": _softmax(logits)}
     if known:
@@ -59,7 +59,7 @@ def evaluate(model, images, labels, preprocessing, batch_size=500, output_size=N
 
 
 def resolve_checkpoint(path):
-    """A run folder or a ``.keras`` file -> (model file, run folder, run config).
+    """A run folder or a ``.keras`` file -> (model file, run folder, RunConfig, DataInfo).
 
     A run folder gives its ``latest.keras`` (the model at the end of training);
     pass ``best.keras`` explicitly for the best-by-validation one.
@@ -75,10 +75,13 @@ def resolve_checkpoint(path):
             raise CheckpointError(f"--checkpoint {path} is neither a run folder nor a .keras file")
         run_dir, model_path = os.path.dirname(os.path.abspath(path)), path
     try:
-        config = run_folder.read_config(run_dir)
+        config, info = run_folder.saved_config(run_dir)
     except run_folder.RunFolderError as error:
         raise CheckpointError(f"{error}; the run's config.json must sit beside the .keras file") from None
-    return model_path, run_dir, config
+    if info is None:
+        raise CheckpointError(f"{os.path.join(run_dir, run_folder.CONFIG)} holds no data facts (classes, normalisation): "
+                              f"the run never started training")
+    return model_path, run_dir, config, info
 
 
 def load_model(model_path):

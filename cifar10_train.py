@@ -23,17 +23,21 @@ so a resumed run sees the batches the uninterrupted one would have seen.
 """
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 import time
+from typing import Callable
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+import augment
 import cifar10_input
 import resnet
+import run_config
 import run_folder
 
 CSV_COLUMNS = (
@@ -84,34 +88,28 @@ def auto_steps_per_execution(seconds_per_step):
     return int(min(100, max(1, SECONDS_PER_CALL / max(seconds_per_step, 1e-6))))
 
 
-def resolve_jit_compile(requested):
-    """``auto`` -> off: XLA made ResNet-20 2x slower on this CPU (benchmarks/README.md), and no GPU here
-    could show it pays; ``on`` compiles the training step with XLA."""
-    return requested == "on"
-
-
 # ----------------------------------------------------------------------------
 # Pieces of the loop
 
 
 def learning_rate_schedule(config):
     """He et al.: ``learning_rate`` divided by ``lr_decay_factor`` at the given fractions of training."""
-    boundaries = [int(round(f * config["train_steps"])) for f in config["lr_decay_at"]]
-    values = [config["learning_rate"] * config["lr_decay_factor"] ** i for i in range(len(boundaries) + 1)]
+    boundaries = [int(round(f * config.train_steps)) for f in config.lr_decay_at]
+    values = [config.learning_rate * config.lr_decay_factor ** i for i in range(len(boundaries) + 1)]
     if not boundaries:
-        return keras.optimizers.schedules.PiecewiseConstantDecay([config["train_steps"] + 1], values * 2)
+        return keras.optimizers.schedules.PiecewiseConstantDecay([config.train_steps + 1], values * 2)
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
 def make_optimizer(config, loss_scaling, learning_rate=None):
     """The run's optimizer on He et al.'s schedule, or at a constant ``learning_rate`` (the fine-tuning stage)."""
     rate = learning_rate if learning_rate is not None else learning_rate_schedule(config)
-    if config["optimizer"] == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate=rate, momentum=config["momentum"])
-    elif config["optimizer"] == "adam":
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate=rate, momentum=config.momentum)
+    elif config.optimizer == "adam":
         optimizer = keras.optimizers.Adam(learning_rate=rate)
     else:
-        raise ValueError(f"unknown optimizer {config['optimizer']!r}")
+        raise ValueError(f"unknown optimizer {config.optimizer!r}")
     return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
 
 
@@ -171,6 +169,12 @@ def build_step_functions(model, optimizer, strategy, global_batch_size, loss_sca
                 break
         return totals, steps_run
 
+    return train_steps_fn, _eval_batch_function(model, strategy, loss_fn)
+
+
+def _eval_batch_function(model, strategy, loss_fn):
+    """``eval_batch_fn(batch)``: the summed [cross-entropy, correct, count] of one distributed batch."""
+
     def eval_step(batch):
         # Label -1 marks padding (see pad_for_replicas): it counts in neither sum.
         images, labels = batch
@@ -185,7 +189,7 @@ def build_step_functions(model, optimizer, strategy, global_batch_size, loss_sca
     def eval_batch_fn(batch):
         return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(eval_step, args=(batch,)), axis=None)
 
-    return train_steps_fn, eval_batch_fn
+    return eval_batch_fn
 
 
 def pad_for_replicas(images, labels, global_batch):
@@ -206,15 +210,6 @@ def _rates(totals):
     loss, correct, count = (float(v) for v in totals[:3])
     accuracy = correct / max(count, 1.0)
     return loss / max(count, 1.0), accuracy, 1.0 - accuracy
-
-
-def _write_augmentation_grid(writer, images, config, seed):
-    """Liang's Fig. 5 in TensorBoard's Images tab: originals, then augmented versions."""
-    preprocessing = config["preprocessing"]
-    grid = cifar10_input.augmentation_grid(images, preprocessing["augment"], preprocessing["norm"], versions=5,
-                                           seed=seed, output_size=config["input_shape"][:2])
-    with writer.as_default():
-        tf.summary.image("augmentation", grid[np.newaxis], step=0)
 
 
 def _save_model(model, path):
@@ -243,38 +238,21 @@ def _set_policy(precision):
 
 def build_for_training(config, input_shape, num_classes):
     """The model of a run, built with the run's precision policy (the policy is restored afterwards)."""
-    previous = _set_policy(config.get("mixed_precision", "off"))
+    previous = _set_policy(config.mixed_precision)
     try:
-        return resnet.build_model(config["model"], input_shape, num_classes, config["weight_decay"],
-                                  **config.get("model_options", {}))
+        return resnet.build_model(config.model, input_shape, num_classes, config.weight_decay, **config.model_options)
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def train(config, data, strategy=None, verbose=1, on_report=None):
-    """Trains ``config["model"]`` on ``data`` and writes the run folder ``config["log_dir"]``.
-
-    Args:
-      config: the run's settings (see ``cifar10_main.py`` for every key); it is
-        saved to ``config.json`` with the preprocessing added. A folder that
-        already holds this same run (same settings) is continued from its last
-        checkpoint; a finished one is returned as it is.
-      data: dict with ``x_train``, ``y_train``, ``x_val``, ``y_val`` (uint8
-        images, int labels), ``class_names``, and ``validation`` (a string that
-        says which images validate).
-      strategy: a ``tf.distribute`` strategy (default: the default strategy).
-      verbose: 1 for a progress bar and one line per report, 0 for silence.
-      on_report: optional ``fn(row) -> bool`` called after each report is saved
-        (``row`` has the metrics plus ``images_per_sec`` and ``elapsed_sec``);
-        True stops training there (time-to-accuracy, time limits).
-
-    Returns:
-      dict with the last row of the metrics, ``best_val_accuracy``, ``step``,
-      ``log_dir``, ``num_replicas`` and the trained ``model``.
-    """
-    # Non-chief workers must take part in saving but keep nothing: they write to a scratch folder.
-    with op_determinism(bool(config.get("deterministic"))), tempfile.TemporaryDirectory(prefix="worker_") as scratch:
-        return _train(config, data, strategy or tf.distribute.get_strategy(), verbose, on_report, scratch)
+def learn_data(config, data):
+    """The run's DataInfo: what it learns from its training images (normalisation statistics, shapes, classes)."""
+    channels = data["x_train"].shape[-1]
+    input_shape = (*config.image_size, channels) if config.image_size else tuple(data["x_train"].shape[1:])
+    norm = augment.normalization(config.augment, data["x_train"], resnet.keras_preprocessing(config.model))
+    return run_config.DataInfo(
+        class_names=tuple(data["class_names"]), stored_size=tuple(data["x_train"].shape[1:3]),
+        input_shape=input_shape, norm=norm, validation=data["validation"], num_train_images=int(len(data["x_train"])))
 
 
 @contextlib.contextmanager
@@ -296,206 +274,327 @@ def op_determinism(enabled):
             tf_config.disable_op_determinism()
 
 
-def _train(config, data, strategy, verbose, on_report, scratch_dir):
-    log_dir = config["log_dir"]
-    chief = is_chief(strategy)
-    input_shape = list(config.get("input_shape") or data["x_train"].shape[1:])
-    config = dict(config, input_shape=input_shape)
-    config.setdefault("mixed_precision", "off")
-    config.setdefault("jit_compile", False)
-    config.setdefault("save_freq", config["report_freq"])
-    keras_preprocess = resnet.keras_preprocessing(config["model"])
-    norm = cifar10_input.normalization(config["augment"], data["x_train"], keras_preprocess)
-    config.update(
-        preprocessing={"augment": config["augment"], "norm": norm},
-        num_classes=len(data["class_names"]),
-        class_names=list(data["class_names"]),
-        validation=data["validation"],
-        num_train_images=int(len(data["x_train"])),
-    )
-    replicas = strategy.num_replicas_in_sync
-    batch_size = config["batch_size"]
-    if batch_size % replicas:
-        raise ValueError(f"--batch_size {batch_size} does not divide among {replicas} replicas")
-    if config.get("deterministic") and config["jit_compile"]:
-        raise ValueError("--deterministic and --jit_compile on do not mix: XLA has no deterministic "
-                         "max-pooling gradient (TF 2.21)")
+# ----------------------------------------------------------------------------
+# Set-up: the model, the training stages, the checkpoint
 
-    # Build before touching the run folder, so a model that cannot be built leaves nothing behind.
-    keras.utils.set_random_seed(config.get("seed", 0))  # same seed, same initial weights
-    loss_scaling = config["mixed_precision"] == "float16"
-    fine_tune_steps = config.get("fine_tune_steps", 0) if config.get("fine_tune_at") is not None else 0
+
+@dataclasses.dataclass
+class Stage:
+    """A stretch of training with one optimizer: He's schedule, or the fine-tuning of a backbone's top."""
+
+    name: str
+    end_step: int  # the run's step at which the stage ends
+    optimizer: keras.optimizers.Optimizer
+    learning_rate: Callable  # 1-based run step -> the rate the optimizer used for it
+    enter: Callable  # makes the stage's layers trainable; returns a line to print, or None
+
+
+@dataclasses.dataclass
+class Run:
+    """What one training run is made of, built before its folder is touched."""
+
+    config: run_config.RunConfig
+    info: run_config.DataInfo
+    strategy: tf.distribute.Strategy
+    model: keras.Model
+    stages: list
+    checkpoint: tf.train.Checkpoint
+    window: tf.Variable  # loss, correct, count, steps since the last report: saved with the checkpoint
+
+    def restored_step(self):
+        return sum(int(stage.optimizer.iterations.numpy()) for stage in self.stages)
+
+
+def build_run(config, info, strategy):
+    """The model, its stages and its checkpoint, with the run's seed and precision, under ``strategy``."""
+    keras.utils.set_random_seed(config.seed)  # same seed, same initial weights
+    loss_scaling = config.mixed_precision == "float16"
     with strategy.scope():
-        model = build_for_training(config, input_shape, config["num_classes"])
-        optimizer = make_optimizer(config, loss_scaling)
-        fine_optimizer = None
-        if fine_tune_steps:
-            # Stage 2's optimizer covers the unfrozen top of the backbone: build it on those
-            # variables now, so a checkpoint taken in either stage restores into the same objects.
-            resnet.unfreeze_top(model, config["fine_tune_at"])
-            fine_optimizer = make_optimizer(config, loss_scaling, config["fine_tune_learning_rate"])
-            fine_optimizer.build(model.trainable_variables)
+        model = build_for_training(config, info.input_shape, info.num_classes)
+        schedule = learning_rate_schedule(config)
+        stages = [Stage("train", config.train_steps, make_optimizer(config, loss_scaling),
+                        lambda step: float(schedule(step - 1)), lambda: None)]
+        if config.fine_tune_at is not None:
+            stages.append(_fine_tune_stage(config, model, loss_scaling))
+        # Every optimizer is built now on the variables its stage trains, so a checkpoint taken in
+        # either stage restores into the same objects; the later stages' layers are frozen again after.
+        for stage in stages[1:]:
+            stage.enter()
+            stage.optimizer.build(model.trainable_variables)
+        if len(stages) > 1:
             model.get_layer(resnet.BACKBONE).trainable = False
-        optimizer.build(model.trainable_variables)
-    window_state = tf.Variable(tf.zeros([4], tf.float64), trainable=False)  # loss, correct, count, steps since report
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, window=window_state,
-                                     **({"fine_tune_optimizer": fine_optimizer} if fine_optimizer else {}))
+        stages[0].optimizer.build(model.trainable_variables)
+    window = tf.Variable(tf.zeros([4], tf.float64), trainable=False)
+    optimizers = {"optimizer": stages[0].optimizer}
+    optimizers.update({"fine_tune_optimizer": stage.optimizer for stage in stages[1:]})
+    checkpoint = tf.train.Checkpoint(model=model, window=window, **optimizers)
+    return Run(config, info, strategy, model, stages, checkpoint, window)
 
+
+def _fine_tune_stage(config, model, loss_scaling):
+    """Stage 2: the top of the frozen backbone unfrozen (batch norm stays frozen), at a constant rate."""
+    rate = config.fine_tune_learning_rate
+
+    def enter():
+        unfrozen = resnet.unfreeze_top(model, config.fine_tune_at)
+        return (f"fine-tuning the top {unfrozen} backbone layers at learning rate {rate:g} for "
+                f"{config.fine_tune_steps} steps")
+
+    return Stage("fine_tune", config.stages_steps, make_optimizer(config, loss_scaling, rate), lambda step: rate, enter)
+
+
+def _open_folder(run, resume, overwrite, scratch_dir):
+    """Readies the run folder (the chief decides, the others follow the shared disk); restores the checkpoint.
+
+    Returns (the folder this process writes to, whether an earlier run was continued).
+    """
+    config, chief = run.config, is_chief(run.strategy)
+    checkpoints = os.path.join(config.log_dir, run_folder.CHECKPOINTS)
     if chief:
-        resuming = run_folder.prepare(log_dir, config, config.get("resume", False), config.get("overwrite", False))
-    else:  # the chief decides; the others follow what is on the (shared) disk
-        resuming = not config.get("overwrite") and tf.train.latest_checkpoint(os.path.join(log_dir, run_folder.CHECKPOINTS)) is not None
-    write_dir = log_dir if chief else scratch_dir
-    if chief:
-        run_folder.write_json(os.path.join(log_dir, run_folder.CONFIG), config)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(write_dir, run_folder.CHECKPOINTS), max_to_keep=2)
-    latest = tf.train.latest_checkpoint(os.path.join(log_dir, run_folder.CHECKPOINTS)) if resuming else None
+        resuming = run_folder.prepare(config.log_dir, config, resume, overwrite)
+    else:
+        resuming = not overwrite and tf.train.latest_checkpoint(checkpoints) is not None
+    latest = tf.train.latest_checkpoint(checkpoints) if resuming else None
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-    first_stage = config["train_steps"]
-    step = int(optimizer.iterations.numpy()) + (int(fine_optimizer.iterations.numpy()) if fine_optimizer else 0)
-    train_total = first_stage + fine_tune_steps
-    if verbose and resuming:
-        print(f"Resuming {log_dir} from step {step}" + (" (already finished)" if step >= train_total else ""))
+        _restore(run.checkpoint, latest)
+    if chief:  # only once the checkpoint restored: a folder whose run cannot continue is left as it was
+        run_folder.write_json(os.path.join(config.log_dir, run_folder.CONFIG), run_config.to_json(config, run.info))
+    return (config.log_dir if chief else scratch_dir), resuming
 
-    seed = config.get("seed", 0)
-    output_size = input_shape[:2]
+
+def _restore(checkpoint, path):
+    """Restores a run's checkpoint into this run's objects, or says in one line that they do not fit."""
+    status = None
+    try:
+        status = checkpoint.restore(path)
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+        if status is not None:
+            status.expect_partial()  # no page of "unresolved object" warnings at exit
+        raise run_folder.RunFolderError(
+            f"the checkpoint {path} does not fit this run's model or optimizer (another model, options or stage?): "
+            f"{str(error).splitlines()[0][:160]}") from None
+
+
+def _datasets(run, data, step):
+    """The distributed training stream from ``step`` on, and the padded validation set."""
+    config, info, strategy = run.config, run.info, run.strategy
+    output_size = info.input_shape[:2]
     train_data = strategy.distribute_datasets_from_function(
         lambda ctx: cifar10_input.make_train_dataset(
-            data["x_train"], data["y_train"], batch_size, norm, config["augment"], seed, ctx, start_step=step,
-            output_size=output_size,
-        )
-    )
-    eval_batch = config.get("eval_batch_size", 500)
-    eval_batch += (-eval_batch) % replicas
+            data["x_train"], data["y_train"], config.batch_size, info.norm, config.augment, config.seed, ctx,
+            start_step=step, output_size=output_size))
+    replicas = strategy.num_replicas_in_sync
+    eval_batch = config.eval_batch_size + (-config.eval_batch_size) % replicas
     x_val, y_val = pad_for_replicas(data["x_val"], np.asarray(data["y_val"], np.int32), eval_batch)
     val_data = strategy.distribute_datasets_from_function(
-        lambda ctx: cifar10_input.make_eval_dataset(x_val, y_val, eval_batch, norm, ctx, config["augment"], output_size)
-    )
+        lambda ctx: cifar10_input.make_eval_dataset(x_val, y_val, eval_batch, info.norm, ctx, config.augment,
+                                                    output_size))
+    return train_data, val_data
 
-    def enter_fine_tuning():
-        layers_unfrozen = resnet.unfreeze_top(model, config["fine_tune_at"])
-        if verbose:
-            print(f"\nstep {step}: fine-tuning the top {layers_unfrozen} backbone layers at learning rate "
-                  f"{config['fine_tune_learning_rate']:g} for {fine_tune_steps} steps", flush=True)
-        return build_step_functions(model, fine_optimizer, strategy, batch_size, loss_scaling, config["jit_compile"])
 
-    def learning_rate_at(step):
-        """The rate the optimizer used for step ``step`` (1-based)."""
-        if step > first_stage:
-            return config["fine_tune_learning_rate"]
-        return float(learning_rate_schedule(config)(step - 1))
+# ----------------------------------------------------------------------------
+# Reporting: CSV rows, TensorBoard, the printed line, the saved models
 
-    if step > first_stage and fine_optimizer:  # resumed inside the fine-tuning stage
-        train_steps_fn, eval_batch_fn = enter_fine_tuning()
-    else:
+
+class Reporter:
+    """Everything written at a report; the chief alone keeps files (others write to a scratch folder)."""
+
+    def __init__(self, run, write_dir, resuming, step, verbose, grid_images):
+        self.run, self.verbose, self.write_dir, self.chief = run, verbose, write_dir, write_dir == run.config.log_dir
+        self.metrics_path = os.path.join(write_dir, run_folder.METRICS)
+        self.timing_path = os.path.join(write_dir, run_folder.TIMING)
+        self.rows = _load_csv(self.metrics_path, step) if resuming else []
+        self.timing_rows = _load_csv(self.timing_path, step) if resuming else []
+        self.best_accuracy = max((r["val_accuracy"] for r in self.rows), default=-1.0)
+        self.start_time = time.time() - (self.timing_rows[-1]["elapsed_sec"] if self.timing_rows else 0.0)
+        self.writers = {prefix: tf.summary.create_file_writer(os.path.join(write_dir, folder))
+                        for prefix, folder in (("train", "train"), ("val", "validation"))}
+        if step == 0 and self.chief:
+            self._augmentation_grid(grid_images)
+
+    def _augmentation_grid(self, images):
+        """Liang's Fig. 5 in TensorBoard's Images tab: originals, then augmented versions."""
+        config, info = self.run.config, self.run.info
+        grid = augment.augmentation_grid(images, config.augment, info.norm, versions=5, seed=config.seed,
+                                               output_size=info.input_shape[:2])
+        with self.writers["train"].as_default():
+            tf.summary.image("augmentation", grid[np.newaxis], step=0)
+
+    def report(self, step, learning_rate, window, validation, images_per_sec):
+        """Writes one report; returns its row (metrics plus timing)."""
+        train_loss, train_accuracy, train_error = _rates(window)
+        val_loss, val_accuracy, val_error = validation
+        row = dict(step=step, epoch=step * self.run.config.batch_size / self.run.info.num_train_images,
+                   learning_rate=learning_rate, train_loss=train_loss, train_accuracy=train_accuracy,
+                   train_error=train_error, val_loss=val_loss, val_accuracy=val_accuracy, val_error=val_error)
+        self.rows.append(row)
+        self.timing_rows.append(dict(step=step, images_per_sec=images_per_sec,
+                                     elapsed_sec=time.time() - self.start_time))
+        self._summaries(row, images_per_sec)
+        if self.verbose:
+            print(f"\nstep {step}/{self.run.config.stages_steps}: train loss {train_loss:.4f} error {train_error:.4f} | "
+                  f"val loss {val_loss:.4f} error {val_error:.4f} | lr {learning_rate:g} | {images_per_sec:.0f} img/s",
+                  flush=True)
+        if self.chief:  # the CSVs and models first; the checkpoint (by the caller) last
+            log_dir = self.run.config.log_dir
+            _save_csv(self.rows, CSV_COLUMNS, self.metrics_path)
+            _save_csv(self.timing_rows, TIMING_COLUMNS, self.timing_path)
+            _save_model(self.run.model, os.path.join(log_dir, run_folder.LATEST_MODEL))
+            if val_accuracy > self.best_accuracy:
+                _save_model(self.run.model, os.path.join(log_dir, run_folder.BEST_MODEL))
+        self.best_accuracy = max(self.best_accuracy, val_accuracy)
+        return dict(row, **self.timing_rows[-1])
+
+    def _summaries(self, row, images_per_sec):
+        step = row["step"]
+        for prefix, writer in self.writers.items():
+            with writer.as_default():
+                for name in ("loss", "error", "accuracy"):
+                    tf.summary.scalar(name, row[f"{prefix}_{name}"], step=step)
+        with self.writers["train"].as_default():
+            tf.summary.scalar("learning_rate", row["learning_rate"], step=step)
+            tf.summary.scalar("images_per_sec", images_per_sec, step=step)
+        for writer in self.writers.values():
+            writer.flush()
+
+
+# ----------------------------------------------------------------------------
+# The run
+
+
+def train(config, data, strategy=None, verbose=1, on_report=None, resume=False, overwrite=False):
+    """Trains a resolved ``RunConfig`` on ``data`` and writes its run folder ``config.log_dir``.
+
+    Args:
+      config: a ``run_config.resolve``d RunConfig; the engine only reads it. A
+        folder that already holds this same run is continued from its last
+        checkpoint; a finished one is returned as it is.
+      data: dict with ``x_train``, ``y_train``, ``x_val``, ``y_val`` (uint8
+        images, int labels), ``class_names``, and ``validation`` (a string that
+        says which images validate).
+      strategy: a ``tf.distribute`` strategy (default: the default strategy).
+      verbose: 1 for a progress bar and one line per report, 0 for silence.
+      on_report: optional ``fn(row) -> bool`` called after each report is saved
+        (``row`` has the metrics plus ``images_per_sec`` and ``elapsed_sec``);
+        True stops training there (time-to-accuracy, time limits).
+      resume: continue the run in the folder even if its settings differ.
+      overwrite: delete the run in the folder and start afresh.
+
+    Returns:
+      dict with the last row of the metrics, ``best_val_accuracy``, ``step``,
+      ``log_dir``, ``num_replicas`` and the trained ``model``.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(f"--batch_size {config.batch_size} does not divide among "
+                         f"{strategy.num_replicas_in_sync} replicas")
+    # Non-chief workers must take part in saving but keep nothing: they write to a scratch folder.
+    with op_determinism(config.deterministic), tempfile.TemporaryDirectory(prefix="worker_") as scratch:
+        # Build before touching the run folder, so a model that cannot be built leaves nothing behind.
+        run = build_run(config, learn_data(config, data), strategy)
+        write_dir, resuming = _open_folder(run, resume, overwrite, scratch)
+        step = run.restored_step()
+        if verbose and resuming:
+            print(f"Resuming {config.log_dir} from step {step}"
+                  + (" (already finished)" if step >= config.stages_steps else ""))
+        reporter = Reporter(run, write_dir, resuming, step, verbose, data["x_train"][:6])
+        step = _loop(run, reporter, *_datasets(run, data, step), step, verbose, on_report)
+        final = reporter.rows[-1] if reporter.rows else {}
+        return dict(final, best_val_accuracy=reporter.best_accuracy, log_dir=config.log_dir, model=run.model,
+                    step=step, num_replicas=strategy.num_replicas_in_sync)
+
+
+def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
+    """Runs every stage from ``step`` to the end; reports every report_freq steps, saves every save_freq."""
+    config = run.config
+    manager = tf.train.CheckpointManager(run.checkpoint, os.path.join(reporter.write_dir, run_folder.CHECKPOINTS),
+                                         max_to_keep=2)
+    iterator, window = iter(train_data), run.window.numpy()
+    progbar = keras.utils.Progbar(config.stages_steps, verbose=verbose and (1 if os.isatty(1) else 2), unit_name="step",
+                                  stateful_metrics=["loss", "accuracy"])
+    pacer = _Pacer(config.steps_per_execution)
+    for stage in run.stages:
+        if step >= stage.end_step:
+            continue
+        entered = stage.enter()
+        if verbose and entered:
+            print(f"\nstep {step}: {entered}", flush=True)
         train_steps_fn, eval_batch_fn = build_step_functions(
-            model, optimizer, strategy, batch_size, loss_scaling, config["jit_compile"])
-
-    def validate():
-        totals = tf.zeros([3])
-        for batch in val_data:
-            totals += eval_batch_fn(batch)
-        return _rates(totals)
-
-    train_writer = tf.summary.create_file_writer(os.path.join(write_dir, "train"))
-    val_writer = tf.summary.create_file_writer(os.path.join(write_dir, "validation"))
-    metrics_path = os.path.join(write_dir, run_folder.METRICS)
-    timing_path = os.path.join(write_dir, run_folder.TIMING)
-    rows = _load_csv(metrics_path, step) if resuming else []
-    timing_rows = _load_csv(timing_path, step) if resuming else []
-    best_accuracy = max((r["val_accuracy"] for r in rows), default=-1.0)
-    if step == 0 and chief:
-        _write_augmentation_grid(train_writer, data["x_train"][:6], config, seed)
-
-    report_freq, save_freq = config["report_freq"], config["save_freq"]
-    requested_spe = config.get("steps_per_execution", "auto")
-    steps_per_execution = 1 if requested_spe == "auto" else int(requested_spe)
-    iterator = iter(train_data)
-    progbar = keras.utils.Progbar(
-        train_total, verbose=verbose and (1 if os.isatty(1) else 2), unit_name="step",
-        stateful_metrics=["loss", "accuracy"],  # show the report window's running numbers as they are
-    )
-    window = window_state.numpy()
-    window_start, start_time = time.time(), time.time() - (timing_rows[-1]["elapsed_sec"] if timing_rows else 0.0)
-    window_steps_timed = 0
-    first_call = True
-    while step < train_total:
-        if step == first_stage and fine_optimizer:
-            train_steps_fn, eval_batch_fn = enter_fine_tuning()
-        stops = [(step // report_freq + 1) * report_freq, (step // save_freq + 1) * save_freq, train_total]
-        next_stop = min(stops + ([first_stage] if step < first_stage else []))
-        num_steps = min(steps_per_execution, next_stop - step)
-        call_start = time.time()
-        totals, steps_run = train_steps_fn(iterator, tf.constant(num_steps))
-        totals, steps_run = totals.numpy(), int(steps_run)
-        if not np.isfinite(totals[0]):
-            kept = manager.latest_checkpoint
-            raise TrainingError(
-                f"loss became {totals[0]} at step {step + steps_run}; stopped. "
-                + (f"The last good checkpoint is {kept}" if kept else "No checkpoint had been saved yet")
-            )
-        if requested_spe == "auto" and not first_call:
-            per_step = (time.time() - call_start) / num_steps
-            steps_per_execution = auto_steps_per_execution(per_step)
-        first_call = False
-        step += num_steps
-        window += np.append(totals, num_steps)
-        window_steps_timed += num_steps
-        train_loss, train_accuracy, _ = _rates(window)
-        progbar.update(step, [("loss", train_loss), ("accuracy", train_accuracy)], finalize=False)
-
-        if step % report_freq == 0 or step == train_total:
-            images_per_sec = window_steps_timed * batch_size / (time.time() - window_start)
-            val_loss, val_accuracy, val_error = validate()
-            train_loss, train_accuracy, train_error = _rates(window)
-            learning_rate = learning_rate_at(step)
-            row = dict(
-                step=step,
-                epoch=step * batch_size / len(data["x_train"]),
-                learning_rate=learning_rate,
-                train_loss=train_loss, train_accuracy=train_accuracy, train_error=train_error,
-                val_loss=val_loss, val_accuracy=val_accuracy, val_error=val_error,
-            )
-            rows.append(row)
-            timing_rows.append(dict(step=step, images_per_sec=images_per_sec, elapsed_sec=time.time() - start_time))
-            for writer, prefix in ((train_writer, "train"), (val_writer, "val")):
-                with writer.as_default():
-                    tf.summary.scalar("loss", row[f"{prefix}_loss"], step=step)
-                    tf.summary.scalar("error", row[f"{prefix}_error"], step=step)
-                    tf.summary.scalar("accuracy", row[f"{prefix}_accuracy"], step=step)
-            with train_writer.as_default():
-                tf.summary.scalar("learning_rate", learning_rate, step=step)
-                tf.summary.scalar("images_per_sec", images_per_sec, step=step)
-            train_writer.flush()
-            val_writer.flush()
-            if verbose:
-                print(
-                    f"\nstep {step}/{train_total}: train loss {train_loss:.4f} error {train_error:.4f} | "
-                    f"val loss {val_loss:.4f} error {val_error:.4f} | lr {learning_rate:g} | {images_per_sec:.0f} img/s",
-                    flush=True,
-                )
-            # The CSVs and models first, the resumable state last: a crash in between
-            # resumes from the previous checkpoint and writes this report again.
-            if chief:
-                _save_csv(rows, CSV_COLUMNS, metrics_path)
-                _save_csv(timing_rows, TIMING_COLUMNS, timing_path)
-                _save_model(model, os.path.join(log_dir, run_folder.LATEST_MODEL))
-                if val_accuracy > best_accuracy:
-                    _save_model(model, os.path.join(log_dir, run_folder.BEST_MODEL))
-            best_accuracy = max(best_accuracy, val_accuracy)
-            window = np.zeros(4)
-            window_steps_timed, window_start = 0, time.time()
-        if step % save_freq == 0 or step % report_freq == 0 or step in (first_stage, train_total):
-            window_state.assign(window)
-            manager.save(checkpoint_number=step)
-        if on_report and rows and rows[-1]["step"] == step and on_report(dict(rows[-1], **timing_rows[-1])):
-            if verbose:
-                print(f"\nstopped at step {step} by the caller", flush=True)
-            break
-
+            run.model, stage.optimizer, run.strategy, config.batch_size, config.mixed_precision == "float16",
+            config.jit_compile == "on")
+        while step < stage.end_step:
+            num_steps = pacer.next_call(step, stage.end_step, config.report_freq, config.save_freq)
+            totals = pacer.timed(train_steps_fn, iterator, num_steps)
+            _check_finite(totals, step + pacer.steps_run, manager)
+            step += num_steps
+            window += np.append(totals, num_steps)
+            progbar.update(step, list(zip(("loss", "accuracy"), _rates(window)[:2])), finalize=False)
+            if step % config.report_freq == 0 or step == config.stages_steps:
+                speed = pacer.images_per_sec(config.batch_size)
+                row = reporter.report(step, stage.learning_rate(step), window, _validate(eval_batch_fn, val_data), speed)
+                window = np.zeros(4)
+                pacer.restart()
+                if on_report and on_report(row):
+                    _save(run, manager, window, step)
+                    if verbose:
+                        print(f"\nstopped at step {step} by the caller", flush=True)
+                    return step
+            if step % config.save_freq == 0 or step % config.report_freq == 0 or step == stage.end_step:
+                _save(run, manager, window, step)
     if verbose:
         progbar.update(step, finalize=True)
-    final = rows[-1] if rows else {}
-    return dict(final, best_val_accuracy=best_accuracy, log_dir=log_dir, model=model, step=step, num_replicas=replicas)
+    return step
 
+
+class _Pacer:
+    """Steps per tf.function call (``steps_per_execution``; measured when auto) and the speed between reports."""
+
+    def __init__(self, requested):
+        self.auto = requested == "auto"
+        self.per_call = 1 if self.auto else int(requested)
+        self.first_call = True
+        self.steps_run = 0
+        self.restart()
+
+    def restart(self):
+        self.steps_timed, self.window_start = 0, time.time()
+
+    def next_call(self, step, end_step, report_freq, save_freq):
+        """Steps of the next call: never past the next report, checkpoint or stage end."""
+        next_stop = min((step // report_freq + 1) * report_freq, (step // save_freq + 1) * save_freq, end_step)
+        return min(self.per_call, next_stop - step)
+
+    def timed(self, train_steps_fn, iterator, num_steps):
+        """Runs one call; returns its summed [loss, correct, count] (``steps_run`` says how many steps ran)."""
+        start = time.time()
+        totals, steps_run = train_steps_fn(iterator, tf.constant(num_steps))
+        totals, self.steps_run = totals.numpy(), int(steps_run)
+        if self.auto and not self.first_call:  # the first call includes tracing
+            self.per_call = auto_steps_per_execution((time.time() - start) / num_steps)
+        self.first_call = False
+        self.steps_timed += num_steps
+        return totals
+
+    def images_per_sec(self, batch_size):
+        return self.steps_timed * batch_size / max(time.time() - self.window_start, 1e-9)
+
+
+def _check_finite(totals, step, manager):
+    if not np.isfinite(totals[0]):
+        kept = manager.latest_checkpoint
+        raise TrainingError(f"loss became {totals[0]} at step {step}; stopped. "
+                            + (f"The last good checkpoint is {kept}" if kept else "No checkpoint had been saved yet"))
+
+
+def _validate(eval_batch_fn, val_data):
+    totals = tf.zeros([3])
+    for batch in val_data:
+        totals += eval_batch_fn(batch)
+    return _rates(totals)
+
+
+def _save(run, manager, window, step):
+    """The resumable state: model, optimizers (their steps drive the schedule) and the partial report window."""
+    run.window.assign(window)
+    manager.save(checkpoint_number=step)

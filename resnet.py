@@ -28,13 +28,12 @@ pass ``L2(weight_decay / 2)`` to make ``--weight_decay`` mean what the paper
 means (the old Keras CIFAR example's ``l2(1e-4)`` is in effect 2e-4).
 """
 
+import dataclasses
 import os
+from typing import Callable, Optional
 
 import keras
 from keras import layers
-
-# He et al. 2016a, Table 6: depth -> learned parameters (millions) reported for CIFAR-10.
-HE_CIFAR_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
 
 BN_MOMENTUM = 0.9  # as in tensorflow/models' CIFAR ResNet; Keras' 0.99 lags on short runs
 BN_EPSILON = 1e-5
@@ -164,7 +163,7 @@ def _cifar_resnet(depth):
         return resnet_v1(depth, input_shape, num_classes, weight_decay, **options)
 
     build.__name__ = f"resnet{depth}"
-    build.__doc__ = f"ResNet-{depth} for CIFAR (He et al. 2016a, Table 6: {HE_CIFAR_PARAMS_M[depth]}M parameters)."
+    build.__doc__ = f"ResNet-{depth} for CIFAR (He et al. 2016a, Section 4.2 and Table 6)."
     return build
 
 
@@ -187,8 +186,6 @@ IMAGENET_RESNET_SPECS = {
     101: ("bottleneck", (3, 4, 23, 3)),
     152: ("bottleneck", (3, 8, 36, 3)),
 }
-# Published parameter counts (millions) at 224x224 with 1000 classes (torchvision's table).
-IMAGENET_PARAMS_M = {18: 11.69, 34: 21.80, 50: 25.56, 101: 44.55, 152: 60.19}
 
 
 def _projection(x, filters, stride, weight_decay, name):
@@ -261,7 +258,7 @@ def _imagenet_resnet(depth):
         return resnet_imagenet(depth, input_shape, num_classes, weight_decay, **options)
 
     build.__name__ = f"resnet{depth}"
-    build.__doc__ = f"ResNet-{depth} (He et al. 2016a; {IMAGENET_PARAMS_M[depth]}M parameters at 224x224, 1000 classes)."
+    build.__doc__ = f"ResNet-{depth} (He et al. 2016a, Table 1), at 224x224 with 1000 classes by default."
     return build
 
 
@@ -274,9 +271,6 @@ resnet152 = _imagenet_resnet(152)
 
 # ----------------------------------------------------------------------------
 # Pre-activation ResNet v2 for CIFAR (He et al. 2016b)
-
-# He et al. 2016b, Table 2: CIFAR pre-activation bottleneck ResNets, parameters (millions).
-HE_V2_PARAMS_M = {164: 1.7, 1001: 10.2}
 
 
 def _preact_bottleneck(x, filters, stride, weight_decay, name):
@@ -519,15 +513,6 @@ def jin_cnn(input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4, residual
 # ----------------------------------------------------------------------------
 # keras.applications backbones for transfer learning (Yuan's ResNet-152 fine-tuning)
 
-# name -> (keras.applications builder, its preprocessing module, weight file name without top)
-KERAS_APPLICATIONS = {
-    "resnet50_imagenet": ("ResNet50", "resnet", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "resnet101_imagenet": ("ResNet101", "resnet", "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "resnet152_imagenet": ("ResNet152", "resnet", "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "resnet50v2_imagenet": ("ResNet50V2", "resnet_v2", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "resnet101v2_imagenet": ("ResNet101V2", "resnet_v2", "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "resnet152v2_imagenet": ("ResNet152V2", "resnet_v2", "resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-}
 BACKBONE = "backbone"  # the nested keras.applications model's name in every transfer model
 
 
@@ -537,11 +522,12 @@ class WeightsError(Exception):
 
 def keras_preprocessing(name):
     """The keras.applications module whose ``preprocess_input`` a model needs, or None for our own models."""
-    return KERAS_APPLICATIONS[name][1] if name in KERAS_APPLICATIONS else None
+    application = MODELS[name].keras_application
+    return application.preprocess_module if application else None
 
 
 def _load_backbone(name, input_shape, weights):
-    application, _, file_name = KERAS_APPLICATIONS[name]
+    application, file_name = MODELS[name].keras_application.builder, MODELS[name].keras_application.weights_file
     builder = getattr(keras.applications, application)
     if weights not in ("imagenet", "none", None) and not os.path.isfile(weights):
         raise WeightsError(f"--weights {weights}: no such file (give imagenet, none, or a local weights file)")
@@ -590,7 +576,7 @@ def _transfer(name):
         return keras_resnet(name, input_shape, num_classes, weight_decay, weights, freeze_backbone)
 
     build.__name__ = name
-    build.__doc__ = f"keras.applications.{KERAS_APPLICATIONS[name][0]} backbone + new dense head (transfer learning)."
+    build.__doc__ = f"{name}: a keras.applications backbone (see MODELS) + new dense head (transfer learning)."
     return build
 
 
@@ -632,47 +618,88 @@ def unfreeze_top(model, fine_tune_at):
 
 
 # ----------------------------------------------------------------------------
-# The name-to-builder table: --model, --list_models, experiments and tests all read it.
+# The model table: --model, --list_models, the CLI's option checks, experiments and tests all read it.
 
-# name -> (builder, input shape it is meant for, paper)
+
+@dataclasses.dataclass(frozen=True)
+class KerasApplication:
+    """A keras.applications backbone: its builder's name, its preprocess_input module, its no-top weight file."""
+
+    builder: str
+    preprocess_module: str
+    weights_file: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything about one registered model, in one place."""
+
+    builder: Callable  # (input_shape, num_classes, weight_decay, **options) -> keras.Model of logits
+    input_shape: tuple  # the input it is meant for
+    paper: str
+    params_m: Optional[float] = None  # published learned parameters (millions) at input_shape, 10 or 1000 classes
+    default_learning_rate: float = 0.1  # He et al.'s 0.1 unless the model does not train at it
+    options: tuple = ()  # the builder options a run may set (model_options)
+    keras_application: Optional[KerasApplication] = None  # set for the transfer-learning models
+
+
+def _transfer_spec(builder, application, module, paper):
+    """The record of a keras.applications backbone with a new head; its weight file is Keras' own name."""
+    weights_file = f"{application.lower()}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    return ModelSpec(builder, _IMAGENET, f"keras.applications {paper}", options=_TRANSFER_OPTIONS,
+                     keras_application=KerasApplication(application, module, weights_file))
+
+
+_CIFAR = (32, 32, 3)
+_IMAGENET = (224, 224, 3)
+_V1_OPTIONS = ("shortcut", "preactivation")
+_TRANSFER_OPTIONS = ("weights", "freeze_backbone")
+# Where He et al.'s learning rate of 0.1 does not fit a model. Measured here (2026-11-22): LeNet-5 on
+# MNIST at 0.1 with momentum 0.9 dies (11% accuracy after 300 steps; 96.6% at 0.01); AlexNet on
+# CIFAR-10 stays at chance after 40 steps at 0.1 (30% at 0.01). Both lack BN in their dense layers.
+_NO_BN_DENSE_LR = 0.01
+
 MODELS = {
-    "resnet20": (resnet20, (32, 32, 3), "He et al. 2016a; Liang 2020"),
-    "resnet32": (resnet32, (32, 32, 3), "He et al. 2016a"),
-    "resnet44": (resnet44, (32, 32, 3), "He et al. 2016a"),
-    "resnet56": (resnet56, (32, 32, 3), "He et al. 2016a"),
-    "resnet110": (resnet110, (32, 32, 3), "He et al. 2016a; Liang 2020"),
-    "resnet1202": (resnet1202, (32, 32, 3), "He et al. 2016a"),
-    "resnet56_v2": (resnet56_v2, (32, 32, 3), "He et al. 2016b"),
-    "resnet110_v2": (resnet110_v2, (32, 32, 3), "He et al. 2016b"),
-    "resnet164_v2": (resnet164_v2, (32, 32, 3), "He et al. 2016b"),
-    "resnet18": (resnet18, (224, 224, 3), "He et al. 2016a; Xu (CIFAR stem at 32x32)"),
-    "resnet34": (resnet34, (224, 224, 3), "He et al. 2016a"),
-    "resnet50": (resnet50, (224, 224, 3), "He et al. 2016a; Xu (CIFAR stem at 32x32)"),
-    "resnet101": (resnet101, (224, 224, 3), "He et al. 2016a"),
-    "resnet152": (resnet152, (224, 224, 3), "He et al. 2016a"),
-    "inception_resnet_v1": (inception_resnet_v1, (299, 299, 3), "Szegedy et al. 2016; Liang 2020"),
-    "inception_resnet_v1_small": (inception_resnet_v1_small, (32, 32, 3), "Szegedy et al. 2016 (32x32 variant); Liang 2020"),
-    "lenet5": (lenet5, (28, 28, 1), "LeCun et al. 1998; Lu & Song"),
-    "alexnet": (alexnet, (32, 32, 3), "Krizhevsky et al. 2012 (small-input); Lu & Song"),
-    "jin_cnn": (jin_cnn, (32, 32, 3), "Jin 2023 (residual_blocks=k, 0 = plain CNN)"),
-    "resnet50_imagenet": (resnet50_imagenet, (224, 224, 3), "keras.applications, transfer learning; Yuan (smaller)"),
-    "resnet101_imagenet": (resnet101_imagenet, (224, 224, 3), "keras.applications, transfer learning"),
-    "resnet152_imagenet": (resnet152_imagenet, (224, 224, 3), "keras.applications, transfer learning; Yuan"),
-    "resnet50v2_imagenet": (resnet50v2_imagenet, (224, 224, 3), "keras.applications (v2), transfer learning"),
-    "resnet101v2_imagenet": (resnet101v2_imagenet, (224, 224, 3), "keras.applications (v2), transfer learning"),
-    "resnet152v2_imagenet": (resnet152v2_imagenet, (224, 224, 3), "keras.applications (v2), transfer learning"),
+    # He et al. 2016a, Table 6 (CIFAR-10 parameter counts)
+    "resnet20": ModelSpec(resnet20, _CIFAR, "He et al. 2016a; Liang 2020", 0.27, options=_V1_OPTIONS),
+    "resnet32": ModelSpec(resnet32, _CIFAR, "He et al. 2016a", 0.46, options=_V1_OPTIONS),
+    "resnet44": ModelSpec(resnet44, _CIFAR, "He et al. 2016a", 0.66, options=_V1_OPTIONS),
+    "resnet56": ModelSpec(resnet56, _CIFAR, "He et al. 2016a", 0.85, options=_V1_OPTIONS),
+    "resnet110": ModelSpec(resnet110, _CIFAR, "He et al. 2016a; Liang 2020", 1.7, options=_V1_OPTIONS),
+    "resnet1202": ModelSpec(resnet1202, _CIFAR, "He et al. 2016a", 19.4, options=_V1_OPTIONS),
+    # He et al. 2016b, Table 2 gives 1.7M for ResNet-164; no counts for 56 and 110
+    "resnet56_v2": ModelSpec(resnet56_v2, _CIFAR, "He et al. 2016b"),
+    "resnet110_v2": ModelSpec(resnet110_v2, _CIFAR, "He et al. 2016b"),
+    "resnet164_v2": ModelSpec(resnet164_v2, _CIFAR, "He et al. 2016b", 1.7),
+    # torchvision's counts of the bias-free ImageNet ResNets (224x224, 1000 classes)
+    "resnet18": ModelSpec(resnet18, _IMAGENET, "He et al. 2016a; Xu", 11.69, options=("stem",)),
+    "resnet34": ModelSpec(resnet34, _IMAGENET, "He et al. 2016a", 21.80, options=("stem",)),
+    "resnet50": ModelSpec(resnet50, _IMAGENET, "He et al. 2016a; Xu", 25.56, options=("stem",)),
+    "resnet101": ModelSpec(resnet101, _IMAGENET, "He et al. 2016a", 44.55, options=("stem",)),
+    "resnet152": ModelSpec(resnet152, _IMAGENET, "He et al. 2016a", 60.19, options=("stem",)),
+    "inception_resnet_v1": ModelSpec(inception_resnet_v1, (299, 299, 3), "Szegedy et al. 2016; Liang 2020"),
+    "inception_resnet_v1_small": ModelSpec(inception_resnet_v1_small, _CIFAR,
+                                           "Szegedy et al. 2016 (32x32 variant); Liang 2020"),
+    "lenet5": ModelSpec(lenet5, (28, 28, 1), "LeCun et al. 1998; Lu & Song", default_learning_rate=_NO_BN_DENSE_LR),
+    "alexnet": ModelSpec(alexnet, _CIFAR, "Krizhevsky et al. 2012 (small-input); Lu & Song",
+                         default_learning_rate=_NO_BN_DENSE_LR),
+    "jin_cnn": ModelSpec(jin_cnn, _CIFAR, "Jin 2023 (residual_blocks=k, 0 = plain CNN)", options=("residual_blocks",)),
+    "resnet50_imagenet": _transfer_spec(resnet50_imagenet, "ResNet50", "resnet", "transfer learning; Yuan (smaller)"),
+    "resnet101_imagenet": _transfer_spec(resnet101_imagenet, "ResNet101", "resnet", "transfer learning"),
+    "resnet152_imagenet": _transfer_spec(resnet152_imagenet, "ResNet152", "resnet", "transfer learning; Yuan"),
+    "resnet50v2_imagenet": _transfer_spec(resnet50v2_imagenet, "ResNet50V2", "resnet_v2", "(v2), transfer learning"),
+    "resnet101v2_imagenet": _transfer_spec(resnet101v2_imagenet, "ResNet101V2", "resnet_v2", "(v2), transfer learning"),
+    "resnet152v2_imagenet": _transfer_spec(resnet152v2_imagenet, "ResNet152V2", "resnet_v2", "(v2), transfer learning"),
 }
 
 
-# Where He et al.'s learning rate of 0.1 does not fit a model. Measured here
-# (2026-11-22): LeNet-5 on MNIST at 0.1 with momentum 0.9 dies (11% accuracy
-# after 300 steps; 96.6% at 0.01); AlexNet on CIFAR-10 stays at chance after
-# 40 steps at 0.1 (30% at 0.01). Both lack BN in their dense layers.
-DEFAULT_LEARNING_RATE = {"lenet5": 0.01, "alexnet": 0.01}
-
-
 def default_learning_rate(name):
-    return DEFAULT_LEARNING_RATE.get(name, 0.1)
+    return MODELS[name].default_learning_rate
+
+
+def is_transfer(name):
+    """True for the keras.applications backbones (``*_imagenet``)."""
+    return MODELS[name].keras_application is not None
 
 
 class ModelInputError(ValueError):
@@ -693,16 +720,15 @@ def build_model(name, input_shape, num_classes, weight_decay=1e-4, **options):
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    builder, intended, _ = MODELS[name]
+    spec = MODELS[name]
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise ModelInputError(f"model {name} does not take option(s) {unknown}")
     try:
-        return builder(input_shape=tuple(input_shape), num_classes=num_classes, weight_decay=weight_decay, **options)
-    except TypeError as error:
-        if "unexpected keyword" not in str(error):
-            raise
-        raise ModelInputError(f"model {name} does not take option(s) {sorted(options)}") from None
+        return spec.builder(input_shape=tuple(input_shape), num_classes=num_classes, weight_decay=weight_decay, **options)
     except ValueError as error:
-        if tuple(input_shape) == tuple(intended):
+        if tuple(input_shape) == tuple(spec.input_shape):
             raise
         raise ModelInputError(
-            f"model {name} cannot take {tuple(input_shape)} images (it is meant for {intended}): "
+            f"model {name} cannot take {tuple(input_shape)} images (it is meant for {spec.input_shape}): "
             f"{str(error).splitlines()[0]}") from None

@@ -1,6 +1,6 @@
 """The files of one run folder, and writing them so an interruption never leaves a torn file.
 
-A run folder holds ``config.json`` (the flags and the preprocessing of the run),
+A run folder holds ``config.json`` (the run's RunConfig and DataInfo, see run_config.py),
 ``metrics.csv`` (one row per report), ``timing.csv``, ``latest.keras`` and ``best.keras``,
 ``ckpt/`` (``tf.train.CheckpointManager`` state for resuming), the
 TensorBoard event files under ``train/`` and ``validation/``, and what ``--mode test`` writes.
@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import tempfile
+
+import run_config
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -26,14 +28,6 @@ TEST_METRICS = "test_metrics.json"
 # run's test results would otherwise pass for the new run's).
 RUN_ENTRIES = (CONFIG, METRICS, TIMING, LATEST_MODEL, BEST_MODEL, CHECKPOINTS, "train", "validation",
                TEST_PROBABILITIES, TEST_PREDICTIONS, TEST_CONFUSION_MATRIX, TEST_METRICS)
-# Settings that change how a run is executed or logged, not what it computes: a
-# folder whose run differs from the command only in these is the same run.
-NOT_IDENTITY = frozenset({
-    "resume", "overwrite", "log_dir", "save_freq", "steps_per_execution", "eval_batch_size",
-    "distribution_strategy", "num_replicas", "mixed_precision", "jit_compile", "deterministic", "verbose",
-})
-
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -105,15 +99,12 @@ def has_run(run_dir):
     return os.path.isdir(os.path.join(run_dir, CHECKPOINTS)) or os.path.exists(os.path.join(run_dir, CONFIG))
 
 
-def differences(saved, config):
-    """The settings of ``config`` that differ from a saved run's, as "name: saved -> new" strings."""
-    changed = []
-    for key in sorted(set(config) - NOT_IDENTITY):
-        if key in saved and saved[key] != json.loads(json.dumps(config[key])):
-            changed.append(f"{key}: {saved[key]!r} -> {config[key]!r}")
-        elif key not in saved:
-            changed.append(f"{key}: (absent) -> {config[key]!r}")
-    return changed
+def saved_config(run_dir):
+    """(RunConfig, DataInfo or None) of the run in ``run_dir``, from a config.json of any version."""
+    try:
+        return run_config.from_json(read_config(run_dir))
+    except run_config.ConfigError as error:
+        raise RunFolderError(f"{os.path.join(run_dir, CONFIG)}: {error}") from None
 
 
 def _remove_stale_temporaries(run_dir):
@@ -146,10 +137,15 @@ def prepare(run_dir, config, resume=False, overwrite=False):
             _wipe(run_dir)
         else:
             try:
-                changed = differences(read_config(run_dir), config)
+                changed = run_config.differences(saved_config(run_dir)[0], config)
             except RunFolderError:
                 changed = ["its config.json is missing or unreadable"]
             _remove_stale_temporaries(run_dir)
+            fixed = [change for change in changed if change.split(":")[0] in run_config.CANNOT_RESUME]
+            if fixed and resume:
+                raise RunFolderError(
+                    f"--resume cannot continue the run in {run_dir} with another {fixed[0]}: its checkpoint holds "
+                    f"other weights or optimizer state; pass --overwrite to replace it, or choose another --log_dir")
             if changed and not resume:
                 shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
                 raise RunFolderError(

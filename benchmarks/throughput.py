@@ -31,9 +31,11 @@ import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import augment  # noqa: E402
 import cifar10_input  # noqa: E402
 import cifar10_train  # noqa: E402
 import resnet  # noqa: E402
+import run_config  # noqa: E402
 
 FEEDS = ("default", "imagedatagenerator", "ceiling", "mixed_precision", "xla", "auto")
 
@@ -67,22 +69,22 @@ def time_pipeline(dataset, batches):
 
 def measure_model(name, args, images, labels):
     """images/s for each requested feed; returns {feed: images/s} plus the pipeline-alone figure."""
-    norm = cifar10_input.normalization("he", images)
+    norm = augment.normalization("he", images)
     auto_precision = cifar10_train.resolve_mixed_precision("auto")
     mixed = auto_precision if auto_precision != "off" else "bfloat16"
     settings = {  # feed -> (precision, XLA)
         "default": ("off", False), "imagedatagenerator": ("off", False), "ceiling": ("off", False),
         "mixed_precision": (mixed, False), "xla": ("off", True),
-        "auto": (auto_precision, cifar10_train.resolve_jit_compile("auto")),
+        "auto": (auto_precision, False),  # run_config.resolve: jit_compile auto -> off
     }
     batch = args.batch_size
-    one_batch = (cifar10_input.normalize(images[:batch], norm), labels[:batch])
+    one_batch = (augment.normalize(images[:batch], norm), labels[:batch])
     runners = {}
     for feed in args.feeds:
         precision, jit = settings[feed]
-        config = {"model": name, "weight_decay": 1e-4, "mixed_precision": precision}
+        config = run_config.RunConfig(model=name, mixed_precision=precision)
         model = cifar10_train.build_for_training(config, images.shape[1:], 10)
-        optimizer = cifar10_train.make_optimizer({"optimizer": "sgd", "momentum": 0.9}, precision == "float16", 0.01)
+        optimizer = cifar10_train.make_optimizer(config, precision == "float16", 0.01)
         train_steps_fn, _ = cifar10_train.build_step_functions(
             model, optimizer, tf.distribute.get_strategy(), batch, precision == "float16", jit)
         if feed == "imagedatagenerator":

@@ -11,6 +11,7 @@ target as a check that it works. Prints the wall time and steps it took and the 
 the training process.
 """
 
+import dataclasses
 import os
 import resource
 import sys
@@ -35,9 +36,9 @@ def main(argv=None):
     extra = [flag for flag in extra if flag != "--"]
 
     log_dir = args.log_dir or tempfile.mkdtemp(prefix=f"time_to_accuracy_{args.model}_")
-    flags = ["--model", args.model, "--report_freq", str(args.check_every), "--log_dir", log_dir,
-             "--validation_split", "0"] + (["--data_dir", args.data_dir] if args.data_dir else []) + extra
-    train_args = cifar10_main.build_parser().parse_args(flags)
+    config = dataclasses.replace(cifar10_main.config_from_flags(cifar10_main.build_parser().parse_args(extra)),
+                                 model=args.model, report_freq=args.check_every, log_dir=log_dir, validation_split=0.0,
+                                 data_dir=args.data_dir)
     outcome = {}
 
     def check(row):
@@ -47,7 +48,7 @@ def main(argv=None):
         return reached or out_of_time
 
     try:
-        cifar10_main.run_train(train_args, on_report=check)
+        cifar10_main.train(config, on_report=check)
     except (cifar10_main.UsageError, *cifar10_main.USER_ERRORS) as error:
         parser.error(str(error))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -7,8 +7,8 @@ An experiment module (``experiments/<paper>.py``) gives:
   and ``report_rows(metrics, mode, args) -> [row]``, where a row is a dict with ``quantity``, ``paper``
   (the paper's number, or None), ``ours`` (from the metrics, never typed) and ``settings`` (what
   differs from the paper for that number).
-Every run trains through ``cifar10_main.run_train`` with ordinary command-line flags, so an
-experiment is a list of commands a user could type. A run folder that already holds the same
+Every run is a ``run_config.RunConfig`` trained through ``cifar10_main.train``, the CLI's own
+entry point, and is printed as the ``cifar10_main.py`` command that reproduces it. A run folder that already holds the same
 finished run is reused (the engine's rule); ``--force`` retrains.
 
 Output in ``results/<experiment>/``: one run folder per run (TensorBoard logs: point
@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cifar10_main  # noqa: E402  (imports TensorFlow quietly)
 import cifar10_train  # noqa: E402
+import run_config  # noqa: E402
 import run_folder  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
@@ -38,17 +39,17 @@ DATA_FLAGS = {"cifar10": "cifar10_dir", "mnist": "mnist_dir", "folder": "folder_
 
 @dataclasses.dataclass
 class Run:
-    """One training run of an experiment: a name (its folder), a legend label, and cifar10_main flags."""
+    """One training run of an experiment: a name (its folder), a legend label, and its settings."""
 
     name: str
     label: str
-    flags: list
-    dataset: str = "cifar10"
+    config: run_config.RunConfig
     group: str = ""  # e.g. the figure or table the run belongs to
 
-    def argv(self, data_dir, log_dir, force):
-        data = ["--data_dir", data_dir] if data_dir else []
-        return ["--dataset", self.dataset, *self.flags, *data, "--log_dir", log_dir] + (["--overwrite"] if force else [])
+    def located(self, data_dir, results_dir):
+        """The run's config reading ``data_dir`` and writing its folder under ``results_dir``."""
+        return dataclasses.replace(self.config, data_dir=data_dir or self.config.data_dir,
+                                   log_dir=os.path.join(results_dir, self.name))
 
 
 def experiment_name(module):
@@ -126,8 +127,7 @@ def report_table(rows):
 
 def write_report(path, module, mode, command, rows, figures, notes, runs, results_dir):
     """report.md: what was run, where, when, what was reduced, and the paper-vs-ours table."""
-    commands = "\n".join(f"    python cifar10_main.py {' '.join(run.argv('DATA', os.path.join(results_dir, run.name), False))}"
-                         for run in runs)
+    commands = "\n".join(f"    {run_config.command(run.located('DATA', results_dir))}" for run in runs)
     text = "\n".join([
         f"# {module.TITLE}: paper vs ours",
         "",
@@ -192,7 +192,7 @@ def main(module, argv=None):
         return 2
     if args.list:
         for run in runs:
-            print(f"{run.name}: python cifar10_main.py {' '.join(run.argv('DATA', os.path.join(results_dir, run.name), False))}")
+            print(f"{run.name}: {run_config.command(run.located(getattr(args, DATA_FLAGS[run.config.dataset]), results_dir))}")
         return 0
     notes = list(module.notes(mode)) if hasattr(module, "notes") else []
     print(f"{module.TITLE} ({mode} mode) -> {results_dir}")
@@ -202,11 +202,10 @@ def main(module, argv=None):
     for run in runs:
         if args.only and run.name not in args.only:
             continue
-        data_dir = getattr(args, DATA_FLAGS[run.dataset])
+        data_dir = getattr(args, DATA_FLAGS[run.config.dataset])
         print(f"\n=== {name}: run {run.name} ({run.label})", flush=True)
-        flags = cifar10_main.build_parser().parse_args(run.argv(data_dir, os.path.join(results_dir, run.name), args.force))
         try:
-            cifar10_main.run_train(flags)
+            cifar10_main.train(run.located(data_dir, results_dir), overwrite=args.force)
             tf.keras.backend.clear_session()  # the next run starts from a clean Keras state and memory
         except (cifar10_main.UsageError, *cifar10_main.USER_ERRORS, cifar10_train.TrainingError) as error:
             print(f"{name}: error in run {run.name}: {error}", file=sys.stderr)

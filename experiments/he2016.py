@@ -17,7 +17,10 @@ with their commands and estimated hours, not run: they need 1.6-5.5x ResNet-20's
 import os
 import sys
 
+from dataclasses import replace
+
 from experiments import common
+from run_config import RunConfig
 
 TITLE = "He et al. 2016a"
 PAPER = ('K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image Recognition", CVPR 2016, '
@@ -25,9 +28,8 @@ PAPER = ('K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image Rec
 HE_TABLE6_ERROR = {20: 0.0875, 32: 0.0751, 44: 0.0717, 56: 0.0697, 110: 0.0643}  # Table 6, test error
 # mode -> (steps, report every, checkpoint every, batch, seeds)
 SCHEDULE = {"full": (64000, 1000, 500, 128, 1), "quick": (2000, 250, 250, 128, 1), "tiny": (4, 2, 2, 8, 1)}
-RECIPE = ["--model", "resnet20", "--shortcut", "A", "--augment", "he", "--optimizer", "sgd", "--learning_rate", "0.1",
-          "--momentum", "0.9", "--lr_decay_at", "0.5", "0.75", "--weight_decay", "1e-4", "--validation_split", "0",
-          "--mixed_precision", "off"]
+RECIPE = RunConfig(model="resnet20", model_options={"shortcut": "A"}, augment="he", optimizer="sgd", learning_rate=0.1,
+                   momentum=0.9, lr_decay_at=(0.5, 0.75), weight_decay=1e-4, validation_split=0.0, mixed_precision="off")
 
 
 def add_arguments(parser):
@@ -42,8 +44,8 @@ def _seeds(mode, args):
 def runs(mode, args=None):
     steps, report, save, batch, _ = SCHEDULE[mode]
     return [common.Run(f"resnet20/seed{seed}", f"ResNet-20, seed {seed}",
-                       [*RECIPE, "--train_steps", str(steps), "--batch_size", str(batch), "--report_freq", str(report),
-                        "--save_freq", str(save), "--seed", str(seed)], group="resnet20")
+                       replace(RECIPE, train_steps=steps, batch_size=batch, report_freq=report, save_freq=save, seed=seed),
+                       group="resnet20")
             for seed in range(_seeds(mode, args))]
 
 

@@ -15,7 +15,10 @@ Adam at 1e-3 (Keras' default), batch 64, 64 filters, 40 epochs, and sweep k = 0,
 import os
 import sys
 
+from dataclasses import replace
+
 from experiments import common
+from run_config import RunConfig
 
 TITLE = "Jin 2023"
 PAPER = ('X. Jin, "Analysis of Residual Block in the ResNet for Image Classification", DAML 2023, '
@@ -30,15 +33,14 @@ SCHEDULE = {"full": (40, 1), "quick": (6, 2), "tiny": (None, None)}
 
 def runs(mode, args=None):
     epochs, per_epoch = SCHEDULE[mode]
+    base = RunConfig(model="jin_cnn", augment="sequential", optimizer="adam", learning_rate=1e-3, validation_split=0.0)
     if mode == "tiny":
-        length = ["--train_steps", "4", "--report_freq", "2", "--batch_size", "5"]
+        base = replace(base, train_steps=4, report_freq=2, batch_size=5)
     else:  # whole report windows: the last report covers as many steps as the others
         report = STEPS_PER_EPOCH // per_epoch
-        length = ["--train_steps", str(report * per_epoch * epochs), "--report_freq", str(report),
-                  "--batch_size", str(BATCH)]
+        base = replace(base, train_steps=report * per_epoch * epochs, report_freq=report, batch_size=BATCH)
     return [common.Run(f"k{k}", "plain CNN (k=0)" if k == 0 else f"CNN + {k} residual block{'s' if k > 1 else ''}",
-                       ["--model", "jin_cnn", "--residual_blocks", str(k), "--augment", "sequential", "--optimizer",
-                        "adam", "--learning_rate", "1e-3", "--validation_split", "0", *length], group="k")
+                       replace(base, model_options={"residual_blocks": k}), group="k")
             for k in BLOCKS]
 
 

@@ -22,7 +22,10 @@ every 391 steps and step 9775 is a report step.
 import os
 import sys
 
+from dataclasses import replace
+
 from experiments import common
+from run_config import RunConfig
 
 TITLE = "Liang 2020"
 PAPER = 'J. Liang, "Image classification based on RESNET", J. Phys.: Conf. Ser. 1634 012110 (2020)'
@@ -32,7 +35,8 @@ PAPER_AT_STEP = {"train_error": 0.117188, "val_error": 0.1280, "val_loss": 0.348
 PAPER_BEST_DEPTH = 110
 HE_TABLE6_ERROR = {20: 0.0875, 32: 0.0751, 44: 0.0717, 56: 0.0697, 110: 0.0643}  # He et al. 2016a, Table 6
 DEPTHS = (20, 32, 44, 56, 110)
-LIANG_VARIANT = ["--preactivation", "--shortcut", "A_avgpool", "--augment", "imagedatagenerator", "--validation_split", "0"]
+LIANG_VARIANT = RunConfig(model_options={"preactivation": True, "shortcut": "A_avgpool"}, augment="imagedatagenerator",
+                          validation_split=0.0)
 
 # mode -> (main steps, sweep steps, Inception-ResNet steps, report every, Inception-ResNet batch)
 SCHEDULE = {
@@ -44,22 +48,20 @@ SCHEDULE = {
 
 def runs(mode, args=None):
     main_steps, sweep_steps, inception_steps, report, inception_batch = SCHEDULE[mode]
-    batch = "8" if mode == "tiny" else "128"
-    common_flags = LIANG_VARIANT + ["--batch_size", batch]
-    result = [common.Run("resnet20_liang", "ResNet-20 (Liang's variant)", ["--model", "resnet20", *common_flags,
-                         "--train_steps", str(main_steps), "--report_freq", str(report)], group="figs6-7")]
+    base = replace(LIANG_VARIANT, batch_size=8 if mode == "tiny" else 128)
+    result = [common.Run("resnet20_liang", "ResNet-20 (Liang's variant)",
+                         replace(base, train_steps=main_steps, report_freq=report), group="figs6-7")]
     for depth in DEPTHS:
         if sweep_run(depth, mode) == "resnet20_liang":
             continue  # the full mode's depth-20 point is the main run itself
-        result.append(common.Run(sweep_run(depth, mode), f"ResNet-{depth}", [
-            "--model", f"resnet{depth}", *common_flags, "--train_steps", str(sweep_steps),
-            "--report_freq", str(min(report, sweep_steps))], group="depth"))
+        result.append(common.Run(sweep_run(depth, mode), f"ResNet-{depth}", replace(
+            base, model=f"resnet{depth}", train_steps=sweep_steps, report_freq=min(report, sweep_steps)), group="depth"))
     result.append(common.Run(
         "inception_resnet_v1_small", "Inception-ResNet-v1 (32x32)",
-        ["--model", "inception_resnet_v1_small", "--augment", "imagedatagenerator", "--validation_split", "0",
-         "--batch_size", str(inception_batch), "--train_steps", str(inception_steps),
-         # Validating this model on 10,000 images costs a minute on a CPU: the quick mode does it twice.
-         "--report_freq", str(inception_steps // 2 if mode == "quick" else min(report, inception_steps))],
+        RunConfig(model="inception_resnet_v1_small", augment="imagedatagenerator", validation_split=0.0,
+                  batch_size=inception_batch, train_steps=inception_steps,
+                  # Validating this model on 10,000 images costs a minute on a CPU: the quick mode does it twice.
+                  report_freq=inception_steps // 2 if mode == "quick" else min(report, inception_steps)),
         group="inception"))
     return result
 

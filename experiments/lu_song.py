@@ -16,7 +16,10 @@ no optimiser or schedule: SGD momentum 0.9 on He et al.'s step schedule, lr 0.1 
 import os
 import sys
 
+from dataclasses import replace
+
 from experiments import common
+from run_config import RunConfig
 
 TITLE = "Lu & Song"
 PAPER = 'H. Lu, H. Song, "Research on image classification based on ResNet"'
@@ -30,22 +33,22 @@ PAPER_TABLE1 = {
 }
 # mode -> {dataset: (train steps or epochs flag, report every)}
 SCHEDULE = {
-    "full": {"mnist": (["--epochs", "30"], 469), "cifar10": (["--epochs", "30"], 391)},
-    "quick": {"mnist": (["--train_steps", "300"], 50), "cifar10": (["--train_steps", "800"], 100)},
-    "tiny": {"mnist": (["--train_steps", "2"], 2), "cifar10": (["--train_steps", "2"], 2)},
+    "full": {"mnist": ({"epochs": 30}, 469), "cifar10": ({"epochs": 30}, 391)},
+    "quick": {"mnist": ({"train_steps": 300}, 50), "cifar10": ({"train_steps": 800}, 100)},
+    "tiny": {"mnist": ({"train_steps": 2}, 2), "cifar10": ({"train_steps": 2}, 2)},
 }
 
 
 def runs(mode, args=None):
-    batch = "5" if mode == "tiny" else "128"
+    batch = 5 if mode == "tiny" else 128
     result = []
     for dataset in DATASETS:
         length, report = SCHEDULE[mode][dataset]
         for model in MODELS:
             augment = "he" if dataset == "cifar10" else "none"  # flips and crops do not suit digits
-            result.append(common.Run(f"{model}_{dataset}", MODELS[model], [
-                "--model", model, "--augment", augment, "--validation_split", "0", "--batch_size", batch, *length,
-                "--report_freq", str(report)], dataset=dataset, group=dataset))
+            result.append(common.Run(f"{model}_{dataset}", MODELS[model], RunConfig(
+                dataset=dataset, model=model, augment=augment, validation_split=0.0, batch_size=batch,
+                report_freq=report, **length), group=dataset))
     return result
 
 
@@ -60,8 +63,8 @@ def notes(mode):
         "CIFAR-10 here is the JPEG-derived copy (../shared/datasets/README.md); MNIST is exact.",
     ]
     if mode != "full":
-        result.append(f"REDUCED ({mode}): {SCHEDULE[mode]['mnist'][0][1]} steps per MNIST run and "
-                      f"{SCHEDULE[mode]['cifar10'][0][1]} per CIFAR-10 run (batch 128) instead of 30 epochs; the "
+        result.append(f"REDUCED ({mode}): {SCHEDULE[mode]['mnist'][0]['train_steps']} steps per MNIST run and "
+                      f"{SCHEDULE[mode]['cifar10'][0]['train_steps']} per CIFAR-10 run (batch 128) instead of 30 epochs; the "
                       f"highest accuracies are those of these short runs.")
     return result
 

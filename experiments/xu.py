@@ -14,7 +14,10 @@ instead) and use SGD momentum 0.9 at a constant lr 0.01, batch 128.
 import os
 import sys
 
+from dataclasses import replace
+
 from experiments import common
+from run_config import RunConfig
 
 TITLE = "Xu"
 PAPER = 'Y. Xu, "Image Classification Based on ResNet Models"'
@@ -42,13 +45,13 @@ def add_arguments(parser):
 
 def runs(mode, args=None):
     stem = getattr(args, "stem", "imagenet")
+    base = RunConfig(augment="xu", optimizer="sgd", learning_rate=0.01, lr_decay_at=(), validation_split=0.0,
+                     model_options={"stem": stem})
     if mode == "tiny":
-        length = ["--train_steps", "4", "--report_freq", "2", "--batch_size", "5"]
+        base = replace(base, train_steps=4, report_freq=2, batch_size=5)
     else:
-        length = ["--epochs", str(SCHEDULE[mode]), "--report_freq", str(STEPS_PER_EPOCH), "--batch_size", "128"]
-    return [common.Run(model, NAMES[model], ["--model", model, "--stem", stem, "--augment", "xu", "--optimizer", "sgd",
-                                            "--learning_rate", "0.01", "--lr_decay_at", "--validation_split", "0",
-                                            *length]) for model in NAMES]
+        base = replace(base, epochs=SCHEDULE[mode], report_freq=STEPS_PER_EPOCH, batch_size=128)
+    return [common.Run(model, NAMES[model], replace(base, model=model)) for model in NAMES]
 
 
 def notes(mode):

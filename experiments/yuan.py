@@ -15,20 +15,22 @@ pipeline, on random features.
   python -m experiments.yuan --quick --folder_dir ../shared/datasets/flower_photos_mini --weights none
 """
 
-import json
 import os
 import sys
 
+from dataclasses import replace
+
 from experiments import common
+from run_config import RunConfig
 
 TITLE = "Yuan"
 PAPER = 'Z. Yuan, "ECE371 Neural Networks and Deep Learning, Assignment 1" (Sun Yat-sen University)'
 PAPER_VAL_ACCURACY = 0.947368
 # mode -> (model, epochs or steps flag, report every, batch)
 SCHEDULE = {
-    "full": ("resnet152_imagenet", ["--epochs", "50"], None, 64),
-    "quick": ("resnet50_imagenet", ["--epochs", "4"], 5, 32),
-    "tiny": ("resnet50_imagenet", ["--train_steps", "2", "--image_size", "32", "32"], 2, 4),
+    "full": ("resnet152_imagenet", {"epochs": 50}, None, 64),
+    "quick": ("resnet50_imagenet", {"epochs": 4}, 5, 32),
+    "tiny": ("resnet50_imagenet", {"train_steps": 2, "image_size": (32, 32)}, 2, 4),
 }
 
 
@@ -41,16 +43,12 @@ def add_arguments(parser):
 def runs(mode, args=None):
     model, length, report, batch = SCHEDULE[mode]
     weights = getattr(args, "weights", "imagenet")
-    report = report or 0  # full mode: once per epoch, computed from the folder's size at run time
-    flags = ["--model", model, "--weights", weights, "--freeze_backbone", "--optimizer", "adam",
-             "--learning_rate", "1e-4", "--validation_split", "0.2", "--augment", "imagenet", "--batch_size", str(batch),
-             *length]
-    if report:
-        flags += ["--report_freq", str(report)]
-    else:
-        flags += ["--report_freq", str(steps_per_epoch(args, batch))]
+    config = RunConfig(dataset="folder", model=model, model_options={"weights": weights, "freeze_backbone": True},
+                       optimizer="adam", learning_rate=1e-4, validation_split=0.2, augment="imagenet", batch_size=batch,
+                       # full mode: once per epoch, computed from the folder's size
+                       report_freq=report or steps_per_epoch(args, batch), **length)
     return [common.Run("flowers", f"{model} ({'ImageNet weights' if weights == 'imagenet' else 'weights: ' + weights})",
-                       flags, dataset="folder")]
+                       config)]
 
 
 def steps_per_epoch(args, batch):
@@ -82,12 +80,8 @@ def notes(mode):
 
 def report_rows(metrics, mode, args):
     model, length, _, _ = SCHEDULE[mode]
-    settings = "" if mode == "full" else f"{mode}: {model}, {' '.join(length)}; "
-    pretrained = True
-    config_path = os.path.join(args.results_dir, "flowers", "config.json")
-    if os.path.exists(config_path):
-        with open(config_path) as handle:
-            pretrained = json.load(handle).get("pretrained", True)
+    settings = "" if mode == "full" else f"{mode}: {model}, {', '.join(f'{k} {v}' for k, v in length.items())}; "
+    pretrained = runs(mode, args)[0].config.pretrained
     if not pretrained:
         settings += "NO pretrained weights (--weights none): NOT a reproduction; "
     return [

@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+import augment
 import cifar10_input
 import cifar10_main
 import datasets
+import run_folder
 from conftest import require_shared
 
 
@@ -177,60 +179,60 @@ def test_empty_class_and_empty_folder_are_errors(tmp_path):
 # ---------------------------------------------------------------------------- augmentation recipes
 
 BATCH = np.random.RandomState(0).randint(0, 256, (6, 32, 32, 3)).astype(np.uint8)
-TENSOR_RECIPES = [a for a in cifar10_input.AUGMENTATIONS if a != "imagedatagenerator"]
+TENSOR_RECIPES = [a for a in tuple(augment.RECIPES) if a != "imagedatagenerator"]
 
 
-@pytest.mark.parametrize("augment", TENSOR_RECIPES)
-def test_recipe_keeps_shape_dtype_random_and_seeded(augment):
-    norm = cifar10_input.normalization(augment, BATCH)
-    run = lambda seed, index: cifar10_input.train_transform(augment, norm, seed)(  # noqa: E731
+@pytest.mark.parametrize("recipe_name", TENSOR_RECIPES)
+def test_recipe_keeps_shape_dtype_random_and_seeded(recipe_name):
+    norm = augment.normalization(recipe_name, BATCH)
+    run = lambda seed, index: augment.train_transform(recipe_name, norm, seed)(  # noqa: E731
         BATCH, tf.constant([seed, index], tf.int64)).numpy()
     first = run(0, 0)
     assert first.shape == BATCH.shape and first.dtype == np.float32
     np.testing.assert_array_equal(first, run(0, 0))  # fixed seed: same output
-    if augment == "none":  # the identity, then the normalisation
-        np.testing.assert_allclose(first, cifar10_input.normalize(BATCH, norm).numpy())
-    elif augment == "sequential":
+    if recipe_name == "none":  # the identity, then the normalisation
+        np.testing.assert_allclose(first, augment.normalize(BATCH, norm).numpy())
+    elif recipe_name == "sequential":
         # Jin's real Keras layers draw from their own seeded generator: each call differs,
         # and a fresh pipeline with the same seed repeats the same sequence.
-        transform = cifar10_input.train_transform(augment, norm, 0)
+        transform = augment.train_transform(recipe_name, norm, 0)
         calls = [transform(BATCH, None).numpy() for _ in range(3)]
         assert not np.array_equal(calls[0], calls[1]) or not np.array_equal(calls[1], calls[2])
-        again = cifar10_input.train_transform(augment, norm, 0)
+        again = augment.train_transform(recipe_name, norm, 0)
         for call in calls:
             np.testing.assert_array_equal(call, again(BATCH, None).numpy())
     else:
         assert not np.array_equal(first, run(0, 1))  # a different batch draws differently
     # Inside tf.data it behaves as eagerly (big_vision's advice).
-    transform = cifar10_input.train_transform(augment, norm, 0)
+    transform = augment.train_transform(recipe_name, norm, 0)
     in_data = next(iter(tf.data.Dataset.from_tensors(BATCH).map(
         lambda x: transform(x, tf.constant([0, 0], tf.int64)))))
-    if augment != "sequential":  # Keras layers draw from their own seed generator state
+    if recipe_name != "sequential":  # Keras layers draw from their own seed generator state
         np.testing.assert_allclose(in_data.numpy(), first, rtol=1e-5, atol=1e-5)
 
 
 def test_recipe_normalisations():
-    assert cifar10_input.normalization("xu", BATCH) == {"mean": [127.5] * 3, "std": [127.5] * 3}
-    assert cifar10_input.normalization("sequential", BATCH) == {"mean": [0.0] * 3, "std": [255.0] * 3}
-    x = cifar10_input.train_transform("sequential", cifar10_input.normalization("sequential", BATCH))(
+    assert augment.normalization("xu", BATCH) == {"mean": [127.5] * 3, "std": [127.5] * 3}
+    assert augment.normalization("sequential", BATCH) == {"mean": [0.0] * 3, "std": [255.0] * 3}
+    x = augment.train_transform("sequential", augment.normalization("sequential", BATCH))(
         BATCH, tf.constant([0, 0], tf.int64)).numpy()
     assert 0.0 <= x.min() and x.max() <= 1.0  # Rescaling(1/255)
     np.testing.assert_allclose(np.sort(x.ravel()), np.sort(BATCH.ravel() / 255.0), rtol=1e-6)  # only flips
     with pytest.raises(ValueError, match="unknown augmentation"):
-        cifar10_input.normalization("magic", BATCH)
+        augment.normalization("magic", BATCH)
 
 
 def test_keras_applications_normalisation_is_their_own_preprocess_input():
     import keras
 
-    norm = cifar10_input.normalization("imagenet", BATCH, keras_preprocess="resnet")
-    ours = cifar10_input.normalize(BATCH, norm).numpy()
+    norm = augment.normalization("imagenet", BATCH, keras_preprocess="resnet")
+    ours = augment.normalize(BATCH, norm).numpy()
     theirs = keras.applications.resnet.preprocess_input(BATCH.astype(np.float32))
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
 
 
 def test_imagedatagenerator_recipe_is_random_and_seeded():
-    norm = cifar10_input.normalization("imagedatagenerator", BATCH)
+    norm = augment.normalization("imagedatagenerator", BATCH)
     take = lambda seed: [x.numpy() for x, _ in cifar10_input.make_train_dataset(  # noqa: E731
         BATCH, np.arange(6), 3, norm, "imagedatagenerator", seed).take(2)]
     a, b, c = take(0), take(0), take(1)
@@ -242,20 +244,20 @@ def test_imagedatagenerator_recipe_is_random_and_seeded():
 def test_imagenet_recipe_crops_stored_images_to_the_model_size():
     """Stored at 40 for a 35-pixel model (35 = 0.875 x 40): validation is exactly the central 35x35."""
     stored = np.random.RandomState(1).randint(0, 256, (4, 40, 40, 3)).astype(np.uint8)
-    norm = cifar10_input.normalization("imagenet", stored)
-    validation = cifar10_input.eval_transform("imagenet", norm, (35, 35))(stored).numpy()
-    np.testing.assert_allclose(validation, cifar10_input.normalize(stored[:, 2:37, 2:37], norm).numpy(), rtol=1e-6)
-    training = cifar10_input.train_transform("imagenet", norm, 0, (35, 35))(stored, tf.constant([0, 0], tf.int64))
+    norm = augment.normalization("imagenet", stored)
+    validation = augment.eval_transform("imagenet", norm, (35, 35))(stored).numpy()
+    np.testing.assert_allclose(validation, augment.normalize(stored[:, 2:37, 2:37], norm).numpy(), rtol=1e-6)
+    training = augment.train_transform("imagenet", norm, 0, (35, 35))(stored, tf.constant([0, 0], tf.int64))
     assert training.shape == (4, 35, 35, 3)
 
 
-@pytest.mark.parametrize("augment", cifar10_input.AUGMENTATIONS)
-def test_augmentation_grid_has_originals_first(augment):
-    norm = cifar10_input.normalization(augment, BATCH)
-    grid = cifar10_input.augmentation_grid(BATCH[:2], augment, norm, versions=3)
+@pytest.mark.parametrize("recipe_name", tuple(augment.RECIPES))
+def test_augmentation_grid_has_originals_first(recipe_name):
+    norm = augment.normalization(recipe_name, BATCH)
+    grid = augment.augmentation_grid(BATCH[:2], recipe_name, norm, versions=3)
     assert grid.shape == (64, 4 * 32, 3) and grid.dtype == np.uint8
     np.testing.assert_array_equal(grid[:32, :32], BATCH[0])
-    if augment == "none":
+    if recipe_name == "none":
         np.testing.assert_array_equal(grid[:32, 32:64], BATCH[0])  # identity
     else:
         assert not all(np.array_equal(grid[:32, 32 * v:32 * v + 32], BATCH[0]) for v in (1, 2, 3))
@@ -279,8 +281,8 @@ def test_folder_run_tests_with_its_own_preprocessing(capsys, image_folder, tmp_p
                                   "--train_steps", "4", "--report_freq", "2", "--batch_size", "4",
                                   "--log_dir", str(log_dir)])
         assert code == 0
-        config = json.loads((log_dir / "config.json").read_text())
-        assert config["preprocessing"]["augment"] == "imagenet" and config["input_shape"] == [32, 32, 3]
+        config, info = run_folder.saved_config(str(log_dir))
+        assert config.augment == "imagenet" and info.input_shape == (32, 32, 3)
         assert cifar10_main.main(["--mode", "test", "--checkpoint", str(log_dir)]) == 0
     final = pd.read_csv(log_dir / "metrics.csv").iloc[-1]
     tested = json.loads((log_dir / "test_metrics.json").read_text())
@@ -294,7 +296,7 @@ def test_mnist_trains_a_cifar_model_and_tests(capsys, mnist_dir, tmp_path):
     assert cifar10_main.main(["--dataset", "mnist", "--data_dir", str(mnist_dir), "--model", "resnet20",
                               "--train_steps", "2", "--report_freq", "2", "--batch_size", "4",
                               "--log_dir", str(log_dir)]) == 0
-    config = json.loads((log_dir / "config.json").read_text())
-    assert config["input_shape"] == [32, 32, 3] and config["augment"] == "none" and config["dataset"] == "mnist"
+    config, info = run_folder.saved_config(str(log_dir))
+    assert info.input_shape == (32, 32, 3) and config.augment == "none" and config.dataset == "mnist"
     assert cifar10_main.main(["--mode", "test", "--checkpoint", str(log_dir)]) == 0
     assert np.load(log_dir / "test_probabilities.npy").shape == (5, 10)

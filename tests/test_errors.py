@@ -151,3 +151,37 @@ def test_another_run_in_the_log_folder(capsys, tmp_path, cifar_archive):
     _assert_one_line_error(capsys, common + ["--learning_rate", "0.5"],
                            "already holds another run (learning_rate: 0.1 -> 0.5); pass --resume")
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def _folder_bytes(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_with_another_model_leaves_the_folder_as_it_was(capsys, tmp_path, cifar_archive):
+    """The bug of issue 19: config.json was rewritten to the new model before its checkpoint failed to restore."""
+    run = tmp_path / "run"
+    common = ["--data_dir", str(cifar_archive), "--batch_size", "5", "--train_steps", "2", "--report_freq", "2",
+              "--log_dir", str(run)]
+    assert cifar10_main.main(common + ["--model", "jin_cnn"]) == 0
+    capsys.readouterr()
+    before = _folder_bytes(run)
+    for other in (["--model", "lenet5"], ["--model", "jin_cnn", "--residual_blocks", "2"],
+                  ["--model", "jin_cnn", "--optimizer", "adam"]):
+        _assert_one_line_error(capsys, common + other + ["--resume", "--train_steps", "4"],
+                               "--resume cannot continue the run in")
+    assert _folder_bytes(run) == before  # config.json, checkpoint, models, CSVs: not a byte changed
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    (None, "--distribution_strategy multi_worker needs TF_CONFIG"),
+    ("not json", "TF_CONFIG is not JSON"),
+    ('{"cluster": ["localhost:1"]}', "TF_CONFIG must be {\"cluster\""),
+])
+def test_bad_tf_config_is_one_line(capsys, tmp_path, monkeypatch, tf_config, message):
+    # Checked before TensorFlow's strategy starts: nothing of the cluster runtime is configured in this process.
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    _assert_one_line_error(capsys, ["--distribution_strategy", "multi_worker", "--log_dir", str(tmp_path / "run")],
+                           message, tmp_path / "run")

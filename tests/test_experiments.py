@@ -1,14 +1,16 @@
 """experiments/: run lists build and parse, the report computes differences, one experiment runs end to end."""
 
 import importlib
+import shlex
 
 import pandas as pd
 import pytest
 
 import cifar10_main
+import run_config
 from experiments import common
 
-EXPERIMENTS = ["liang2020", "lu_song", "jin", "xu", "yuan"]
+EXPERIMENTS = ["he2016", "liang2020", "lu_song", "jin", "xu", "yuan"]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -19,15 +21,17 @@ def test_run_lists_build_and_every_run_is_a_valid_command(name, mode, tmp_path):
     runs = module.runs(mode, args)
     assert runs and len({run.name for run in runs}) == len(runs)
     for run in runs:
-        flags = cifar10_main.build_parser().parse_args(run.argv("DATA", str(tmp_path / run.name), False))
-        cifar10_main.check_flags(flags, flags.model)  # the combinations argparse cannot see
-        assert flags.dataset == run.dataset
+        config = run.located("DATA", str(tmp_path))
+        run_config.check(config)  # the combinations argparse cannot see
+        # The command the report prints trains exactly this config.
+        argv = shlex.split(run_config.command(config))[2:]
+        assert cifar10_main.config_from_flags(cifar10_main.build_parser().parse_args(argv)) == config
     assert all(isinstance(note, str) and note for note in module.notes(mode))
     if mode != "full":
         assert any(note.startswith("REDUCED") for note in module.notes(mode))  # the reduction is said
 
 
-@pytest.mark.parametrize("name", ["liang2020", "lu_song", "jin", "xu"])
+@pytest.mark.parametrize("name", ["he2016", "liang2020", "lu_song", "jin", "xu"])
 def test_report_of_no_finished_runs_says_n_a_instead_of_failing(name, tmp_path):
     module = importlib.import_module(f"experiments.{name}")
     args = common.build_parser(module).parse_args(["--results_dir", str(tmp_path)])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import augment
 import cifar10_input
 from conftest import write_binary_folder, write_python_archive, write_python_folder
 
@@ -123,7 +124,7 @@ def test_split_is_deterministic_and_disjoint():
 def test_channel_stats_match_numpy(cifar_batches):
     images = cifar_batches["data_batch_1"][0]
     for chunk in (3, 4096):  # summed over chunks or at once: the same numbers
-        mean, std = cifar10_input.channel_stats(images, chunk=chunk)
+        mean, std = augment.channel_stats(images, chunk=chunk)
         np.testing.assert_allclose(mean, images.reshape(-1, 3).mean(0))
         np.testing.assert_allclose(std, images.reshape(-1, 3).std(0))
 
@@ -140,7 +141,7 @@ def _padded_windows(image):
 
 def test_he_augment_is_a_padded_crop_or_its_mirror():
     images = tf.random.stateless_normal([6, 32, 32, 3], seed=[1, 2])
-    out = cifar10_input.he_augment(images, tf.constant([5, 6], tf.int64)).numpy()
+    out = augment.he_augment(images, tf.constant([5, 6], tf.int64)).numpy()
     assert out.shape == images.shape and out.dtype == np.float32
     for image, augmented in zip(images.numpy(), out):
         assert any(np.array_equal(augmented, window) for window in _padded_windows(image))
@@ -149,33 +150,41 @@ def test_he_augment_is_a_padded_crop_or_its_mirror():
 def test_he_augment_pads_with_the_mean_colour():
     """He et al. zero-pad mean-subtracted images: in 0-255 space the border is the mean colour."""
     fill = [10.0, 20.0, 30.0]
-    out = cifar10_input.he_augment(tf.fill([64, 32, 32, 3], 200.0), tf.constant([0, 0], tf.int64), fill).numpy()
+    out = augment.he_augment(tf.fill([64, 32, 32, 3], 200.0), tf.constant([0, 0], tf.int64), fill).numpy()
     colours = {tuple(pixel) for pixel in out.reshape(-1, 3)}
     assert colours == {(200.0, 200.0, 200.0), tuple(fill)}  # 64 random crops: some border shows
 
 
-@pytest.mark.parametrize("augment", ["he", "xu"])
-def test_training_path_equals_the_mean_colour_padding_it_stands_for(augment):
+def test_xu_pads_the_raw_image_with_black_before_normalising_as_torchvision():
+    """RandomCrop(32, padding=4) pads the raw image with 0, which Normalize(0.5, 0.5) maps to -1."""
+    images = np.full((64, 32, 32, 3), 200, np.uint8)
+    norm = augment.normalization("xu", images)
+    out = augment.train_transform("xu", norm)(images, tf.constant([0, 0], tf.int64)).numpy()
+    np.testing.assert_allclose(np.unique(out), [-1.0, (200 - 127.5) / 127.5], rtol=1e-6)  # black border, the image
+
+
+@pytest.mark.parametrize("recipe_name", ["he"])
+def test_training_path_equals_the_mean_colour_padding_it_stands_for(recipe_name):
     """Training normalises then zero-pads; the preview pads with the mean colour then normalises: the same images."""
     images = np.random.RandomState(0).randint(0, 256, (16, 32, 32, 3)).astype(np.uint8)
-    norm = cifar10_input.normalization(augment, images)
+    norm = augment.normalization(recipe_name, images)
     seed = tf.constant([3, 4], tf.int64)
-    training = cifar10_input.train_transform(augment, norm)(images, seed).numpy()
-    in_0_255 = cifar10_input.he_augment(tf.cast(images, tf.float32), seed, norm["mean"])
-    np.testing.assert_allclose(training, cifar10_input.normalize(in_0_255, norm).numpy(), rtol=1e-5, atol=1e-5)
+    training = augment.train_transform(recipe_name, norm)(images, seed).numpy()
+    in_0_255 = augment.he_augment(tf.cast(images, tf.float32), seed, norm["mean"])
+    np.testing.assert_allclose(training, augment.normalize(in_0_255, norm).numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_he_augment_seeded_and_random():
     images = tf.random.stateless_normal([16, 32, 32, 3], seed=[1, 2])
-    a = cifar10_input.he_augment(images, tf.constant([0, 1], tf.int64))
-    b = cifar10_input.he_augment(images, tf.constant([0, 1], tf.int64))
-    c = cifar10_input.he_augment(images, tf.constant([0, 2], tf.int64))
+    a = augment.he_augment(images, tf.constant([0, 1], tf.int64))
+    b = augment.he_augment(images, tf.constant([0, 1], tf.int64))
+    c = augment.he_augment(images, tf.constant([0, 2], tf.int64))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
 def _norm(images):
-    return cifar10_input.normalization("he", images)
+    return augment.normalization("he", images)
 
 
 def test_train_dataset_same_in_tf_data_and_eagerly(cifar_batches):
@@ -186,7 +195,7 @@ def test_train_dataset_same_in_tf_data_and_eagerly(cifar_batches):
     assert x.shape == (4, 32, 32, 3) and x.dtype == tf.float32 and y.dtype == tf.int32
     # With no augmentation each row is exactly the normalised source image.
     for row, label in zip(x.numpy(), y.numpy()):
-        matches = [i for i in range(len(images)) if np.allclose(cifar10_input.normalize(images[i], norm), row)]
+        matches = [i for i in range(len(images)) if np.allclose(augment.normalize(images[i], norm), row)]
         assert matches and labels[matches[0]] == label
 
 

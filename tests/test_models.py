@@ -6,12 +6,19 @@ import pytest
 import resnet
 
 
+# He et al. 2016a, Table 6: learned parameters (millions) of the CIFAR-10 ResNets, typed from the paper.
+HE_TABLE6_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7}
+# torchvision's published counts (millions) of the ImageNet ResNets at 224x224, 1000 classes.
+TORCHVISION_PARAMS_M = {18: 11.69, 34: 21.80, 50: 25.56, 101: 44.55, 152: 60.19}
+
+
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
 @pytest.mark.parametrize("preactivation", [False, True])
 def test_cifar_resnet_params_match_he_table6(depth, preactivation):
     model = resnet.resnet_v1(depth, preactivation=preactivation)
-    expected = resnet.HE_CIFAR_PARAMS_M[depth] * 1e6
+    expected = HE_TABLE6_PARAMS_M[depth] * 1e6
     assert abs(resnet.trainable_params(model) - expected) / expected < 0.02
+    assert resnet.MODELS[f"resnet{depth}"].params_m == HE_TABLE6_PARAMS_M[depth]  # the table --list_models shows
 
 
 def test_exact_resnet20_count_and_projection_shortcut():
@@ -88,7 +95,8 @@ import cifar10_train  # noqa: E402
 @pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
 def test_imagenet_resnets_match_published_counts(depth):
     model = resnet.build_model(f"resnet{depth}", (224, 224, 3), 1000)
-    expected = resnet.IMAGENET_PARAMS_M[depth] * 1e6
+    expected = TORCHVISION_PARAMS_M[depth] * 1e6
+    assert resnet.MODELS[f"resnet{depth}"].params_m == TORCHVISION_PARAMS_M[depth]
     assert abs(resnet.trainable_params(model) - expected) / expected < 0.005
     assert model.get_layer("stem_pool") is not None  # the ImageNet stem at 224x224
 
@@ -132,7 +140,7 @@ def test_inception_resnet_v1_structure_at_299():
 
 
 def test_inception_resnet_v1_small_keeps_block_structure():
-    model = resnet.build_model("inception_resnet_v1_small", (32, 32, 3), 10, repeats=(2, 1, 1))
+    model = resnet.inception_resnet_v1_small((32, 32, 3), 10, repeats=(2, 1, 1))
     assert model.get_layer("stem6_relu").output.shape[1:] == (32, 32, 256)
     assert model.get_layer("reduction_a").output.shape[1:] == (15, 15, 896)
     assert model.get_layer("reduction_b").output.shape[1:] == (7, 7, 1792)
@@ -164,8 +172,8 @@ def test_jin_cnn_adds_k_residual_blocks(k):
 
 
 def test_unfit_input_and_unknown_option_are_clear_errors():
-    with pytest.raises(resnet.ModelInputError, match="cannot take \\(32, 32, 3\\) images"):
-        resnet.build_model("inception_resnet_v1", (32, 32, 3), 10, small_input=False)
+    with pytest.raises(resnet.ModelInputError, match="cannot take \\(8, 8, 1\\) images"):
+        resnet.build_model("lenet5", (8, 8, 1), 10)  # its second 5x5 conv meets a 4x4 map
     with pytest.raises(resnet.ModelInputError, match="does not take option"):
         resnet.build_model("lenet5", (28, 28, 1), 10, shortcut="B")
 

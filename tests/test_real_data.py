@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 import cifar10_main
+import augment
 import cifar10_input
 from conftest import require_shared
 
@@ -16,7 +17,7 @@ def test_real_cifar10_loads_with_published_counts():
     # 5,000 training and 1,000 test images per class (the dataset README).
     assert np.bincount(data["y_train"]).tolist() == [5000] * 10
     assert np.bincount(data["y_test"]).tolist() == [1000] * 10
-    mean, _ = cifar10_input.channel_stats(data["x_train"])
+    mean, _ = augment.channel_stats(data["x_train"])
     np.testing.assert_allclose(mean, [125.3, 122.9, 113.9], atol=1.0)  # CIFAR-10's well-known channel means
 
 

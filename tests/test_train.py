@@ -1,5 +1,6 @@
 """The training engine and the command line, on tiny data the tests write."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -11,7 +12,9 @@ import tensorflow as tf
 
 import cifar10_main
 import cifar10_train
+import run_config
 import run_folder
+from run_config import RunConfig
 
 
 def _tiny_data(n=32, size=16, classes=4, seed=0):
@@ -23,12 +26,11 @@ def _tiny_data(n=32, size=16, classes=4, seed=0):
 
 
 def _config(log_dir, **overrides):
-    config = dict(model="resnet20", model_options={}, train_steps=40, batch_size=16, optimizer="sgd",
-                  learning_rate=0.05, momentum=0.9, lr_decay_at=[0.5, 0.75], lr_decay_factor=0.1,
-                  weight_decay=1e-4, augment="none", report_freq=10, steps_per_execution=3, seed=0,
-                  log_dir=str(log_dir), eval_batch_size=8)
-    config.update(overrides)
-    return config
+    """A resolved RunConfig for the 32 tiny images (float32 unless a test asks otherwise)."""
+    config = RunConfig(model="resnet20", train_steps=40, batch_size=16, learning_rate=0.05, augment="none",
+                       report_freq=10, steps_per_execution=3, log_dir=str(log_dir), eval_batch_size=8,
+                       mixed_precision="off")
+    return run_config.resolve(dataclasses.replace(config, **overrides), num_train_images=32)
 
 
 def _scalar_tags(folder):
@@ -66,9 +68,10 @@ def test_run_folder_holds_models_config_and_summaries(trained_run):
     log_dir, result = trained_run
     for name in (run_folder.LATEST_MODEL, run_folder.BEST_MODEL, run_folder.CONFIG):
         assert (log_dir / name).exists()
-    config = json.loads((log_dir / run_folder.CONFIG).read_text())
-    assert config["preprocessing"]["augment"] == "none" and len(config["preprocessing"]["norm"]["mean"]) == 3
-    assert config["num_classes"] == 4 and config["input_shape"] == [16, 16, 3]
+    config, info = run_folder.saved_config(str(log_dir))
+    assert config == _config(log_dir)  # config.json gives back the RunConfig that trained
+    assert config.augment == "none" and len(info.norm["mean"]) == 3
+    assert info.num_classes == 4 and info.input_shape == (16, 16, 3)
     assert {"loss", "error", "accuracy", "learning_rate", "augmentation"} <= _scalar_tags(log_dir / "train")
     assert {"loss", "error", "accuracy"} <= _scalar_tags(log_dir / "validation")
     assert result["step"] == 40 and 0 <= result["best_val_accuracy"] <= 1
@@ -83,10 +86,10 @@ def test_same_run_again_is_finished_another_is_refused_resume_extends(trained_ru
     with pytest.raises(run_folder.RunFolderError, match="another run.*learning_rate: 0.05 -> 0.1.*--resume.*--overwrite"):
         cifar10_train.train(_config(log_dir, learning_rate=0.1), _tiny_data(), verbose=0)
     # --resume continues it with the new settings (here: 10 more steps).
-    result = cifar10_train.train(_config(log_dir, train_steps=50, resume=True), _tiny_data(), verbose=0)
+    result = cifar10_train.train(_config(log_dir, train_steps=50), _tiny_data(), verbose=0, resume=True)
     steps = pd.read_csv(log_dir / run_folder.METRICS)["step"].tolist()
     assert steps == [10, 20, 30, 40, 50] and result["step"] == 50
-    assert json.loads((log_dir / run_folder.CONFIG).read_text())["train_steps"] == 50
+    assert json.loads((log_dir / run_folder.CONFIG).read_text())["run"]["train_steps"] == 50
 
 
 def test_overwrite_removes_the_old_runs_files_and_test_results_only(tmp_path):
@@ -96,22 +99,22 @@ def test_overwrite_removes_the_old_runs_files_and_test_results_only(tmp_path):
     for name in (run_folder.METRICS, run_folder.TEST_PROBABILITIES, run_folder.TEST_METRICS, "my_notes.txt"):
         (log_dir / name).write_text("old")
     with pytest.raises(run_folder.RunFolderError, match="already holds another run"):
-        run_folder.prepare(str(log_dir), {"model": "lenet5"})
-    assert run_folder.prepare(str(log_dir), {"model": "lenet5"}, overwrite=True) is False
+        run_folder.prepare(str(log_dir), RunConfig(model="lenet5"))
+    assert run_folder.prepare(str(log_dir), RunConfig(model="lenet5"), overwrite=True) is False
     assert sorted(os.listdir(log_dir)) == ["my_notes.txt"]  # the user's own file stays
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     log_dir = tmp_path / "nan"
-    config = _config(log_dir, train_steps=12, report_freq=6, lr_decay_at=[])
-    cifar10_train.train(dict(config, train_steps=6, save_freq=2), _tiny_data(), verbose=0)  # 6 good steps
+    cifar10_train.train(_config(log_dir, train_steps=6, report_freq=6, lr_decay_at=[], save_freq=2), _tiny_data(),
+                        verbose=0)  # 6 good steps
     # Continue at an absurd rate, 5 steps per tf.function call: step 7 still computes its loss
     # from step 6's good weights, its update ruins them, and step 8 is the first non-finite loss,
     # found inside the call that runs steps 7-11.
     with pytest.raises(cifar10_train.TrainingError, match=r"loss became nan at step 8; stopped. The last good "
                                                           r"checkpoint is .*ckpt-6"):
-        cifar10_train.train(dict(config, learning_rate=1e30, steps_per_execution=5, resume=True), _tiny_data(),
-                            verbose=0)
+        cifar10_train.train(_config(log_dir, train_steps=12, report_freq=6, lr_decay_at=[], learning_rate=1e30,
+                                    steps_per_execution=5), _tiny_data(), verbose=0, resume=True)
     assert tf.train.latest_checkpoint(str(log_dir / "ckpt")).endswith("ckpt-6")
 
 
@@ -160,7 +163,7 @@ def test_deterministic_runs_match_and_an_interrupted_run_resumes_to_the_same_num
 def test_bfloat16_and_xla_paths_train_and_save(tmp_path):
     log_dir = tmp_path / "fast"
     result = cifar10_train.train(_config(log_dir, model="jin_cnn", model_options={"residual_blocks": 1},
-                                         train_steps=4, report_freq=2, mixed_precision="bfloat16", jit_compile=True),
+                                         train_steps=4, report_freq=2, mixed_precision="bfloat16", jit_compile="on"),
                                  _tiny_data(), verbose=0)
     assert np.isfinite(result["train_loss"])
     assert result["model"].get_layer("res1_conv1").dtype_policy.name == "mixed_bfloat16"
@@ -225,7 +228,7 @@ def test_any_model_trains_with_its_option_from_the_cli(capsys, cifar_archive, tm
                          "--train_steps", "2", "--report_freq", "2", "--batch_size", "5", "--log_dir", str(log_dir))
     assert code == 0, err
     config = json.loads((log_dir / "config.json").read_text())
-    assert config["model_options"] == {"residual_blocks": 2}
+    assert config["run"]["model_options"] == {"residual_blocks": 2}
 
 
 def test_option_a_model_does_not_take_is_one_line(capsys, cifar_archive, tmp_path):

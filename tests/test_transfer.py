@@ -1,6 +1,5 @@
 """Transfer learning (Yuan's setup), --mode predict, and test-mode outputs for image folders."""
 
-import json
 import warnings
 
 import cv2
@@ -11,6 +10,7 @@ import pytest
 
 import cifar10_main
 import resnet
+import run_folder
 from conftest import require_shared
 
 
@@ -85,8 +85,8 @@ def test_fine_tuning_stage_unfreezes_the_top_only(flowers, tmp_path, capsys):
     metrics = pd.read_csv(log_dir / "metrics.csv")
     assert metrics["step"].tolist() == [2, 4]
     np.testing.assert_allclose(metrics["learning_rate"], [1e-3, 1e-4])  # stage 2 at a tenth of the rate
-    config = json.loads((log_dir / "config.json").read_text())
-    assert config["pretrained"] is False and config["fine_tune_steps"] == 2
+    config, _ = run_folder.saved_config(str(log_dir))
+    assert config.pretrained is False and config.fine_tune_steps == 2 and config.fine_tune_learning_rate == 1e-4
 
     # Rebuild the same initial weights (same seed) and compare: only the unfrozen top moved.
     keras.utils.set_random_seed(0)
@@ -130,8 +130,8 @@ def test_real_flower_photos_end_to_end(tmp_path, capsys):
     log_dir = tmp_path / "flowers"
     assert _train(log_dir, folder, "--model", "resnet50_imagenet", "--weights", "none", "--freeze_backbone",
                   "--image_size", "64", "64", "--optimizer", "adam", "--learning_rate", "1e-4") == 0
-    config = json.loads((log_dir / "config.json").read_text())
-    assert config["class_names"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
-    assert config["num_train_images"] == 320 and config["image_size"] == [74, 74] and config["input_shape"] == [64, 64, 3]
+    _, info = run_folder.saved_config(str(log_dir))
+    assert info.class_names == ("daisy", "dandelion", "roses", "sunflowers", "tulips")
+    assert info.num_train_images == 320 and info.stored_size == (74, 74) and info.input_shape == (64, 64, 3)
     assert cifar10_main.main(["--mode", "test", "--checkpoint", str(log_dir)]) == 0
     assert len(pd.read_csv(log_dir / "test_predictions.csv")) == 80

@@ -1,0 +1,158 @@
+"""The run contract: RunConfig from flags == from config.json == built directly; old run folders; one-entry models."""
+
+import dataclasses
+import json
+import shlex
+
+import keras
+import pytest
+import tensorflow as tf
+
+import cifar10_main
+import cifar10_train
+import resnet
+import run_config
+import run_folder
+from run_config import RunConfig
+
+
+def _flags(*argv):
+    return cifar10_main.config_from_flags(cifar10_main.build_parser().parse_args(list(argv)))
+
+
+def test_flags_config_json_and_a_direct_config_are_the_same_run(capsys, cifar_archive, tmp_path):
+    log_dir = str(tmp_path / "run")
+    argv = ["--model", "jin_cnn", "--residual_blocks", "1", "--data_dir", str(cifar_archive), "--train_steps", "4",
+            "--report_freq", "2", "--batch_size", "5", "--lr_decay_at", "0.25", "--mixed_precision", "off",
+            "--seed", "3", "--log_dir", log_dir]
+    direct = RunConfig(model="jin_cnn", model_options={"residual_blocks": 1}, data_dir=str(cifar_archive),
+                       train_steps=4, report_freq=2, batch_size=5, lr_decay_at=(0.25,), mixed_precision="off", seed=3,
+                       log_dir=log_dir)
+    assert _flags(*argv) == direct
+    assert cifar10_main.main(argv) == 0
+    saved, info = run_folder.saved_config(log_dir)
+    resolved = run_config.resolve(direct, info.num_train_images, data_source=saved.data_dir)
+    assert saved == resolved
+    assert (saved.learning_rate, saved.save_freq, saved.augment, saved.validation_split) == (0.1, 2, "he", 0.0)
+    # The printed command trains the same config again; run_config.resolve is idempotent.
+    assert _flags(*shlex.split(run_config.command(saved))[2:]) == saved
+    assert run_config.resolve(saved, info.num_train_images) == saved
+
+
+def test_the_engine_never_changes_the_config(tmp_path):
+    import numpy as np
+
+    config = run_config.resolve(RunConfig(model="lenet5", train_steps=2, report_freq=2, batch_size=4,
+                                          augment="none", mixed_precision="off", log_dir=str(tmp_path / "r")), 8)
+    frozen = dataclasses.replace(config)
+    x = np.zeros((8, 28, 28, 1), np.uint8)
+    data = {"x_train": x, "y_train": np.arange(8) % 2, "x_val": x, "y_val": np.arange(8) % 2,
+            "class_names": ["a", "b"], "validation": "the training images"}
+    cifar10_train.train(config, data, verbose=0)
+    assert config == frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train_steps = 3
+
+
+# A config.json written by the suite before RunConfig (config_version absent: 2026-11-22), trimmed to its keys.
+OLD_FLAT_CONFIG = {
+    "mode": "train", "dataset": "cifar10", "data_dir": "/data/cifar-10-python.tar.gz", "validation_split": None,
+    "image_size": [32, 32], "input_shape": [32, 32, 3], "model": "resnet20", "model_options": {}, "pretrained": False,
+    "train_steps": 400, "epochs": None, "batch_size": 128, "optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9,
+    "lr_decay_at": [0.5, 0.75], "lr_decay_factor": 0.1, "weight_decay": 0.0001, "augment": "he",
+    "fine_tune_at": None, "fine_tune_steps": None, "fine_tune_learning_rate": None, "report_freq": 100,
+    "save_freq": 100, "steps_per_execution": "auto", "eval_batch_size": 500, "seed": 0, "deterministic": False,
+    "log_dir": "runs/resnet20_400", "resume": False, "overwrite": False, "distribution_strategy": "auto",
+    "num_replicas": 1, "mixed_precision": "bfloat16", "jit_compile": False,
+    "preprocessing": {"augment": "he", "norm": {"mean": [125.3, 122.9, 113.9], "std": [63.0, 62.1, 66.7]}},
+    "num_classes": 10, "class_names": ["c%d" % i for i in range(10)], "validation": "the test set (10000 images)",
+    "num_train_images": 50000,
+}
+
+
+def test_a_config_from_before_runconfig_loads_with_its_old_option_a(tmp_path):
+    config, info = run_config.from_json(OLD_FLAT_CONFIG)
+    # "A" (and the default) built Liang's average-pool shortcut then: the old run keeps its architecture.
+    assert config.model_options == {"shortcut": "A_avgpool"}
+    assert (config.train_steps, config.jit_compile, config.mixed_precision) == (400, "off", "bfloat16")
+    assert info.input_shape == (32, 32, 3) and info.num_classes == 10 and info.norm["mean"][0] == 125.3
+    # The same command with today's code builds He's option A: a different run, refused with the reason.
+    run_folder.write_json(str(tmp_path / run_folder.CONFIG), OLD_FLAT_CONFIG)
+    today = dataclasses.replace(config, model_options={})
+    with pytest.raises(run_folder.RunFolderError, match=r"model_options: \{'shortcut': 'A_avgpool'\} -> \{\}"):
+        run_folder.prepare(str(tmp_path), today)
+
+
+@pytest.mark.parametrize("saved, message", [
+    ({"config_version": 99, "run": {}}, "config_version 99; this code reads 1 to 3"),
+    ({"config_version": 3, "run": {"model": "resnet20", "colour": "blue"}, "data": None}, "does not know: colour"),
+    ([1, 2], "does not hold a JSON object"),
+])
+def test_an_unreadable_config_is_a_one_line_error(saved, message):
+    with pytest.raises(run_config.ConfigError, match=message):
+        run_config.from_json(saved)
+
+
+def test_config_json_round_trips(tmp_path):
+    config = RunConfig(model="resnet50_imagenet", dataset="folder", image_size=(64, 64),
+                       model_options={"weights": "none", "freeze_backbone": True}, fine_tune_at="0.1",
+                       fine_tune_steps=3, lr_decay_at=())
+    info = run_config.DataInfo(("a", "b"), (74, 74), (64, 64, 3), {"keras_preprocess": "resnet", "mean": [1, 2, 3]},
+                               "20%", 10)
+    text = json.dumps(run_config.to_json(config, info))
+    assert run_config.from_json(json.loads(text)) == (config, info)
+
+
+def test_a_model_is_one_table_entry(monkeypatch, tmp_path):
+    """A throwaway model registered in resnet.MODELS trains through the engine and the CLI's checks."""
+    import numpy as np
+
+    def tiny_dense(input_shape, num_classes, weight_decay=0.0, width=4):
+        inputs = keras.Input(shape=input_shape)
+        hidden = keras.layers.Dense(width, activation="relu")(keras.layers.Flatten()(inputs))
+        return keras.Model(inputs, keras.layers.Dense(num_classes)(hidden))
+
+    monkeypatch.setitem(resnet.MODELS, "tiny_dense", resnet.ModelSpec(tiny_dense, (8, 8, 3), "a test",
+                                                                      default_learning_rate=0.05, options=("width",)))
+    config = run_config.resolve(RunConfig(model="tiny_dense", model_options={"width": 3}, train_steps=1, report_freq=1,
+                                          batch_size=4, augment="none", mixed_precision="off",
+                                          log_dir=str(tmp_path / "r")), 8)
+    assert config.learning_rate == 0.05  # the entry's own default
+    x = np.random.RandomState(0).randint(0, 256, (8, 8, 8, 3)).astype(np.uint8)
+    data = {"x_train": x, "y_train": np.arange(8) % 2, "x_val": x, "y_val": np.arange(8) % 2,
+            "class_names": ["a", "b"], "validation": "the training images"}
+    result = cifar10_train.train(config, data, verbose=0)
+    assert result["step"] == 1 and result["model"].layers[-2].units == 3
+    with pytest.raises(run_config.ConfigError, match=r"does not take option\(s\) \['depth'\]"):
+        run_config.check(RunConfig(model="tiny_dense", model_options={"depth": 2}))
+
+
+def test_every_setting_is_a_flag_of_the_cli():
+    """So that run_config.command can print any config as a command line."""
+    dests = {action.dest for action in cifar10_main.build_parser()._actions}
+    settings = {field.name for field in dataclasses.fields(RunConfig)} - {"model_options"}
+    assert settings | set(run_config.OPTION_FLAGS) <= dests
+    options = {option for spec in resnet.MODELS.values() for option in spec.options}
+    assert options <= set(run_config.OPTION_FLAGS)
+
+
+def test_a_recipe_is_one_table_entry(monkeypatch, tmp_path, capsys):
+    """A throwaway recipe in augment.RECIPES is a CLI choice, trains a step and tests with its own evaluation."""
+    import numpy as np
+    import augment
+
+    def invert(images, seed, output_size):
+        return 255.0 - images
+
+    monkeypatch.setitem(augment.RECIPES, "inverted", augment.Recipe("a test", "colours inverted; mean/std",
+                                                                   augment.channel_stats, invert))
+    assert "inverted" in cifar10_main.build_parser().parse_args(["--augment", "inverted"]).augment
+    config = run_config.resolve(RunConfig(model="lenet5", augment="inverted", train_steps=1, report_freq=1,
+                                          batch_size=4, mixed_precision="off", log_dir=str(tmp_path / "r")), 8)
+    x = np.random.RandomState(0).randint(0, 256, (8, 28, 28, 1)).astype(np.uint8)
+    data = {"x_train": x, "y_train": np.arange(8) % 2, "x_val": x, "y_val": np.arange(8) % 2,
+            "class_names": ["a", "b"], "validation": "the training images"}
+    assert cifar10_train.train(config, data, verbose=0)["step"] == 1
+    norm = augment.normalization("inverted", x)
+    out = augment.train_transform("inverted", norm)(x, tf.constant([0, 0], tf.int64)).numpy()
+    np.testing.assert_allclose(out, augment.normalize(255.0 - x.astype(np.float32), norm).numpy(), rtol=1e-6)
