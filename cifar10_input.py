@@ -12,7 +12,6 @@ Images stay uint8 in memory; the input pipelines apply a preprocessing recipe
 runs on the hot path.
 """
 
-import contextlib
 import os
 import pickle
 import tarfile
@@ -22,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import augment as augment_recipes  # the recipes; `augment` names a recipe here
+from datasets import DataError, created_folder, fetch
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # published on the CIFAR page
@@ -33,10 +33,6 @@ PYTHON_DIR = "cifar-10-batches-py"
 BINARY_DIR = "cifar-10-batches-bin"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
-
-
-class DataError(Exception):
-    """A data problem the user can fix; the message is one line that says how."""
 
 
 # ----------------------------------------------------------------------------
@@ -75,50 +71,9 @@ def find_cifar10(data_dir):
     return None
 
 
-def fetch(url, md5, folder, what):
-    """Downloads ``url`` into ``folder`` with keras.utils.get_file (progress bar, MD5 check).
-
-    The file arrives under a temporary ``.part`` name and is renamed only once
-    its MD5 matched, so an interrupted or bad download never leaves a file a
-    later run would trust. Raises DataError with a one-line hint on failure.
-    """
-    fname = os.path.basename(url)
-    folder = os.path.abspath(folder)
-    target, partial = os.path.join(folder, fname), os.path.join(folder, f".{fname}.part")
-    try:
-        tf.keras.utils.get_file(f".{fname}.part", url, md5_hash=md5, cache_dir=folder, cache_subdir="")
-    except Exception as error:  # ValueError on an MD5 mismatch; a bare Exception when offline
-        if os.path.exists(partial):
-            os.remove(partial)
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        failure = (f"downloaded {what} {fname} failed its MD5 check" if isinstance(error, ValueError)
-                   else f"could not download {what} from {url}")
-        raise DataError(
-            f"{failure} ({reason}); download {fname} yourself and pass --data_dir DIR (the folder holding it)") from None
-    os.replace(partial, target)
-    return target
-
-
 def download_cifar10(cache_dir):
     """Downloads the official archive into ``cache_dir`` (MD5-checked) and returns its path."""
     return fetch(CIFAR10_URL, CIFAR10_MD5, cache_dir, "CIFAR-10")
-
-
-@contextlib.contextmanager
-def created_folder(path):
-    """Makes ``path`` if missing, and removes it again if the block fails.
-
-    A failed download into a folder the suite made leaves nothing behind.
-    """
-    made = not os.path.exists(path)
-    if made:
-        os.makedirs(path)
-    try:
-        yield path
-    except BaseException:
-        if made and os.path.isdir(path) and not os.listdir(path):
-            os.rmdir(path)
-        raise
 
 
 def _unpickle(data, name):

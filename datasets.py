@@ -6,6 +6,7 @@ folders also give ``files_train`` / ``files_test``). ``load_dataset`` picks by
 name and adapts the images to the model (``adapt_to_model``).
 """
 
+import contextlib
 import gzip
 import os
 import struct
@@ -15,8 +16,55 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-import cifar10_input
-from cifar10_input import DataError
+
+# ----------------------------------------------------------------------------
+# Downloads and errors shared by every dataset
+
+
+class DataError(Exception):
+    """A data problem the user can fix; the message is one line that says how."""
+
+
+def fetch(url, md5, folder, what):
+    """Downloads ``url`` into ``folder`` with keras.utils.get_file (progress bar, MD5 check).
+
+    The file arrives under a temporary ``.part`` name and is renamed only once
+    its MD5 matched, so an interrupted or bad download never leaves a file a
+    later run would trust. Raises DataError with a one-line hint on failure.
+    """
+    fname = os.path.basename(url)
+    folder = os.path.abspath(folder)
+    target, partial = os.path.join(folder, fname), os.path.join(folder, f".{fname}.part")
+    try:
+        tf.keras.utils.get_file(f".{fname}.part", url, md5_hash=md5, cache_dir=folder, cache_subdir="")
+    except Exception as error:  # ValueError on an MD5 mismatch; a bare Exception when offline
+        if os.path.exists(partial):
+            os.remove(partial)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        failure = (f"downloaded {what} {fname} failed its MD5 check" if isinstance(error, ValueError)
+                   else f"could not download {what} from {url}")
+        raise DataError(
+            f"{failure} ({reason}); download {fname} yourself and pass --data_dir DIR (the folder holding it)") from None
+    os.replace(partial, target)
+    return target
+
+
+@contextlib.contextmanager
+def created_folder(path):
+    """Makes ``path`` if missing, and removes it again if the block fails.
+
+    A failed download into a folder the suite made leaves nothing behind.
+    """
+    made = not os.path.exists(path)
+    if made:
+        os.makedirs(path)
+    try:
+        yield path
+    except BaseException:
+        if made and os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+        raise
+
 
 DATASETS = ("cifar10", "mnist", "folder")
 
@@ -61,7 +109,7 @@ def _mnist_file(data_dir, name, download):
             return path
     if not download:
         raise DataError(f"no {name} in --data_dir {data_dir}")
-    return cifar10_input.fetch(MNIST_URL + name, MNIST_FILES[name], data_dir, "MNIST file")
+    return fetch(MNIST_URL + name, MNIST_FILES[name], data_dir, "MNIST file")
 
 
 def load_mnist(data_dir=None, download=True):
@@ -76,7 +124,7 @@ def load_mnist(data_dir=None, download=True):
         raise DataError(f"--data_dir {data_dir} does not exist")
     if os.path.isdir(data_dir) and not os.access(data_dir, os.R_OK):
         raise DataError(f"--data_dir {data_dir} is not readable")
-    with cifar10_input.created_folder(data_dir):
+    with created_folder(data_dir):
         arrays = {name: read_idx(_mnist_file(data_dir, name, download), 2051 if "images" in name else 2049)
                   for name in MNIST_FILES}
     x_train, y_train = arrays["train-images-idx3-ubyte.gz"], arrays["train-labels-idx1-ubyte.gz"]
@@ -265,6 +313,8 @@ def load_dataset(name, data_dir=None, model_shape=None, validation_split=0.2, se
     intended size (32x32 for CIFAR models, 224x224 for ImageNet ones).
     """
     if name == "cifar10":
+        import cifar10_input  # it imports this module's download helpers
+
         data = cifar10_input.load_cifar10(data_dir)
     elif name == "mnist":
         data = load_mnist(data_dir)
