@@ -36,6 +36,7 @@ import tensorflow as tf
 
 import augment
 import cifar10_input
+import provenance
 import resnet
 import run_config
 import run_folder
@@ -51,6 +52,10 @@ TIMING_COLUMNS = ("step", "images_per_sec", "elapsed_sec")
 PRECISIONS = ("auto", "off", "float16", "bfloat16")
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 SECONDS_PER_CALL = 0.25  # steps_per_execution=auto aims at tf.function calls of about this length
+
+
+# The sessions of a run started before provenance was recorded (config.json without "sessions").
+UNRECORDED = {"from_step": 0, "commit": "unknown: this session ran before the suite recorded provenance"}
 
 
 class TrainingError(Exception):
@@ -357,8 +362,12 @@ def _open_folder(run, resume, overwrite, scratch_dir):
     latest = tf.train.latest_checkpoint(checkpoints) if resuming else None
     if latest:
         _restore(run.checkpoint, latest)
-    if chief:  # only once the checkpoint restored: a folder whose run cannot continue is left as it was
-        run_folder.write_json(os.path.join(config.log_dir, run_folder.CONFIG), run_config.to_json(config, run.info))
+    finished = resuming and run.restored_step() >= config.stages_steps
+    if chief and not finished:  # only once the checkpoint restored: a run that cannot continue leaves the folder as it was
+        earlier = run_folder.read_config(config.log_dir).get("sessions", [UNRECORDED]) if resuming else []
+        sessions = earlier + [provenance.session(config.data_dir, run.restored_step())]
+        run_folder.write_json(os.path.join(config.log_dir, run_folder.CONFIG),
+                              run_config.to_json(config, run.info, sessions))
     return (config.log_dir if chief else scratch_dir), resuming
 
 
@@ -495,14 +504,21 @@ def train(config, data, strategy=None, verbose=1, on_report=None, resume=False, 
         run = build_run(config, learn_data(config, data), strategy)
         write_dir, resuming = _open_folder(run, resume, overwrite, scratch)
         step = run.restored_step()
+        finished = resuming and step >= config.stages_steps
         if verbose and resuming:
-            print(f"Resuming {config.log_dir} from step {step}"
-                  + (" (already finished)" if step >= config.stages_steps else ""))
+            print(f"Resuming {config.log_dir} from step {step}" + (" (already finished)" if finished else ""))
+        if finished:  # reported, not retrained: nothing in the folder changes
+            return _result(run, _load_csv(os.path.join(config.log_dir, run_folder.METRICS), step), step)
         reporter = Reporter(run, write_dir, resuming, step, verbose, data["x_train"][:6])
         step = _loop(run, reporter, *_datasets(run, data, step), step, verbose, on_report)
-        final = reporter.rows[-1] if reporter.rows else {}
-        return dict(final, best_val_accuracy=reporter.best_accuracy, log_dir=config.log_dir, model=run.model,
-                    step=step, num_replicas=strategy.num_replicas_in_sync)
+        return _result(run, reporter.rows, step)
+
+
+def _result(run, rows, step):
+    """What ``train`` returns: the last report's metrics, the best validation accuracy, the model, the step."""
+    return dict(rows[-1] if rows else {}, best_val_accuracy=max((r["val_accuracy"] for r in rows), default=-1.0),
+                log_dir=run.config.log_dir, model=run.model, step=step,
+                num_replicas=run.strategy.num_replicas_in_sync)
 
 
 def _loop(run, reporter, train_data, val_data, step, verbose, on_report):

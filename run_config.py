@@ -229,9 +229,13 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
 # config.json: the settings and the data facts, and the older flat layouts
 
 
-def to_json(config, info):
-    """The dict config.json holds: ``{"config_version", "run": settings, "data": what was learned}``."""
-    return {"config_version": VERSION, "run": dataclasses.asdict(config), "data": dataclasses.asdict(info)}
+def to_json(config, info, sessions=()):
+    """The dict config.json holds: ``{"config_version", "run": settings, "data": what was learned, "sessions"}``.
+
+    ``sessions`` (provenance.py) say which code, machine and data each start or resume of the run used.
+    """
+    return {"config_version": VERSION, "run": dataclasses.asdict(config), "data": dataclasses.asdict(info),
+            "sessions": list(sessions)}
 
 
 def from_json(saved):

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cifar10_main  # noqa: E402  (imports TensorFlow quietly)
 import cifar10_train  # noqa: E402
+import provenance  # noqa: E402
 import run_config  # noqa: E402
 import run_folder  # noqa: E402
 
@@ -83,11 +84,13 @@ def build_parser(module):
 
 
 def machine():
-    """One line naming the hardware and software a report's numbers came from."""
+    """One line naming the machine and code that wrote a report (each run's own are under Provenance)."""
     gpus = tf.config.list_physical_devices("GPU")
-    return (f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-            f"{len(gpus)} GPU(s), Python {platform.python_version()}, TF {tf.__version__}, "
-            f"mixed precision auto = {cifar10_train.resolve_mixed_precision('auto')}")
+    commit, dirty = provenance.git_state()
+    return (f"{provenance.cpu_model()}, {os.cpu_count()} CPU cores, {len(gpus)} GPU(s), Python "
+            f"{platform.python_version()}, TF {tf.__version__}, mixed precision auto = "
+            f"{cifar10_train.resolve_mixed_precision('auto')}; code at commit {commit[:10]}"
+            f"{' with uncommitted changes' if dirty else ''}")
 
 
 def collect(runs, results_dir):
@@ -148,6 +151,10 @@ def write_report(path, module, mode, command, rows, figures, notes, runs, result
         "",
         *[f"- {note}" for note in notes],
         "",
+        "## Provenance",
+        "",
+        *provenance_lines(runs, results_dir),
+        "",
         "## Figures",
         "",
         *[f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures],
@@ -158,6 +165,35 @@ def write_report(path, module, mode, command, rows, figures, notes, runs, result
         "",
     ])
     run_folder.write_text(path, text)
+
+
+def provenance_lines(runs, results_dir):
+    """Which code, machine, software and data made each run's numbers, from its config.json and timing.csv."""
+    lines = ["Every number above is computed from the `metrics.csv` rows of the run folders: the model at each "
+             "report (`latest`), never `best.keras` (chosen on the validation data, which is the test set where "
+             "`validation_split` is 0).", ""]
+    for run in runs:
+        folder = os.path.join(results_dir, run.name)
+        if not os.path.exists(os.path.join(folder, run_folder.CONFIG)):
+            lines.append(f"- `{run.name}`: not run")
+            continue
+        saved = run_folder.read_config(folder)
+        timing = os.path.join(folder, run_folder.TIMING)
+        hours = float(pd.read_csv(timing)["elapsed_sec"].iloc[-1]) / 3600 if os.path.exists(timing) else float("nan")
+        sessions = "; ".join(_session_text(s) for s in saved.get("sessions", [])) or "not recorded"
+        lines.append(f"- `{run.name}`: wall time {hours:.2f} h of training and validation; sessions: {sessions}")
+    return lines
+
+
+def _session_text(session):
+    if "cpu" not in session:
+        return f"from step {session.get('from_step', 0)}: {session.get('commit')}"
+    state = "uncommitted changes" if session["dirty"] else "clean"
+    gpus = ", ".join(session["gpus"]) or "no GPU"
+    return (f"from step {session['from_step']} on {session['started']}: commit {session['commit'][:10]} ({state}), "
+            f"{session['cpu']} x {session['cpu_cores']} cores, {gpus}, Python {session['python']}, "
+            f"TF {session['tensorflow']}, Keras {session['keras']}; data sha256 {session['data_sha256']}; "
+            f"`{session['command']}`")
 
 
 pyplot = run_folder.pyplot  # the experiments' figure code draws through common.pyplot()

@@ -1,5 +1,6 @@
 """experiments/: run lists build and parse, the report computes differences, one experiment runs end to end."""
 
+import hashlib
 import importlib
 import shlex
 
@@ -7,6 +8,7 @@ import pandas as pd
 import pytest
 
 import cifar10_main
+import provenance
 import run_config
 from experiments import common
 
@@ -88,12 +90,16 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     final_k2 = metrics[metrics["run"] == "k2"]["val_accuracy"].iloc[-1]
     assert f"| final test accuracy, k = 2 | n/a | {final_k2:.4f} |" in report
     assert "REDUCED (tiny)" in report and "python -m experiments.jin --tiny" in report
+    # Provenance: the commit of this code, the CPU, the sha256 of the data.
+    commit, _ = provenance.git_state()
+    assert f"commit {commit[:10]}" in report and provenance.cpu_model() in report
+    assert hashlib.sha256((cifar_archive / "cifar-10-python.tar.gz").read_bytes()).hexdigest() in report
     capsys.readouterr()
-    # Again: every run is found finished and reused, nothing retrains.
-    before = (results / "k1" / "metrics.csv").read_bytes()
+    # Again: every run is found finished and reused, nothing retrains and no file of a run changes.
+    before = {path: path.read_bytes() for path in (results / "k1").rglob("*") if path.is_file()}
     assert jin.main(argv) == 0
     assert capsys.readouterr().out.count("(already finished)") == 4
-    assert (results / "k1" / "metrics.csv").read_bytes() == before
+    assert {path: path.read_bytes() for path in (results / "k1").rglob("*") if path.is_file()} == before
     # --only with --force retrains just that run.
     assert jin.main(argv + ["--only", "k0", "--force"]) == 0
     out = capsys.readouterr().out

@@ -1,0 +1,103 @@
+"""Where a run's numbers came from: the code, the machine, the software and the data.
+
+Every time a run starts or resumes, the engine appends one session to its config.json: the git
+commit (and whether the tree had uncommitted changes), the CPU model, the GPUs, the versions of
+Python, TensorFlow, Keras and NumPy, the sha256 of the dataset file(s), the command line and the
+step it started from. A run that spans machines or commits lists each.
+"""
+
+import datetime
+import functools
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def git_state(root=ROOT):
+    """(commit, dirty) of the checkout holding this code; ("unknown", None) outside a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=10, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
+    return commit, dirty
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (what `lscpu` shows), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path, size, mtime):
+    digest = hashlib.sha256()
+    if os.path.isfile(path):
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    for folder, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            file_path = os.path.join(folder, name)
+            digest.update(os.path.relpath(file_path, path).encode() + b"\0")
+            digest.update(_sha256(file_path, *_stamp(file_path)).encode())
+    return digest.hexdigest()
+
+
+def _stamp(path):
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime
+
+
+def data_sha256(path):
+    """sha256 of a dataset file, or of a folder (every file's relative name and sha256, in sorted order)."""
+    if not path or not os.path.exists(path):
+        return None
+    return _sha256(os.path.abspath(path), *_stamp(path))
+
+
+def command_line(argv=None):
+    """The command that started this process, as typed from the checkout (``python -m experiments.x ...``)."""
+    argv = list(sys.argv if argv is None else argv)
+    program = os.path.relpath(os.path.abspath(argv[0]), ROOT) if argv and argv[0] else "python"
+    if program.startswith("experiments" + os.sep) and program.endswith(".py"):
+        program = "-m " + program[:-3].replace(os.sep, ".")
+    return " ".join(["python", program, *argv[1:]])
+
+
+def session(data_source, from_step):
+    """One start (or resume) of a run, as a JSON-able dict."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    commit, dirty = git_state()
+    return {
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "from_step": int(from_step),
+        "commit": commit,
+        "dirty": dirty,
+        "cpu": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "gpus": [gpu.name for gpu in tf.config.list_physical_devices("GPU")],
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "command": command_line(),
+        "data_sha256": data_sha256(data_source),
+    }
