@@ -7,6 +7,7 @@ pipelines); the normalisation is a small JSON-able dict saved with the run, so `
 and ``--mode predict`` repeat it exactly:
 
   {"mean": [...], "std": [...]}                 (x - mean) / std per channel, 0-255 scale
+  {"per_image": true}                            each image standardised on its own (tf.image.per_image_standardization)
   {"keras_preprocess": "resnet", "mean": [...]}  keras.applications.<module>.preprocess_input;
                                                  "mean" is the colour He-style padding fills with
 
@@ -49,6 +50,8 @@ def channel_stats(images, chunk=4096):
 def normalize(images, norm):
     """uint8 (or float 0-255) images -> the float32 inputs the model was trained on."""
     images = tf.cast(images, tf.float32)
+    if norm.get("per_image"):
+        return tf.image.per_image_standardization(images)
     if norm.get("keras_preprocess"):
         module = getattr(keras.applications, norm["keras_preprocess"])
         return module.preprocess_input(images)
@@ -188,7 +191,7 @@ class Recipe:
 
     paper: str
     summary: str  # one line: --help, the README table
-    statistics: Callable  # train images -> (mean, std) per channel, 0-255 scale
+    statistics: Optional[Callable]  # train images -> (mean, std) per channel, 0-255 scale; None: per image
     augmentation: Callable  # (float batch 0-255, batch seed, output size) -> float batch 0-255
     crop_to_evaluate: bool = False  # evaluate on the central CENTER_CROP of images stored larger
     pad_after_normalising: bool = False  # He: zero padding of normalised images, i.e. mean-colour padding
@@ -207,6 +210,9 @@ RECIPES = {
                  channel_stats, _black_pad_crop_flip, pad_after_normalising=True),
     "imagedatagenerator": Recipe("Liang 2020", "Keras ImageDataGenerator, shift 0.1 + horizontal flip; per-channel "
                                  "mean/std", channel_stats, _no_augmentation, image_data_generator=True),
+    "liang": Recipe("Liang 2020 + wenxinxu/resnet-in-tensorflow", "Keras ImageDataGenerator, shift 0.1 + horizontal "
+                    "flip (Liang's text); each image standardised on its own (his code's whitening)", None,
+                    _no_augmentation, image_data_generator=True),
     "sequential": Recipe("Jin 2023", "keras.Sequential([Rescaling(1/255), RandomFlip('horizontal_and_vertical')])",
                          _rescale_statistics, _flip_both_ways, keras_layers=True),
     "xu": Recipe("Xu", "4-pixel black pad + random crop + horizontal flip (torchvision RandomCrop(32, padding=4)); "
@@ -234,6 +240,8 @@ def normalization(augment, train_images, keras_preprocess=None):
         if train_images.shape[-1] != 3:
             raise ValueError(f"keras.applications preprocessing needs 3-channel images, got {train_images.shape[-1]}")
         return {"keras_preprocess": keras_preprocess, "mean": list(CAFFE_MEAN_RGB)}
+    if statistics is None:
+        return {"per_image": True}
     try:
         mean, std = statistics(train_images)
     except ValueError as error:

@@ -214,10 +214,16 @@ def build_parser():
     train.add_argument("--lr_decay_at", type=fraction, nargs="*", default=None,
                        help="fractions of the training steps at which the learning rate is divided (default 0.5 0.75 "
                             "for sgd, He's 32k/64k and 48k/64k; none for adam)")
-    train.add_argument("--lr_decay_factor", type=positive_float, default=DEFAULTS.lr_decay_factor, help="multiplier applied at each decay")
+    train.add_argument("--lr_decay_factor", type=positive_float, default=DEFAULTS.lr_decay_factor,
+                       help="multiplier applied at each decay")
+    train.add_argument("--lr_schedule_steps", type=positive_int, default=None,
+                       help="the steps --lr_decay_at's fractions refer to (default: --train_steps): stop part-way "
+                            "through a longer schedule, e.g. --train_steps 9775 --lr_schedule_steps 80000")
     train.add_argument("--report_freq", type=positive_int, default=DEFAULTS.report_freq,
                        help="every this many steps: validate, print a line, write TensorBoard summaries, CSV rows, "
                             "latest.keras / best.keras and a checkpoint")
+    train.add_argument("--report_at_start", action="store_true", default=None,
+                       help="also validate and report at step 0, before the first update (Liang's starting values)")
     train.add_argument("--save_freq", type=positive_int, default=None,
                        help="checkpoint every this many steps (default: --report_freq); an interrupted run, started "
                             "again with the same command, loses at most this many steps")

@@ -43,7 +43,7 @@ import run_folder
 
 CSV_COLUMNS = (
     "step", "epoch", "learning_rate",
-    "train_loss", "train_accuracy", "train_error",
+    "train_loss", "train_accuracy", "train_error", "train_batch_error",
     "val_loss", "val_accuracy", "val_error",
 )
 # Wall-clock figures differ between identical runs: they live in their own file,
@@ -98,8 +98,13 @@ def auto_steps_per_execution(seconds_per_step):
 
 
 def learning_rate_schedule(config):
-    """He et al.: ``learning_rate`` divided by ``lr_decay_factor`` at the given fractions of training."""
-    boundaries = [int(round(f * config.train_steps)) for f in config.lr_decay_at]
+    """He et al.: ``learning_rate`` divided by ``lr_decay_factor`` at the given fractions of training.
+
+    The fractions are of ``lr_schedule_steps`` when it is set: a run can stop part-way through a longer
+    schedule (Liang's step 9775 of wenxinxu's 80k steps) and still follow it exactly.
+    """
+    length = config.lr_schedule_steps or config.train_steps
+    boundaries = [int(round(f * length)) for f in config.lr_decay_at]
     values = [config.learning_rate * config.lr_decay_factor ** i for i in range(len(boundaries) + 1)]
     if not boundaries:
         return keras.optimizers.schedules.PiecewiseConstantDecay([config.train_steps + 1], values * 2)
@@ -131,10 +136,11 @@ def build_step_functions(model, optimizer, strategy, global_batch_size, loss_sca
     """Returns ``(train_steps_fn, eval_batch_fn)``.
 
     ``train_steps_fn(iterator, n)`` runs up to n training steps in one
-    ``tf.function`` call and returns ``(totals, steps_run)``: the summed
-    ``[cross-entropy, correct, count]`` and the number of steps it ran, which
+    ``tf.function`` call and returns ``(totals, steps_run, last)``: the summed
+    ``[cross-entropy, correct, count]``, the number of steps it ran, which
     is less than n only when a step's loss was not finite (that step is the
-    last). ``eval_batch_fn(batch)`` returns the same sums for one distributed batch.
+    last), and the sums of the last step's batch alone (the error Liang's code
+    prints). ``eval_batch_fn(batch)`` returns the same sums for one distributed batch.
     """
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
@@ -163,16 +169,16 @@ def build_step_functions(model, optimizer, strategy, global_batch_size, loss_sca
 
     @tf.function
     def train_steps_fn(iterator, num_steps):
-        totals = tf.zeros([3])
+        totals, last = tf.zeros([3]), tf.zeros([3])
         steps_run = tf.constant(0)
         for _ in tf.range(num_steps):
-            step_totals = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(train_step, args=(next(iterator),)),
-                                          axis=None)
-            totals += step_totals
+            last = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(train_step, args=(next(iterator),)),
+                                   axis=None)
+            totals += last
             steps_run += 1
-            if not tf.math.is_finite(step_totals[0]):
+            if not tf.math.is_finite(last[0]):
                 break
-        return totals, steps_run
+        return totals, steps_run, last
 
     return train_steps_fn, _eval_batch_function(model, strategy, loss_fn)
 
@@ -212,9 +218,11 @@ def pad_for_replicas(images, labels, global_batch):
 
 
 def _rates(totals):
+    """(mean loss, accuracy, error) of summed [loss, correct, count]; NaNs when nothing was counted (step 0)."""
     loss, correct, count = (float(v) for v in totals[:3])
-    accuracy = correct / max(count, 1.0)
-    return loss / max(count, 1.0), accuracy, 1.0 - accuracy
+    if not count:
+        return float("nan"), float("nan"), float("nan")
+    return loss / count, correct / count, 1.0 - correct / count
 
 
 def _save_model(model, path):
@@ -430,13 +438,14 @@ class Reporter:
         with self.writers["train"].as_default():
             tf.summary.image("augmentation", grid[np.newaxis], step=0)
 
-    def report(self, step, learning_rate, window, validation, images_per_sec):
+    def report(self, step, learning_rate, window, last_batch, validation, images_per_sec):
         """Writes one report; returns its row (metrics plus timing)."""
         train_loss, train_accuracy, train_error = _rates(window)
         val_loss, val_accuracy, val_error = validation
         row = dict(step=step, epoch=step * self.run.config.batch_size / self.run.info.num_train_images,
                    learning_rate=learning_rate, train_loss=train_loss, train_accuracy=train_accuracy,
-                   train_error=train_error, val_loss=val_loss, val_accuracy=val_accuracy, val_error=val_error)
+                   train_error=train_error, train_batch_error=_rates(last_batch)[2], val_loss=val_loss,
+                   val_accuracy=val_accuracy, val_error=val_error)
         self.rows.append(row)
         self.timing_rows.append(dict(step=step, images_per_sec=images_per_sec,
                                      elapsed_sec=time.time() - self.start_time))
@@ -460,10 +469,12 @@ class Reporter:
         for prefix, writer in self.writers.items():
             with writer.as_default():
                 for name in ("loss", "error", "accuracy"):
-                    tf.summary.scalar(name, row[f"{prefix}_{name}"], step=step)
+                    if row[f"{prefix}_{name}"] == row[f"{prefix}_{name}"]:  # no training numbers at step 0
+                        tf.summary.scalar(name, row[f"{prefix}_{name}"], step=step)
         with self.writers["train"].as_default():
             tf.summary.scalar("learning_rate", row["learning_rate"], step=step)
-            tf.summary.scalar("images_per_sec", images_per_sec, step=step)
+            if images_per_sec == images_per_sec:  # none at the step-0 report
+                tf.summary.scalar("images_per_sec", images_per_sec, step=step)
         for writer in self.writers.values():
             writer.flush()
 
@@ -530,6 +541,8 @@ def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
     progbar = keras.utils.Progbar(config.stages_steps, verbose=verbose and (1 if os.isatty(1) else 2), unit_name="step",
                                   stateful_metrics=["loss", "accuracy"])
     pacer = _Pacer(config.steps_per_execution)
+    if config.report_at_start and step == 0 and not reporter.rows:
+        _report_start(run, reporter, val_data)
     for stage in run.stages:
         if step >= stage.end_step:
             continue
@@ -548,7 +561,8 @@ def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
             progbar.update(step, list(zip(("loss", "accuracy"), _rates(window)[:2])), finalize=False)
             if step % config.report_freq == 0 or step == config.stages_steps:
                 speed = pacer.images_per_sec(config.batch_size)
-                row = reporter.report(step, stage.learning_rate(step), window, _validate(eval_batch_fn, val_data), speed)
+                row = reporter.report(step, stage.learning_rate(step), window, pacer.last_batch,
+                                      _validate(eval_batch_fn, val_data), speed)
                 window = np.zeros(4)
                 pacer.restart()
                 if on_report and on_report(row):
@@ -563,6 +577,13 @@ def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
     return step
 
 
+def _report_start(run, reporter, val_data):
+    """The report at step 0: the untrained model's validation numbers (no training numbers yet)."""
+    _, eval_batch_fn = build_step_functions(run.model, run.stages[0].optimizer, run.strategy, run.config.batch_size)
+    reporter.report(0, run.stages[0].learning_rate(1), np.zeros(4), np.zeros(3), _validate(eval_batch_fn, val_data),
+                    float("nan"))
+
+
 class _Pacer:
     """Steps per tf.function call (``steps_per_execution``; measured when auto) and the speed between reports."""
 
@@ -570,7 +591,7 @@ class _Pacer:
         self.auto = requested == "auto"
         self.per_call = 1 if self.auto else int(requested)
         self.first_call = True
-        self.steps_run = 0
+        self.steps_run, self.last_batch = 0, np.zeros(3)
         self.restart()
 
     def restart(self):
@@ -582,10 +603,10 @@ class _Pacer:
         return min(self.per_call, next_stop - step)
 
     def timed(self, train_steps_fn, iterator, num_steps):
-        """Runs one call; returns its summed [loss, correct, count] (``steps_run`` says how many steps ran)."""
+        """Runs one call; returns its summed [loss, correct, count] and the last batch's (``steps_run``: how many ran)."""
         start = time.time()
-        totals, steps_run = train_steps_fn(iterator, tf.constant(num_steps))
-        totals, self.steps_run = totals.numpy(), int(steps_run)
+        totals, steps_run, last = train_steps_fn(iterator, tf.constant(num_steps))
+        totals, self.steps_run, self.last_batch = totals.numpy(), int(steps_run), last.numpy()
         if self.auto and not self.first_call:  # the first call includes tracing
             self.per_call = auto_steps_per_execution((time.time() - start) / num_steps)
         self.first_call = False

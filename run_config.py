@@ -61,6 +61,7 @@ class RunConfig:
     momentum: float = 0.9  # SGD momentum
     lr_decay_at: Optional[tuple] = None  # fractions of train_steps where the rate is divided; None: (0.5, 0.75) for sgd
     lr_decay_factor: float = 0.1  # multiplier at each decay point
+    lr_schedule_steps: Optional[int] = None  # the steps lr_decay_at's fractions refer to; None: train_steps
     # second stage: fine-tuning the top of a frozen keras.applications backbone
     fine_tune_at: Optional[str] = None  # a layer name, index or fraction of the backbone; None: no second stage
     fine_tune_steps: Optional[int] = None  # None: from fine_tune_epochs, else as many as the first stage
@@ -68,6 +69,7 @@ class RunConfig:
     fine_tune_learning_rate: Optional[float] = None  # constant rate of the stage; None: learning_rate / 10
     # reporting and reproducibility
     report_freq: int = 500  # steps between reports (validation, CSV row, summaries, saved models, checkpoint)
+    report_at_start: bool = False  # also validate and report at step 0, before training (Liang's code does)
     save_freq: Optional[int] = None  # steps between checkpoints; None: report_freq
     eval_batch_size: int = 500  # batch of validation and test
     seed: int = 0  # weights, shuffling, augmentation, the validation split

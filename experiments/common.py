@@ -22,6 +22,7 @@ import os
 import platform
 import sys
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,11 +47,22 @@ class Run:
     label: str
     config: run_config.RunConfig
     group: str = ""  # e.g. the figure or table the run belongs to
+    seed: int = 0  # set by seeded(): the run's folder is <name>/seed<seed>
+
+    @property
+    def folder(self):
+        return f"{self.name}/seed{self.seed}"
 
     def located(self, data_dir, results_dir):
         """The run's config reading ``data_dir`` and writing its folder under ``results_dir``."""
         return dataclasses.replace(self.config, data_dir=data_dir or self.config.data_dir,
-                                   log_dir=os.path.join(results_dir, self.name))
+                                   log_dir=os.path.join(results_dir, self.folder))
+
+
+def seeded(runs, seeds):
+    """Every run once per seed 0..seeds-1 (``--seeds``): the same settings, another initialisation and data order."""
+    return [dataclasses.replace(run, seed=seed, config=dataclasses.replace(run.config, seed=seed))
+            for run in runs for seed in range(seeds)]
 
 
 def experiment_name(module):
@@ -70,6 +82,9 @@ def build_parser(module):
                       help="a reduced schedule for a 2-core CPU (about 10-20 minutes); the reductions are printed and "
                            "written into the report")
     mode.add_argument("--tiny", action="store_true", help="a few steps per run: checks the whole path in seconds")
+    parser.add_argument("--seeds", type=cifar10_main.positive_int, default=1,
+                        help="train every run with seeds 0..N-1 (folders <run>/seed<k>); the report gives mean +- sd "
+                             "over them")
     parser.add_argument("--only", nargs="+", default=None, metavar="RUN",
                         help="train only these runs (others are reused if present); with --force, retrain them")
     parser.add_argument("--force", action="store_true", help="retrain runs even if their folders hold them finished")
@@ -94,20 +109,20 @@ def machine():
 
 
 def collect(runs, results_dir):
-    """Every run's metrics.csv (and timing) as one frame with ``run``, ``label`` and ``group`` columns; runs not
-    trained are left out. With none trained the frame is empty but has the columns, so selecting a run's rows
-    works the same and gives no rows."""
+    """Every run's metrics.csv (and timing) as one frame with ``run``, ``seed``, ``label`` and ``group`` columns;
+    runs not trained are left out. With none trained the frame is empty but has the columns, so selecting a
+    run's rows works the same and gives no rows."""
     frames = []
     for run in runs:
-        path = os.path.join(results_dir, run.name, run_folder.METRICS)
+        path = os.path.join(results_dir, run.folder, run_folder.METRICS)
         if not os.path.exists(path):
             continue
         frame = pd.read_csv(path)
-        timing = os.path.join(results_dir, run.name, run_folder.TIMING)
+        timing = os.path.join(results_dir, run.folder, run_folder.TIMING)
         if os.path.exists(timing):
             frame = frame.merge(pd.read_csv(timing), on="step", how="left")
-        frames.append(frame.assign(run=run.name, label=run.label, group=run.group))
-    columns = ["run", "label", "group"]
+        frames.append(frame.assign(run=run.name, seed=run.seed, label=run.label, group=run.group))
+    columns = ["run", "seed", "label", "group"]
     if not frames:
         return pd.DataFrame(columns=[*columns, *cifar10_train.CSV_COLUMNS, *cifar10_train.TIMING_COLUMNS[1:]])
     merged = pd.concat(frames, ignore_index=True)
@@ -115,16 +130,27 @@ def collect(runs, results_dir):
 
 
 def report_table(rows):
-    """Markdown table of paper vs ours; the difference is computed here, never typed."""
+    """Markdown table of paper vs ours; every number comes from the rows, the differences are computed here.
+
+    A row has ``quantity``, ``paper`` (shown at the paper's own precision), ``ours`` (a number, or one value
+    per seed: shown as mean +- sd (n)), ``settings``, and optionally ``format`` (of ours), ``comparable``
+    (False: ours was taken at another step or epoch than the paper's, so no difference is printed) and
+    ``test_images`` (adds the binomial standard error of one run's accuracy on that many images).
+    """
     lines = ["| quantity | paper | ours | ours - paper | settings that differ |", "| --- | --- | --- | --- | --- |"]
     for row in rows:
-        paper, ours = row.get("paper"), row.get("ours")
-        fmt = row.get("format", "{:.4f}")
-        shown = [fmt.format(v) if isinstance(v, (int, float)) and v == v else ("n/a" if v is None or v != v else str(v))
-                 for v in (paper, ours)]
-        numeric = isinstance(paper, (int, float)) and isinstance(ours, (int, float)) and paper == paper and ours == ours
-        difference = ("+" if ours - paper >= 0 else "") + fmt.format(ours - paper) if numeric else "n/a"
-        lines.append(f"| {row['quantity']} | {shown[0]} | {shown[1]} | {difference} | {row.get('settings', '')} |")
+        paper, fmt = row.get("paper"), row.get("format", "{:.4f}")
+        mean, sd, n = summary(row.get("ours"))
+        ours = "n/a" if not n else fmt.format(mean) + (f" ± {fmt.format(sd)} (n = {n})" if n > 1 else "")
+        numeric = isinstance(paper, (int, float)) and n > 0
+        difference = "n/a" if not numeric else ("" if row.get("comparable") is False else
+                                                ("+" if mean - paper >= 0 else "") + fmt.format(mean - paper))
+        settings = row.get("settings", "")
+        if row.get("test_images") and n:
+            error = (mean * (1 - mean) / row["test_images"]) ** 0.5
+            settings = f"{settings}; binomial s.e. of one run {error:.4f}".lstrip("; ")
+        shown = "n/a" if paper is None else (f"{paper:g}" if isinstance(paper, float) else str(paper))
+        lines.append(f"| {row['quantity']} | {shown} | {ours} | {difference} | {settings} |")
     return "\n".join(lines)
 
 
@@ -173,15 +199,15 @@ def provenance_lines(runs, results_dir):
              "report (`latest`), never `best.keras` (chosen on the validation data, which is the test set where "
              "`validation_split` is 0).", ""]
     for run in runs:
-        folder = os.path.join(results_dir, run.name)
+        folder = os.path.join(results_dir, run.folder)
         if not os.path.exists(os.path.join(folder, run_folder.CONFIG)):
-            lines.append(f"- `{run.name}`: not run")
+            lines.append(f"- `{run.folder}`: not run")
             continue
         saved = run_folder.read_config(folder)
         timing = os.path.join(folder, run_folder.TIMING)
         hours = float(pd.read_csv(timing)["elapsed_sec"].iloc[-1]) / 3600 if os.path.exists(timing) else float("nan")
         sessions = "; ".join(_session_text(s) for s in saved.get("sessions", [])) or "not recorded"
-        lines.append(f"- `{run.name}`: wall time {hours:.2f} h of training and validation; sessions: {sessions}")
+        lines.append(f"- `{run.folder}`: wall time {hours:.2f} h of training and validation; sessions: {sessions}")
     return lines
 
 
@@ -220,7 +246,7 @@ def main(module, argv=None):
     mode = "quick" if args.quick else "tiny" if args.tiny else "full"
     name = experiment_name(module)
     results_dir = args.results_dir = args.results_dir or os.path.join("results", name + ("" if mode == "full" else f"_{mode}"))
-    runs = module.runs(mode, args)
+    runs = seeded(module.runs(mode, args), args.seeds)
     unknown = set(args.only or []) - {run.name for run in runs}
     if unknown:
         print(f"{name}: error: --only {' '.join(sorted(unknown))}: no such run; runs are: "
@@ -228,7 +254,7 @@ def main(module, argv=None):
         return 2
     if args.list:
         for run in runs:
-            print(f"{run.name}: {run_config.command(run.located(getattr(args, DATA_FLAGS[run.config.dataset]), results_dir))}")
+            print(f"{run.folder}: {run_config.command(run.located(getattr(args, DATA_FLAGS[run.config.dataset]), results_dir))}")
         return 0
     notes = list(module.notes(mode)) if hasattr(module, "notes") else []
     print(f"{module.TITLE} ({mode} mode) -> {results_dir}")
@@ -239,12 +265,12 @@ def main(module, argv=None):
         if args.only and run.name not in args.only:
             continue
         data_dir = getattr(args, DATA_FLAGS[run.config.dataset])
-        print(f"\n=== {name}: run {run.name} ({run.label})", flush=True)
+        print(f"\n=== {name}: run {run.folder} ({run.label})", flush=True)
         try:
             cifar10_main.train(run.located(data_dir, results_dir), overwrite=args.force)
             tf.keras.backend.clear_session()  # the next run starts from a clean Keras state and memory
         except (cifar10_main.UsageError, *cifar10_main.USER_ERRORS, cifar10_train.TrainingError) as error:
-            print(f"{name}: error in run {run.name}: {error}", file=sys.stderr)
+            print(f"{name}: error in run {run.folder}: {error}", file=sys.stderr)
             return 1 if isinstance(error, cifar10_train.TrainingError) else 2
         except KeyboardInterrupt:
             print(f"\n{name}: interrupted; finished runs are kept and the interrupted one continues from its last "
@@ -255,7 +281,8 @@ def main(module, argv=None):
                             lambda temp: metrics.to_csv(temp, index=False, float_format="%.6g"))
     figures = module.figures(metrics, results_dir, mode, args)
     rows = module.report_rows(metrics, mode, args)
-    command = "python -m experiments." + name + (f" --{mode}" if mode != "full" else "")
+    command = ("python -m experiments." + name + (f" --{mode}" if mode != "full" else "")
+               + (f" --seeds {args.seeds}" if args.seeds > 1 else ""))
     report = os.path.join(results_dir, "report.md")
     write_report(report, module, mode, command, rows, figures, notes, runs, results_dir)
     print(f"\nWrote {report}, metrics.csv and {len(figures)} figure(s) in {results_dir}")
@@ -263,21 +290,64 @@ def main(module, argv=None):
     return 0
 
 
-def last(metrics, run, column):
-    """The value of ``column`` at the last report of ``run`` (NaN when the run is absent)."""
+def per_seed(metrics, run, column, pick):
+    """One value of ``column`` per seed of ``run`` (ordered by seed), ``pick`` choosing it from that seed's reports;
+    an empty array when the run is absent."""
     rows = metrics[metrics["run"] == run]
-    return float(rows[column].iloc[-1]) if len(rows) else float("nan")
+    return np.array([pick(seed_rows, column) for _, seed_rows in rows.groupby("seed", sort=True)], dtype=float)
+
+
+def last(metrics, run, column):
+    """``column`` at the last report of ``run``, per seed."""
+    return per_seed(metrics, run, column, lambda rows, c: rows[c].iloc[-1])
 
 
 def best(metrics, run, column):
-    """The highest ``column`` over the reports of ``run`` (NaN when the run is absent)."""
-    rows = metrics[metrics["run"] == run]
-    return float(rows[column].max()) if len(rows) else float("nan")
+    """The highest ``column`` over the reports of ``run``, per seed."""
+    return per_seed(metrics, run, column, lambda rows, c: rows[c].max())
 
 
 def at_step(metrics, run, column, step):
-    """``column`` at the report nearest to ``step`` (NaN when the run is absent)."""
+    """``column`` at the report nearest to ``step``, per seed."""
+    return per_seed(metrics, run, column, lambda rows, c: rows.loc[(rows["step"] - step).abs().idxmin(), c])
+
+
+def summary(values):
+    """(mean, sd, n) of per-seed values (a number counts as one seed); sd is NaN below two seeds."""
+    values = np.atleast_1d(np.asarray(values if values is not None else [], dtype=float))
+    values = values[np.isfinite(values)]
+    n = len(values)
+    return (float(values.mean()) if n else float("nan"), float(values.std(ddof=1)) if n > 1 else float("nan"), n)
+
+
+def verdict(differences):
+    """Whether seed-by-seed differences between two models go beyond the noise, in words for the report.
+
+    Beyond noise when the mean is more than two standard errors (sd / sqrt(n)) from zero, i.e. a rough 95%
+    interval of the mean difference excludes zero; one seed has no spread to judge against.
+    """
+    mean, sd, n = summary(differences)
+    if n < 2:
+        return "one seed: no spread to judge the difference against (run with --seeds 3)"
+    margin = 2 * sd / n ** 0.5
+    if abs(mean) > margin:
+        return f"beyond noise: |mean| > 2 s.e. = {margin:.4f} over n = {n} seeds"
+    return f"within noise: |mean| <= 2 s.e. = {margin:.4f} over n = {n} seeds"
+
+
+def mean_curve(metrics, run, column, x="step"):
+    """``column`` of ``run`` against ``x``: the mean over seeds, its sd (NaN for one seed) and n, one row per x."""
     rows = metrics[metrics["run"] == run]
-    if not len(rows):
-        return float("nan")
-    return float(rows.loc[(rows["step"] - step).abs().idxmin(), column])
+    grouped = rows.groupby(x)[column]
+    return pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.count()}).reset_index()
+
+
+def plot_mean(axis, metrics, run, column, x="step", label=None, **style):
+    """Draws the mean over seeds, with a band of +-1 sd where there are several."""
+    curve = mean_curve(metrics, run, column, x)
+    n = int(curve["n"].max()) if len(curve) else 0
+    (line,) = axis.plot(curve[x], curve["mean"], label=f"{label} (n = {n})" if label and n > 1 else label, **style)
+    if n > 1:
+        axis.fill_between(curve[x], curve["mean"] - curve["sd"], curve["mean"] + curve["sd"], alpha=0.2,
+                          color=line.get_color(), linewidth=0)
+    return line

@@ -26,27 +26,16 @@ TITLE = "He et al. 2016a"
 PAPER = ('K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image Recognition", CVPR 2016, '
          "Section 4.2 and Table 6")
 HE_TABLE6_ERROR = {20: 0.0875, 32: 0.0751, 44: 0.0717, 56: 0.0697, 110: 0.0643}  # Table 6, test error
-# mode -> (steps, report every, checkpoint every, batch, seeds)
-SCHEDULE = {"full": (64000, 1000, 500, 128, 1), "quick": (2000, 250, 250, 128, 1), "tiny": (4, 2, 2, 8, 1)}
+# mode -> (steps, report every, checkpoint every, batch)
+SCHEDULE = {"full": (64000, 1000, 500, 128), "quick": (2000, 250, 250, 128), "tiny": (4, 2, 2, 8)}
 RECIPE = RunConfig(model="resnet20", model_options={"shortcut": "A"}, augment="he", optimizer="sgd", learning_rate=0.1,
                    momentum=0.9, lr_decay_at=(0.5, 0.75), weight_decay=1e-4, validation_split=0.0, mixed_precision="off")
 
 
-def add_arguments(parser):
-    parser.add_argument("--seeds", type=int, default=None,
-                        help="train each run with seeds 0..N-1, in folders <run>/seed<k> (default: 1)")
-
-
-def _seeds(mode, args):
-    return getattr(args, "seeds", None) or SCHEDULE[mode][4]
-
-
 def runs(mode, args=None):
-    steps, report, save, batch, _ = SCHEDULE[mode]
-    return [common.Run(f"resnet20/seed{seed}", f"ResNet-20, seed {seed}",
-                       replace(RECIPE, train_steps=steps, batch_size=batch, report_freq=report, save_freq=save, seed=seed),
-                       group="resnet20")
-            for seed in range(_seeds(mode, args))]
+    steps, report, save, batch = SCHEDULE[mode]
+    return [common.Run("resnet20", "ResNet-20", replace(RECIPE, train_steps=steps, batch_size=batch, report_freq=report,
+                                                         save_freq=save))]
 
 
 def notes(mode):
@@ -67,34 +56,23 @@ def notes(mode):
     return result
 
 
-def _finals(metrics):
-    """The last report of every seed of ResNet-20 (the run's result: the last model's test numbers)."""
-    rows = metrics[metrics["group"] == "resnet20"]
-    return rows.groupby("run").tail(1)
-
-
 def report_rows(metrics, mode, args):
-    finals = _finals(metrics)
-    budget = "" if mode == "full" else f"{mode}: {SCHEDULE[mode][0]} steps, not 64k; "
-    errors = finals["val_error"]
-    n = len(errors)
-    spread = f"mean of n = {n}" + (f", sd {errors.std(ddof=1):.4f}" if n > 1 else "")
-    binomial = (float(errors.mean()) * (1 - float(errors.mean())) / 10000) ** 0.5 if n else float("nan")
-    rows = [{"quantity": "ResNet-20 test error, last model (Table 6)", "paper": HE_TABLE6_ERROR[20],
-             "ours": float(errors.mean()) if n else None,
-             "settings": budget + f"{spread}; binomial s.e. of one run on 10,000 images {binomial:.4f}; JPEG CIFAR-10"}]
-    for _, final in finals.iterrows():
-        rows.append({"quantity": f"ResNet-20 test loss, last model ({final['run']})", "paper": None,
-                     "ours": float(final["val_loss"]), "settings": f"at step {int(final['step'])}"})
-    return rows
+    full = mode == "full"
+    budget = "" if full else f"{mode}: {SCHEDULE[mode][0]} steps, not 64k; "
+    return [
+        {"quantity": "ResNet-20 test error, last model (Table 6)", "paper": HE_TABLE6_ERROR[20],
+         "ours": common.last(metrics, "resnet20", "val_error"), "comparable": full, "test_images": 10000,
+         "settings": budget + "JPEG CIFAR-10"},
+        {"quantity": "ResNet-20 test loss, last model", "paper": None,
+         "ours": common.last(metrics, "resnet20", "val_loss"), "settings": budget.rstrip("; ")},
+    ]
 
 
 def figures(metrics, out_dir, mode, args):
     plt = common.pyplot()
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    for run, rows in metrics[metrics["group"] == "resnet20"].groupby("run", sort=False):
-        axis.plot(rows["step"], rows["train_error"], linestyle=":", label=f"{run}: train error (window mean)")
-        axis.plot(rows["step"], rows["val_error"], label=f"{run}: test error")
+    common.plot_mean(axis, metrics, "resnet20", "train_error", label="train error (report-window mean)", linestyle=":")
+    common.plot_mean(axis, metrics, "resnet20", "val_error", label="test error")
     axis.axhline(HE_TABLE6_ERROR[20], color="gray", linestyle="--", label="He et al. Table 6: 8.75%")
     axis.set_ylim(0, 0.5)
     common.label_axis(axis, "step", "error", f"He et al. Fig. 6 (left): ResNet-20 on CIFAR-10 ({mode})")

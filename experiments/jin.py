@@ -61,31 +61,36 @@ def notes(mode):
 
 
 def _epoch_of_min_loss(metrics, run):
-    rows = metrics[metrics["run"] == run]
-    return float(rows.loc[rows["val_loss"].idxmin(), "epoch"]) if len(rows) else float("nan")
+    """Per seed: the epoch of the lowest test loss."""
+    return common.per_seed(metrics, run, "val_loss", lambda rows, c: rows.loc[rows[c].idxmin(), "epoch"])
 
 
 def _epoch_converged(metrics, run, share=0.95):
-    """First epoch at which test accuracy reaches ``share`` of its best."""
-    rows = metrics[metrics["run"] == run]
-    if not len(rows):
-        return float("nan")
-    return float(rows[rows["val_accuracy"] >= share * rows["val_accuracy"].max()]["epoch"].iloc[0])
+    """Per seed: the first epoch at which test accuracy reaches ``share`` of its best."""
+    return common.per_seed(metrics, run, "val_accuracy",
+                           lambda rows, c: rows[rows[c] >= share * rows[c].max()]["epoch"].iloc[0])
+
+
+def _paired(first, second):
+    """Seed-by-seed differences of two runs (as many seeds as both have)."""
+    n = min(len(first), len(second))
+    return first[:n] - second[:n]
 
 
 def report_rows(metrics, mode, args):
     deepest = f"k{BLOCKS[-1]}"
     budget = "" if mode == "full" else f"{mode}: {SCHEDULE[mode][0] or 'a few steps of'} epochs, not 40; "
     rows = [{"quantity": f"final test accuracy, {'plain CNN' if k == 0 else f'k = {k}'}", "paper": None,
-             "ours": common.last(metrics, f"k{k}", "val_accuracy"),
+             "ours": common.last(metrics, f"k{k}", "val_accuracy"), "test_images": 10000,
              "settings": budget + "the paper reports curves, no numbers"} for k in BLOCKS]
     rows += [{"quantity": f"best test accuracy at any report, {'plain CNN' if k == 0 else f'k = {k}'}", "paper": None,
               "ours": common.best(metrics, f"k{k}", "val_accuracy"),
               "settings": budget + "Adam at a constant learning rate: test accuracy swings between reports, "
                                    "so the last report alone can misrank k"} for k in BLOCKS]
-    rows.append({"quantity": "gain of the k=4 CNN over the plain CNN (test accuracy)", "paper": None,
-                 "ours": common.last(metrics, deepest, "val_accuracy") - common.last(metrics, "k0", "val_accuracy"),
-                 "settings": budget + "the paper: residual blocks make the model 'much better'"})
+    gain = _paired(common.last(metrics, deepest, "val_accuracy"), common.last(metrics, "k0", "val_accuracy"))
+    rows.append({"quantity": "gain of the k=4 CNN over the plain CNN (test accuracy, seed by seed)", "paper": None,
+                 "ours": gain, "settings": budget + "the paper: residual blocks make the model 'much better'; "
+                                                     + common.verdict(gain)})
     rows.append({"quantity": f"epoch of the lowest test loss (k = {BLOCKS[-1]}; a rebound follows)",
                  "paper": PAPER_REBOUND_EPOCH, "ours": _epoch_of_min_loss(metrics, deepest), "format": "{:.1f}",
                  "settings": budget + "the paper's 20 is read off its Fig. 2"})
@@ -102,9 +107,8 @@ def figures(metrics, out_dir, mode, args):
                                 ("accuracy", "fig3_accuracy.png", "Fig. 3: accuracy")):
         figure, (train_axis, test_axis) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
         for run in runs(mode):
-            rows = metrics[metrics["run"] == run.name]
-            train_axis.plot(rows["epoch"], rows[f"train_{column}"], label=run.label)
-            test_axis.plot(rows["epoch"], rows[f"val_{column}"], label=run.label)
+            common.plot_mean(train_axis, metrics, run.name, f"train_{column}", x="epoch", label=run.label)
+            common.plot_mean(test_axis, metrics, run.name, f"val_{column}", x="epoch", label=run.label)
         common.label_axis(train_axis, "epoch", column, "training (report-window mean)")
         common.label_axis(test_axis, "epoch", column, "test set")
         figure.suptitle(f"Jin 2023, {title}: CNN + k residual blocks on CIFAR-10 ({mode})")
@@ -112,11 +116,11 @@ def figures(metrics, out_dir, mode, args):
 
     figure, axis = plt.subplots(figsize=(6, 4))
     width = 0.4
-    for offset, label, values in (
-            (-width / 2, "last report", [common.last(metrics, f"k{k}", "val_accuracy") for k in BLOCKS]),
-            (width / 2, "best report", [common.best(metrics, f"k{k}", "val_accuracy") for k in BLOCKS])):
+    for offset, label, pick in ((-width / 2, "last report", common.last), (width / 2, "best report", common.best)):
+        stats = [common.summary(pick(metrics, f"k{k}", "val_accuracy")) for k in BLOCKS]
+        values = [mean for mean, _, _ in stats]
         positions = [index + offset for index in range(len(BLOCKS))]
-        axis.bar(positions, values, width, label=label)
+        axis.bar(positions, values, width, label=label, yerr=[sd if sd == sd else 0 for _, sd, _ in stats], capsize=3)
         for position, value in zip(positions, values):
             axis.text(position, value, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
     axis.set_xticks(range(len(BLOCKS)), [str(k) for k in BLOCKS])

@@ -1,22 +1,40 @@
-"""Liang 2020, "Image classification based on RESNET": ResNet-20 v1 with ImageDataGenerator on CIFAR-10.
+"""Liang 2020, "Image classification based on RESNET": ResNet-20 with ImageDataGenerator on CIFAR-10.
 
 Reproduces:
 - Figs. 6-7: training and validation error, and accuracy, against steps, for ResNet-20 in the
-  paper's variant (pre-activation BN-ReLU-conv blocks, option A shortcuts as his code has them: 2x2
-  average pooling and zero-padded channels, ``--shortcut A_avgpool``), trained with Keras' ImageDataGenerator (shift 0.1 + horizontal flip);
-- the numbers at step 9775 (train error 0.117188, validation error 0.1280, validation loss 0.348188);
+  paper's variant;
+- the numbers at step 0 (train error 0.898438, validation error 0.912, validation loss 2.3543) and at
+  step 9775 (0.117188, 0.1280, 0.348188);
 - Fig. 5: the augmentation grid;
 - the depth sweep 20/32/44/56/110 (the paper: 110 best) as test error against depth, beside
   He et al.'s Table 6;
 - Inception-ResNet-v1 (small-input variant) trained the same way, for comparison.
 
-The paper gives no optimiser or schedule: we use He et al.'s (SGD momentum 0.9, lr 0.1 divided
-by 10 at 32k and 48k of 64k steps, batch 128, weight decay 1e-4). Validation is on the test set.
-9775 = 25 x 391: Liang validated once per epoch of 391 batches of 128, so the full mode reports
-every 391 steps and step 9775 is a report step.
+Settings, and where each comes from. Liang's text describes the code of wenxinxu/resnet-in-tensorflow
+(its ``train()``, ``FLAGS.train_steps``, ``report_freq``, ``test()`` returning softmax probabilities,
+its file names). Where the text says something, the text wins; where it is silent, that code's
+defaults (``hyper_parameters.py``, ``cifar10_train.py``) fill in:
+- block: BN-ReLU-conv twice, then the add (text, Fig. 2: ``--preactivation``); stride-2 shortcut: 2x2
+  average pooling, then zero channels (text: "average pooling ... filling layer"; code:
+  ``avg_pool`` + ``tf.pad``): ``--shortcut A_avgpool``.
+- augmentation: Keras ImageDataGenerator (text; the code pads 2 pixels, crops and flips instead),
+  width/height shift 0.1 + horizontal flip (our choice: the text gives no parameters).
+- normalisation: each image standardised on its own (code: ``whitening_image``; text silent):
+  ``--augment liang``.
+- batch 128, SGD momentum 0.9, learning rate 0.1 divided by 10 at steps 40k and 60k of 80k, weight
+  decay 2e-4 on an ``l2_loss`` (gradient 2e-4 * w) (code; text silent). Up to step 9775 the rate is
+  a constant 0.1, so a run stopped there follows the 80k schedule exactly
+  (``--lr_schedule_steps 80000``).
+- a report every 391 steps (one epoch of 128) and one at step 0, before training (code: it
+  validates "once before training"); 9775 = 25 x 391 is a report step.
+- validation on the full 10,000-image test set (code: ``is_full_validation`` True).
+- train error: the code prints the error of the current batch of 128 (its sampling error is about
+  2.8 points at 12% error); we report that (``train_batch_error``, the last batch before the report)
+  beside the mean over the report window (``train_error``).
 
   python -m experiments.liang2020 --cifar10_dir ../shared/datasets/cifar10            # full: GPU-sized
   python -m experiments.liang2020 --quick --cifar10_dir ../shared/datasets/cifar10    # 2-core CPU
+  python -m experiments.liang2020 --only resnet20_liang --main_steps 9775 --seeds 3 --cifar10_dir ...
 """
 
 import os
@@ -31,34 +49,49 @@ TITLE = "Liang 2020"
 PAPER = 'J. Liang, "Image classification based on RESNET", J. Phys.: Conf. Ser. 1634 012110 (2020)'
 
 PAPER_STEP = 9775
-PAPER_AT_STEP = {"train_error": 0.117188, "val_error": 0.1280, "val_loss": 0.348188}  # Section 6
+PAPER_AT_STEP = {0: {"train_batch_error": 0.898438, "val_error": 0.912, "val_loss": 2.3543},  # Section 6
+                 PAPER_STEP: {"train_batch_error": 0.117188, "val_error": 0.1280, "val_loss": 0.348188}}
+BATCH = 128
 PAPER_BEST_DEPTH = 110
 HE_TABLE6_ERROR = {20: 0.0875, 32: 0.0751, 44: 0.0717, 56: 0.0697, 110: 0.0643}  # He et al. 2016a, Table 6
 DEPTHS = (20, 32, 44, 56, 110)
-LIANG_VARIANT = RunConfig(model_options={"preactivation": True, "shortcut": "A_avgpool"}, augment="imagedatagenerator",
-                          validation_split=0.0)
+SCHEDULE_STEPS = 80000  # wenxinxu's train_steps; decays at 40k and 60k
+LIANG = RunConfig(model="resnet20", model_options={"preactivation": True, "shortcut": "A_avgpool"}, augment="liang",
+                  batch_size=BATCH, optimizer="sgd", learning_rate=0.1, momentum=0.9, lr_decay_at=(0.5, 0.75),
+                  lr_schedule_steps=SCHEDULE_STEPS, weight_decay=2e-4, validation_split=0.0, report_freq=391,
+                  report_at_start=True)
 
 # mode -> (main steps, sweep steps, Inception-ResNet steps, report every, Inception-ResNet batch)
 SCHEDULE = {
-    "full": (64000, 64000, 64000, 391, 128),
-    "quick": (2000, 300, 120, 100, 32),
+    "full": (SCHEDULE_STEPS, SCHEDULE_STEPS, SCHEDULE_STEPS, 391, BATCH),
+    "quick": (5 * 391, 300, 120, 391, 32),
     "tiny": (4, 2, 2, 2, 8),
 }
 
 
+def add_arguments(parser):
+    parser.add_argument("--main_steps", type=int, default=None,
+                        help="steps of the main ResNet-20 run (default: the mode's; 9775 stops at Liang's figure, on "
+                             "the same 80k schedule)")
+
+
 def runs(mode, args=None):
     main_steps, sweep_steps, inception_steps, report, inception_batch = SCHEDULE[mode]
-    base = replace(LIANG_VARIANT, batch_size=8 if mode == "tiny" else 128)
-    result = [common.Run("resnet20_liang", "ResNet-20 (Liang's variant)",
-                         replace(base, train_steps=main_steps, report_freq=report), group="figs6-7")]
+    main_steps = getattr(args, "main_steps", None) or main_steps
+    batch = 8 if mode == "tiny" else BATCH
+    base = replace(LIANG, batch_size=batch, report_freq=min(report, main_steps),
+                   lr_schedule_steps=SCHEDULE_STEPS if mode != "tiny" else None)
+    result = [common.Run("resnet20_liang", "ResNet-20 (Liang's variant)", replace(base, train_steps=main_steps),
+                         group="figs6-7")]
     for depth in DEPTHS:
         if sweep_run(depth, mode) == "resnet20_liang":
             continue  # the full mode's depth-20 point is the main run itself
         result.append(common.Run(sweep_run(depth, mode), f"ResNet-{depth}", replace(
-            base, model=f"resnet{depth}", train_steps=sweep_steps, report_freq=min(report, sweep_steps)), group="depth"))
+            base, model=f"resnet{depth}", train_steps=sweep_steps, report_freq=min(report, sweep_steps),
+            lr_schedule_steps=None, report_at_start=False), group="depth"))
     result.append(common.Run(
         "inception_resnet_v1_small", "Inception-ResNet-v1 (32x32)",
-        RunConfig(model="inception_resnet_v1_small", augment="imagedatagenerator", validation_split=0.0,
+        RunConfig(model="inception_resnet_v1_small", augment="liang", validation_split=0.0, weight_decay=2e-4,
                   batch_size=inception_batch, train_steps=inception_steps,
                   # Validating this model on 10,000 images costs a minute on a CPU: the quick mode does it twice.
                   report_freq=inception_steps // 2 if mode == "quick" else min(report, inception_steps)),
@@ -75,56 +108,76 @@ def sweep_run(depth, mode):
 def notes(mode):
     main_steps, sweep_steps, inception_steps, report, inception_batch = SCHEDULE[mode]
     result = [
-        "Optimiser and schedule are He et al.'s (the paper gives none): SGD momentum 0.9, lr 0.1 / 10 at 50% and 75% "
-        "of the steps, weight decay 1e-4, batch 128.",
-        "Our train error at a report is the average over the steps since the previous report (with augmentation); "
-        "Liang's 0.898438 and 0.117188 are multiples of 1/128, the error of a single batch.",
-        "Validation is on the 10,000 test images (Liang's curves are labelled validation; his code's source is not given).",
+        "Settings: Liang's text where it speaks, wenxinxu/resnet-in-tensorflow's defaults where it is silent; every "
+        "choice and its source is in the module docstring (experiments/liang2020.py).",
+        f"Train error: Liang's 0.898438 and 0.117188 are errors of one batch of {BATCH} (multiples of 1/{BATCH}; "
+        f"sampling error about {_batch_se(PAPER_AT_STEP[PAPER_STEP]['train_batch_error']):.3f} at 0.117). Ours: "
+        f"`train_batch_error` is the last batch before the report, `train_error` the mean over the report window. "
+        f"At step 0 we have no training batch yet (the report comes before the first update).",
+        "Validation is on the 10,000 test images, as his code's full validation. Known differences from that code, "
+        "not changed: its batch norm always normalises with the current batch's own statistics, in validation too "
+        "(tf.nn.moments; it keeps no moving averages), so its step-0 validation loss is near ln 10 = 2.30, while "
+        "ours validates with moving averages, which before training are the initial 0 and 1 (a far larger step-0 "
+        "loss); its stem is conv-BN-ReLU and its first block's first conv has no BN-ReLU before it; Xavier "
+        "initialisation (ours He normal); BN epsilon 1e-3 (ours 1e-5); zero channels split before and after.",
         "CIFAR-10 here is the JPEG-derived copy (../shared/datasets/README.md): numbers are not directly comparable.",
-        "Inception-ResNet-v1 small: stride-1 stem for 32x32 inputs, 1/2/1 A/B/C blocks (not 5/10/5), same augmentation.",
+        "Depth sweep: He et al.'s Table 6 trained v1 blocks with option A (subsampling), flips and crops for 64k "
+        "steps; ours are Liang's variant on his schedule.",
+        "Inception-ResNet-v1 small: stride-1 stem for 32x32 inputs, 1/2/1 A/B/C blocks (not 5/10/5), same recipe.",
     ]
     if mode != "full":
-        result.append(f"REDUCED ({mode}): main run {main_steps} steps (paper's numbers at step {PAPER_STEP}; we compare "
-                      f"at our last step), depth sweep {sweep_steps} steps per depth (He et al. train 64k), "
-                      f"Inception-ResNet {inception_steps} steps at batch {inception_batch}; the learning-rate decays "
-                      f"come at 50%/75% of each run's steps. The sweep shows early training with one seed per "
-                      f"depth, not the paper's end point: compare the spread across depths with the differences. "
-                      f"Inception-ResNet-v1 (small) trains at about 40 images/s on a 2-core CPU (benchmarks/README.md): "
-                      f"its {inception_steps} steps of {inception_batch} images check the path and are no comparison.")
+        result.append(f"REDUCED ({mode}): main run {main_steps} steps of the 80k schedule (unless --main_steps), "
+                      f"depth sweep {sweep_steps} steps per depth with decays at 50%/75% of them, Inception-ResNet "
+                      f"{inception_steps} steps at batch {inception_batch}. The sweep shows early training, not the "
+                      f"paper's end point: compare the spread across depths with the differences.")
     return result
+
+
+def _batch_se(error, batch=BATCH):
+    """Binomial standard error of an error rate measured on one batch."""
+    return (error * (1 - error) / batch) ** 0.5
 
 
 def _final_errors(metrics, mode):
     return {d: common.last(metrics, sweep_run(d, mode), "val_error") for d in DEPTHS}
 
 
-def report_rows(metrics, mode, args):
+def _step_rows(metrics, step):
     main = "resnet20_liang"
-    steps = metrics[metrics["run"] == main]["step"]
-    compared_step = PAPER_STEP if PAPER_STEP in set(steps) else (int(steps.iloc[-1]) if len(steps) else PAPER_STEP)
-    where = "" if compared_step == PAPER_STEP else f"ours at step {compared_step} ({mode}), not {PAPER_STEP}; "
-    rows = [
-        {"quantity": f"ResNet-20 train error at step {PAPER_STEP}", "paper": PAPER_AT_STEP["train_error"],
-         "ours": common.at_step(metrics, main, "train_error", compared_step),
-         "settings": where + "ours: mean over the report window, paper: one batch"},
-        {"quantity": f"ResNet-20 validation error at step {PAPER_STEP}", "paper": PAPER_AT_STEP["val_error"],
-         "ours": common.at_step(metrics, main, "val_error", compared_step), "settings": where + "test set; JPEG CIFAR-10"},
-        {"quantity": f"ResNet-20 validation loss at step {PAPER_STEP}", "paper": PAPER_AT_STEP["val_loss"],
-         "ours": common.at_step(metrics, main, "val_loss", compared_step), "settings": where + "cross-entropy only"},
-    ]
+    reached = step in set(metrics[metrics["run"] == main]["step"])
+    where = "" if reached else "our run has no report at this step; "
+    paper = PAPER_AT_STEP[step]
+    columns = (("train error, one batch", "train_batch_error",
+                f"paper's own sampling error +-{_batch_se(paper['train_batch_error']):.3f}"),
+               ("train error, report-window mean", "train_error", "ours only: the mean of the steps since the last "
+                                                                   "report (paper column: his one batch)"),
+               ("validation error", "val_error", "full test set; JPEG CIFAR-10"),
+               ("validation loss", "val_loss", "cross-entropy only"))
+    rows = []
+    for name, column, note in columns:
+        key = column if column in paper else "train_batch_error"
+        values = common.at_step(metrics, main, column, step) if reached else []
+        rows.append({"quantity": f"ResNet-20 {name} at step {step}", "paper": paper[key], "ours": values,
+                     "comparable": column != "train_error", "format": "{:.6f}" if "train" in column else "{:.4f}",
+                     "settings": where + note})
+    return rows
+
+
+def report_rows(metrics, mode, args):
+    rows = _step_rows(metrics, 0) + _step_rows(metrics, PAPER_STEP)
     errors = _final_errors(metrics, mode)
     sweep_note = "He et al.: 64k steps, v1 blocks, flip+crop" + ("" if mode == "full" else f"; ours: {SCHEDULE[mode][1]} steps")
     for depth in DEPTHS:
-        rows.append({"quantity": f"ResNet-{depth} test error (paper column: He et al. Table 6)",
-                     "paper": HE_TABLE6_ERROR[depth], "ours": errors[depth], "settings": sweep_note})
-    measured = {d: e for d, e in errors.items() if e == e}
-    rows.append({"quantity": "depth with the lowest test error", "paper": PAPER_BEST_DEPTH,
-                 "ours": min(measured, key=measured.get) if measured else None, "format": "{:.0f}",
-                 "settings": sweep_note + "; one seed per depth"})
-    rows.append({"quantity": "spread of test error across depths, max - min (paper column: He et al.)",
-                 "paper": max(HE_TABLE6_ERROR.values()) - min(HE_TABLE6_ERROR.values()),
-                 "ours": max(measured.values()) - min(measured.values()) if measured else None,
+        rows.append({"quantity": f"ResNet-{depth} test error (paper column: He et al. Table 6)", "comparable": False,
+                     "paper": HE_TABLE6_ERROR[depth], "ours": errors[depth], "test_images": 10000,
+                     "settings": sweep_note})
+    means = {d: common.summary(e)[0] for d, e in errors.items() if common.summary(e)[2]}
+    rows.append({"quantity": "depth with the lowest mean test error", "paper": PAPER_BEST_DEPTH, "comparable": False,
+                 "ours": min(means, key=means.get) if means else None, "format": "{:.0f}",
                  "settings": sweep_note})
+    rows.append({"quantity": "spread of mean test error across depths, max - min (paper column: He et al.)",
+                 "paper": max(HE_TABLE6_ERROR.values()) - min(HE_TABLE6_ERROR.values()), "comparable": False,
+                 "ours": max(means.values()) - min(means.values()) if means else None, "settings": sweep_note})
     rows.append({"quantity": "Inception-ResNet-v1 (small) final test error", "paper": None,
                  "ours": common.last(metrics, "inception_resnet_v1_small", "val_error"),
                  "settings": "the paper shows the blocks, gives no number"})
@@ -134,33 +187,37 @@ def report_rows(metrics, mode, args):
 def figures(metrics, out_dir, mode, args):
     plt = common.pyplot()
     paths = []
-    main = metrics[metrics["run"] == "resnet20_liang"]
     for column, name, title in (("error", "fig6_error.png", "Fig. 6: error"),
                                 ("accuracy", "fig7_accuracy.png", "Fig. 7: accuracy")):
         figure, axis = plt.subplots(figsize=(6.4, 4.2))
-        axis.plot(main["step"], main[f"train_{column}"], label=f"train {column} (ours, report-window mean)")
-        axis.plot(main["step"], main[f"val_{column}"], label=f"validation {column} (ours, test set)")
+        common.plot_mean(axis, metrics, "resnet20_liang", f"train_{column}", label=f"train {column} (report-window mean)")
+        common.plot_mean(axis, metrics, "resnet20_liang", f"val_{column}", label=f"validation {column} (test set)")
         if column == "error":
-            axis.scatter([PAPER_STEP, PAPER_STEP], [PAPER_AT_STEP["train_error"], PAPER_AT_STEP["val_error"]],
-                         marker="x", color="black", zorder=3, label=f"Liang 2020 at step {PAPER_STEP}")
+            common.plot_mean(axis, metrics, "resnet20_liang", "train_batch_error", label="train error (one batch)",
+                             linestyle="", marker=".", markersize=4)
+            steps = sorted(PAPER_AT_STEP)
+            axis.scatter(steps + steps, [PAPER_AT_STEP[s]["train_batch_error"] for s in steps]
+                         + [PAPER_AT_STEP[s]["val_error"] for s in steps],
+                         marker="x", color="black", zorder=3, label="Liang 2020 (steps 0 and 9775)")
         common.label_axis(axis, "step", column,
-                          f"Liang 2020, {title}\nResNet-20 (pre-activation, option A), ImageDataGenerator ({mode})")
+                          f"Liang 2020, {title}\nResNet-20 (pre-activation, A_avgpool), ImageDataGenerator ({mode})")
         paths.append(common.save_figure(figure, os.path.join(out_dir, name)))
 
-    errors = _final_errors(metrics, mode)
+    stats = {d: common.summary(e) for d, e in _final_errors(metrics, mode).items()}
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    axis.plot(DEPTHS, [errors[d] for d in DEPTHS], "o-", label=f"ours, Liang's variant ({mode})")
+    axis.errorbar(DEPTHS, [stats[d][0] for d in DEPTHS], yerr=[s[1] if s[1] == s[1] else 0 for s in stats.values()],
+                  fmt="o-", capsize=3, label=f"ours, Liang's variant ({mode})")
     axis.plot(DEPTHS, [HE_TABLE6_ERROR[d] for d in DEPTHS], "s--", label="He et al. 2016a, Table 6 (64k steps)")
     axis.set_xscale("log")
+    axis.xaxis.set_minor_locator(plt.NullLocator())  # no minor tick labels over the depths
     axis.set_xticks(DEPTHS, [str(d) for d in DEPTHS])
     common.label_axis(axis, "depth (layers)", "test error", "Liang 2020, depth sweep: test error against depth")
     paths.append(common.save_figure(figure, os.path.join(out_dir, "depth_sweep.png")))
 
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     for run, label in (("resnet20_liang", "ResNet-20"), ("inception_resnet_v1_small", "Inception-ResNet-v1 (small)")):
-        rows = metrics[metrics["run"] == run]
-        axis.plot(rows["epoch"], rows["val_error"], label=f"{label}: test error")
-        axis.plot(rows["epoch"], rows["train_error"], linestyle=":", label=f"{label}: train error")
+        common.plot_mean(axis, metrics, run, "val_error", x="epoch", label=f"{label}: test error")
+        common.plot_mean(axis, metrics, run, "train_error", x="epoch", label=f"{label}: train error", linestyle=":")
     common.label_axis(axis, "epoch", "error", f"Liang 2020: ResNet-20 vs Inception-ResNet-v1\nsame augmentation ({mode})")
     paths.append(common.save_figure(figure, os.path.join(out_dir, "inception_vs_resnet.png")))
     return paths + augmentation_figure(out_dir, args.cifar10_dir)
@@ -171,7 +228,7 @@ def augmentation_figure(out_dir, cifar10_dir):
     import cifar10_main
 
     path = os.path.join(out_dir, "fig5_augmentation.png")
-    argv = ["--mode", "augment_preview", "--augment", "imagedatagenerator", "--output", path]
+    argv = ["--mode", "augment_preview", "--augment", "liang", "--output", path]
     cifar10_main.run_augment_preview(cifar10_main.build_parser().parse_args(
         argv + (["--data_dir", cifar10_dir] if cifar10_dir else [])))
     return [path]

@@ -75,28 +75,30 @@ def notes(mode):
 
 
 def _at_epoch(metrics, run, column, epoch):
-    rows = metrics[metrics["run"] == run]
-    rows = rows[(rows["epoch"] - epoch).abs() < 0.5]
-    return float(rows[column].iloc[0]) if len(rows) else float("nan")
+    """Per seed: ``column`` at the report of epoch ``epoch`` (NaN for a seed that did not reach it)."""
+    def pick(rows, c):
+        rows = rows[(rows["epoch"] - epoch).abs() < 0.5]
+        return rows[c].iloc[0] if len(rows) else float("nan")
+
+    return common.per_seed(metrics, run, column, pick)
 
 
 def report_rows(metrics, mode, args):
-    budget = "" if mode == "full" else f"{mode}: {SCHEDULE[mode] or 'a few steps, not'} epochs, not 100; "
+    full = mode == "full"
+    budget = "" if full else f"{mode}: {SCHEDULE[mode] or 'a few steps, not'} epochs, not 100; "
     rows = []
     for model, name in NAMES.items():
         rows.append({"quantity": f"{name} test accuracy", "paper": PAPER_TEST_ACCURACY[model],
-                     "ours": common.last(metrics, model, "val_accuracy"), "settings": budget + "10-way head"})
+                     "ours": common.last(metrics, model, "val_accuracy"), "comparable": full, "test_images": 10000,
+                     "settings": budget + "10-way head"})
     for model, name in NAMES.items():
-        for epoch in TABLE_EPOCHS:
-            loss = _at_epoch(metrics, model, "train_loss", epoch)
-            if loss != loss and epoch > 1:
-                continue  # not reached in a reduced run
+        table = 1 if model == "resnet18" else 2
+        for epoch in TABLE_EPOCHS:  # all 20 pairs; n/a where our run did not reach the epoch
             paper_loss, paper_accuracy = PAPER_TABLES[model][epoch]
-            rows.append({"quantity": f"Table {1 if model == 'resnet18' else 2}: {name} epoch {epoch} training loss",
-                         "paper": paper_loss, "ours": loss, "settings": budget.rstrip("; ")})
-            rows.append({"quantity": f"Table {1 if model == 'resnet18' else 2}: {name} epoch {epoch} training accuracy",
-                         "paper": paper_accuracy, "ours": _at_epoch(metrics, model, "train_accuracy", epoch),
-                         "settings": budget.rstrip("; ")})
+            for quantity, paper, column in (("training loss", paper_loss, "train_loss"),
+                                            ("training accuracy", paper_accuracy, "train_accuracy")):
+                rows.append({"quantity": f"Table {table}: {name} epoch {epoch} {quantity}", "paper": paper,
+                             "ours": _at_epoch(metrics, model, column, epoch), "settings": budget.rstrip("; ")})
     return rows
 
 
@@ -104,13 +106,13 @@ def figures(metrics, out_dir, mode, args):
     plt = common.pyplot()
     paths = []
     for number, model in enumerate(NAMES, start=1):
-        rows = metrics[metrics["run"] == model]
         paper_epochs = list(PAPER_TABLES[model])
         figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
-        loss_axis.plot(rows["epoch"], rows["train_loss"], "o-", markersize=3, label="ours: training loss")
+        common.plot_mean(loss_axis, metrics, model, "train_loss", x="epoch", label="ours: training loss", marker="o",
+                         markersize=3)
         loss_axis.plot(paper_epochs, [PAPER_TABLES[model][e][0] for e in paper_epochs], "s--", label="Xu: training loss")
-        accuracy_axis.plot(rows["epoch"], rows["train_accuracy"], "o-", markersize=3, label="ours: training accuracy")
-        accuracy_axis.plot(rows["epoch"], rows["val_accuracy"], "o-", markersize=3, label="ours: test accuracy")
+        for column, label in (("train_accuracy", "ours: training accuracy"), ("val_accuracy", "ours: test accuracy")):
+            common.plot_mean(accuracy_axis, metrics, model, column, x="epoch", label=label, marker="o", markersize=3)
         accuracy_axis.plot(paper_epochs, [PAPER_TABLES[model][e][1] for e in paper_epochs], "s--",
                            label="Xu: training accuracy")
         accuracy_axis.axhline(PAPER_TEST_ACCURACY[model], color="gray", linestyle=":", label="Xu: final test accuracy")

@@ -15,6 +15,7 @@ pipeline, on random features.
   python -m experiments.yuan --quick --folder_dir ../shared/datasets/flower_photos_mini --weights none
 """
 
+import fractions
 import os
 import sys
 
@@ -26,6 +27,18 @@ from run_config import RunConfig
 TITLE = "Yuan"
 PAPER = 'Z. Yuan, "ECE371 Neural Networks and Deep Learning, Assignment 1" (Sun Yat-sen University)'
 PAPER_VAL_ACCURACY = 0.947368
+FULL_SET_VALIDATION = 734  # 20% of the 3,670 flower photos, as an 8:2 split leaves them
+
+
+def _as_fraction(value, largest_denominator=100):
+    fraction = fractions.Fraction(value).limit_denominator(largest_denominator)
+    return f"{fraction.numerator}/{fraction.denominator}"
+
+
+def _nearest_counts():
+    """The two correct-image counts on the 734 validation photos whose accuracies bracket the paper's."""
+    below = int(PAPER_VAL_ACCURACY * FULL_SET_VALIDATION)
+    return below, below + 1
 # mode -> (model, epochs or steps flag, report every, batch)
 SCHEDULE = {
     "full": ("resnet152_imagenet", {"epochs": 50}, None, 64),
@@ -62,17 +75,25 @@ def steps_per_epoch(args, batch):
     return max(1, int(count * 0.8) // batch)
 
 
+def _length(length):
+    """A schedule such as {"epochs": 4} in words: "4 epochs"."""
+    return ", ".join(f"{value} {name.replace('_', ' ')}" if name != "image_size" else f"{value[0]}x{value[1]} images"
+                     for name, value in length.items())
+
+
 def notes(mode):
     model, length, report, batch = SCHEDULE[mode]
     result = [
         "Setup as the paper: frozen backbone (batch norm in inference mode), new 5-unit head, Adam 1e-4, batch 64, "
         "224x224, random resized crop + flip + colour jitter (0.4) for training, resize to 256 + centre crop 224 for "
         "validation, 8:2 split (stratified, seed 0). Validation accuracy is on the held-out 20%.",
-        "Yuan's 0.947368 is 18/19 exactly, which a validation set of 734 images (20% of 3,670) cannot give: the "
-        "paper's split or the set it measured on may differ from ours.",
+        f"Yuan's {PAPER_VAL_ACCURACY} is {_as_fraction(PAPER_VAL_ACCURACY)} to six decimals, which a validation set of "
+        f"{FULL_SET_VALIDATION} images (20% of 3,670) cannot give: the nearest it can are "
+        f"{', '.join(f'{k}/{FULL_SET_VALIDATION} = {k / FULL_SET_VALIDATION:.6f}' for k in _nearest_counts())}. The "
+        f"paper's split, or the set it measured on, differs from an 8:2 split of the whole dataset.",
     ]
     if mode != "full":
-        result.append(f"REDUCED ({mode}): {model} instead of resnet152_imagenet, {' '.join(length)} at batch {batch}; "
+        result.append(f"REDUCED ({mode}): {model} instead of resnet152_imagenet, {_length(length)} at batch {batch}; "
                       f"with --weights none the backbone is random and frozen, so the number is NOT comparable with "
                       f"the paper's: the run checks the pipeline end to end.")
     return result
@@ -80,14 +101,15 @@ def notes(mode):
 
 def report_rows(metrics, mode, args):
     model, length, _, _ = SCHEDULE[mode]
-    settings = "" if mode == "full" else f"{mode}: {model}, {', '.join(f'{k} {v}' for k, v in length.items())}; "
+    settings = "" if mode == "full" else f"{mode}: {model}, {_length(length)}; "
     pretrained = runs(mode, args)[0].config.pretrained
     if not pretrained:
         settings += "NO pretrained weights (--weights none): NOT a reproduction; "
+    full = mode == "full"
     return [
-        {"quantity": "validation accuracy (final epoch)", "paper": PAPER_VAL_ACCURACY,
+        {"quantity": "validation accuracy (final epoch)", "paper": PAPER_VAL_ACCURACY, "comparable": full,
          "ours": common.last(metrics, "flowers", "val_accuracy"), "settings": settings + "see notes on the split"},
-        {"quantity": "best validation accuracy over the epochs", "paper": PAPER_VAL_ACCURACY,
+        {"quantity": "best validation accuracy over the epochs", "paper": PAPER_VAL_ACCURACY, "comparable": full,
          "ours": common.best(metrics, "flowers", "val_accuracy"),
          "settings": settings.rstrip("; ")},
     ]
@@ -101,15 +123,15 @@ def figures(metrics, out_dir, mode, args):
     rows = metrics[metrics["run"] == "flowers"]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
     for split, name in (("train", "training (report-window mean)"), ("val", "validation (held-out 20%)")):
-        loss_axis.plot(rows["epoch"], rows[f"{split}_loss"], "o-", markersize=3, label=name)
-        accuracy_axis.plot(rows["epoch"], rows[f"{split}_accuracy"], "o-", markersize=3, label=name)
+        for axis, column in ((loss_axis, f"{split}_loss"), (accuracy_axis, f"{split}_accuracy")):
+            common.plot_mean(axis, metrics, "flowers", column, x="epoch", label=name, marker="o", markersize=3)
     accuracy_axis.axhline(PAPER_VAL_ACCURACY, color="gray", linestyle=":", label="Yuan: validation accuracy")
     common.label_axis(loss_axis, "epoch", "loss")
     common.label_axis(accuracy_axis, "epoch", "accuracy")
     figure.suptitle(f"Yuan: {rows['label'].iloc[0] if len(rows) else ''} fine-tuned on flower photos ({mode})")
     paths = [common.save_figure(figure, os.path.join(out_dir, "curves.png"))]
     # The validation confusion matrix, by the CLI's own test mode on the run's held-out images.
-    run_dir = os.path.join(out_dir, "flowers")
+    run_dir = os.path.join(out_dir, "flowers", "seed0")
     cifar10_main.run_test(cifar10_main.build_parser().parse_args(
         ["--mode", "test", "--checkpoint", run_dir, "--output", out_dir]))
     return paths + [os.path.join(out_dir, run_folder.TEST_CONFUSION_MATRIX)]

@@ -179,7 +179,7 @@ def test_empty_class_and_empty_folder_are_errors(tmp_path):
 # ---------------------------------------------------------------------------- augmentation recipes
 
 BATCH = np.random.RandomState(0).randint(0, 256, (6, 32, 32, 3)).astype(np.uint8)
-TENSOR_RECIPES = [a for a in tuple(augment.RECIPES) if a != "imagedatagenerator"]
+TENSOR_RECIPES = [name for name, recipe in augment.RECIPES.items() if not recipe.image_data_generator]
 
 
 @pytest.mark.parametrize("recipe_name", TENSOR_RECIPES)
@@ -239,6 +239,20 @@ def test_imagedatagenerator_recipe_is_random_and_seeded():
     assert a[0].shape == (3, 32, 32, 3) and a[0].dtype == np.float32
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.array_equal(a[0], c[0])
+
+
+def test_liang_recipe_standardises_each_image_on_its_own():
+    """wenxinxu's whitening: every image, in training and in evaluation, has mean 0 and std 1 (per image)."""
+    norm = augment.normalization("liang", BATCH)
+    assert norm == {"per_image": True}
+    training = next(iter(cifar10_input.make_train_dataset(BATCH, np.arange(6), 3, norm, "liang", 0)))[0].numpy()
+    evaluation = augment.eval_transform("liang", norm)(BATCH).numpy()
+    for images in (training, evaluation):
+        np.testing.assert_allclose(images.mean(axis=(1, 2, 3)), 0.0, atol=1e-4)
+        np.testing.assert_allclose(images.std(axis=(1, 2, 3)), 1.0, rtol=1e-3)
+    scaled = (BATCH[:1].astype(np.float32) * 0.5).astype(np.uint8)  # a darker copy standardises alike
+    np.testing.assert_allclose(augment.eval_transform("liang", norm)(scaled).numpy(),
+                               augment.eval_transform("liang", norm)(scaled * 2).numpy(), atol=1e-5)
 
 
 def test_imagenet_recipe_crops_stored_images_to_the_model_size():

@@ -4,11 +4,13 @@ import hashlib
 import importlib
 import shlex
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import cifar10_main
 import provenance
+import run_folder
 import run_config
 from experiments import common
 
@@ -40,20 +42,33 @@ def test_report_of_no_finished_runs_says_n_a_instead_of_failing(name, tmp_path):
     metrics = common.collect(module.runs("quick", args), str(tmp_path))
     assert metrics.empty and "val_accuracy" in metrics.columns
     rows = module.report_rows(metrics, "quick", args)
-    assert all(row["ours"] is None or row["ours"] != row["ours"] for row in rows)  # None or NaN: shown as n/a
+    assert all(common.summary(row["ours"])[2] == 0 for row in rows)  # no value: shown as n/a
+    assert all("| n/a |" in line for line in common.report_table(rows).splitlines()[2:])
 
 
-def test_report_table_computes_the_differences():
+def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
     table = common.report_table([
         {"quantity": "a", "paper": 0.9, "ours": 0.85, "settings": "quick"},
         {"quantity": "b", "paper": 20, "ours": 25.0, "format": "{:.1f}"},
         {"quantity": "c", "paper": None, "ours": 0.5},
         {"quantity": "d", "paper": 0.1, "ours": float("nan")},
+        {"quantity": "e", "paper": 0.947368, "ours": np.array([0.80, 0.84, 0.82]), "test_images": 10000},
+        {"quantity": "f", "paper": 0.99665, "ours": [0.99], "comparable": False, "settings": "at epoch 3, not 30"},
     ]).splitlines()
-    assert table[2] == "| a | 0.9000 | 0.8500 | -0.0500 | quick |"
-    assert table[3] == "| b | 20.0 | 25.0 | +5.0 |  |"
+    assert table[2] == "| a | 0.9 | 0.8500 | -0.0500 | quick |"
+    assert table[3] == "| b | 20 | 25.0 | +5.0 |  |"
     assert table[4] == "| c | n/a | 0.5000 | n/a |  |"
-    assert table[5] == "| d | 0.1000 | n/a | n/a |  |"
+    assert table[5] == "| d | 0.1 | n/a | n/a |  |"
+    # Several seeds: mean +- sd (n); the paper's six decimals are kept; a test accuracy gets its binomial s.e.
+    assert table[6] == "| e | 0.947368 | 0.8200 ± 0.0200 (n = 3) | -0.1274 | binomial s.e. of one run 0.0038 |"
+    # Taken at another step than the paper's: no difference is printed.
+    assert table[7] == "| f | 0.99665 | 0.9900 |  | at epoch 3, not 30 |"
+
+
+def test_verdict_says_beyond_or_within_noise():
+    assert common.verdict(np.array([0.05, 0.06, 0.055])).startswith("beyond noise")
+    assert common.verdict(np.array([0.05, -0.04, 0.01])).startswith("within noise")
+    assert common.verdict(np.array([0.05])).startswith("one seed")
 
 
 def test_lu_song_table1_comes_from_the_metrics(tmp_path):
@@ -63,32 +78,35 @@ def test_lu_song_table1_comes_from_the_metrics(tmp_path):
     for run, (train, test) in {"resnet20_cifar10": ((0.5, 0.8), (0.6, 0.7)), "lenet5_cifar10": ((0.4, 0.45), (0.3, 0.5)),
                                "alexnet_cifar10": ((0.2, 0.3), (0.25, 0.35))}.items():
         for step, (train_accuracy, val_accuracy) in enumerate(zip(train, test), start=1):
-            rows.append({"run": run, "step": step, "train_accuracy": train_accuracy, "val_accuracy": val_accuracy})
+            rows.append({"run": run, "seed": 0, "step": step, "train_accuracy": train_accuracy,
+                         "val_accuracy": val_accuracy})
     metrics = pd.DataFrame(rows)
     report = {row["quantity"]: row for row in lu_song.report_rows(metrics, "quick", None)}
     resnet = report["Table 1: ResNet (ResNet-20), CIFAR-10, highest test accuracy"]
-    assert resnet["paper"] == 0.866 and resnet["ours"] == 0.7  # the maximum over the reports
-    assert report["Table 1: LeNet-5, CIFAR-10, highest training accuracy"]["ours"] == 0.45
+    assert resnet["paper"] == 0.866 and list(resnet["ours"]) == [0.7]  # the maximum over the reports
+    assert list(report["Table 1: LeNet-5, CIFAR-10, highest training accuracy"]["ours"]) == [0.45]
     gap = report["CIFAR-10: ResNet's highest test accuracy minus LeNet-5's"]
-    assert gap["paper"] == pytest.approx(0.8660 - 0.6347) and gap["ours"] == pytest.approx(0.7 - 0.5)
+    assert gap["paper"] == pytest.approx(0.8660 - 0.6347) and list(gap["ours"]) == pytest.approx([0.7 - 0.5])
     missing = report["Table 1: AlexNet, MNIST, highest test accuracy"]
-    assert missing["ours"] != missing["ours"]  # NaN: a run not made is not invented
+    assert len(missing["ours"]) == 0  # a run not made is not invented
 
 
 def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_path, capsys):
     from experiments import jin
 
     results = tmp_path / "results"
-    argv = ["--tiny", "--cifar10_dir", str(cifar_archive), "--results_dir", str(results)]
+    argv = ["--tiny", "--seeds", "2", "--cifar10_dir", str(cifar_archive), "--results_dir", str(results)]
     assert jin.main(argv) == 0
     metrics = pd.read_csv(results / "metrics.csv")
     assert sorted(metrics["run"].unique()) == ["k0", "k1", "k2", "k4"]
-    assert metrics.groupby("run")["step"].apply(list).tolist() == [[2, 4]] * 4
+    assert metrics.groupby(["run", "seed"])["step"].apply(list).tolist() == [[2, 4]] * 8
+    assert sorted(p.name for p in (results / "k2").iterdir()) == ["seed0", "seed1"]
+    assert run_folder.saved_config(str(results / "k2" / "seed1"))[0].seed == 1
     for figure in ("fig2_loss.png", "fig3_accuracy.png", "accuracy_by_k.png"):
         assert (results / figure).stat().st_size > 10_000
     report = (results / "report.md").read_text()
-    final_k2 = metrics[metrics["run"] == "k2"]["val_accuracy"].iloc[-1]
-    assert f"| final test accuracy, k = 2 | n/a | {final_k2:.4f} |" in report
+    finals = metrics[metrics["run"] == "k2"].groupby("seed")["val_accuracy"].last()
+    assert f"| final test accuracy, k = 2 | n/a | {finals.mean():.4f} ± {finals.std():.4f} (n = 2) |" in report
     assert "REDUCED (tiny)" in report and "python -m experiments.jin --tiny" in report
     # Provenance: the commit of this code, the CPU, the sha256 of the data.
     commit, _ = provenance.git_state()
@@ -98,7 +116,7 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     # Again: every run is found finished and reused, nothing retrains and no file of a run changes.
     before = {path: path.read_bytes() for path in (results / "k1").rglob("*") if path.is_file()}
     assert jin.main(argv) == 0
-    assert capsys.readouterr().out.count("(already finished)") == 4
+    assert capsys.readouterr().out.count("(already finished)") == 8
     assert {path: path.read_bytes() for path in (results / "k1").rglob("*") if path.is_file()} == before
     # --only with --force retrains just that run.
     assert jin.main(argv + ["--only", "k0", "--force"]) == 0
@@ -111,3 +129,26 @@ def test_unknown_only_run_is_a_clear_error(capsys, tmp_path):
 
     assert jin.main(["--tiny", "--only", "k9", "--results_dir", str(tmp_path)]) == 2
     assert "--only k9: no such run; runs are: k0, k1, k2, k4" in capsys.readouterr().err
+
+
+def test_liang_run_follows_his_text_and_wenxinxus_defaults():
+    """Issue 15's values: batch 128, report every 391 and at step 0, 0.1 /10 at 40k and 60k of 80k, weight decay
+    2e-4 (gradient 2e-4 * w), ImageDataGenerator with per-image standardisation, the full test set validating."""
+    from experiments import liang2020
+
+    args = common.build_parser(liang2020).parse_args(["--main_steps", "9775"])
+    main = liang2020.runs("full", args)[0].config
+    resolved = run_config.resolve(main, 50000)
+    assert (resolved.batch_size, resolved.report_freq, resolved.report_at_start) == (128, 391, True)
+    assert (resolved.train_steps, resolved.lr_schedule_steps, resolved.lr_decay_at) == (9775, 80000, (0.5, 0.75))
+    assert (resolved.optimizer, resolved.learning_rate, resolved.momentum, resolved.weight_decay) == ("sgd", 0.1, 0.9, 2e-4)
+    assert resolved.model_options == {"preactivation": True, "shortcut": "A_avgpool"}
+    assert resolved.augment == "liang" and resolved.validation_split == 0.0
+    import augment
+    import cifar10_train
+
+    assert augment.normalization("liang", np.zeros((2, 32, 32, 3), np.uint8)) == {"per_image": True}
+    schedule = cifar10_train.learning_rate_schedule(resolved)
+    # The rate of the update with 0-based index i; wenxinxu decays after the update of index 40000, as Keras does.
+    assert [float(schedule(i)) for i in (9774, 40000, 40001, 60000, 60001)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+    assert 9775 % resolved.report_freq == 0  # step 9775 is a report

@@ -201,10 +201,11 @@ def test_one_training_step_per_model(name):
     batches = iter(tf.data.Dataset.from_tensors((x, tf.constant([1, 3]))).repeat())
     tf.config.run_functions_eagerly(name in EAGER_STEP)
     try:
-        totals, steps_run = step(batches, tf.constant(1))
+        totals, steps_run, last = step(batches, tf.constant(1))
         totals = totals.numpy()
     finally:
         tf.config.run_functions_eagerly(False)
     assert np.all(np.isfinite(totals)) and totals[2] == 2 and int(steps_run) == 1
+    np.testing.assert_array_equal(last.numpy(), totals)  # one step: the last batch is the whole call
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
     assert model.output_shape == (None, 10)

@@ -243,3 +243,18 @@ def test_auto_steps_per_execution_fills_a_quarter_second_call_within_1_to_100():
     assert cifar10_train.auto_steps_per_execution(0.008) == 31  # LeNet-5-sized steps: about 30
     assert cifar10_train.auto_steps_per_execution(1e-5) == 100
     assert cifar10_train.auto_steps_per_execution(5.0) == 1
+
+
+def test_step_0_report_last_batch_error_and_a_longer_schedule(tmp_path):
+    """Liang's code reports before training and prints one batch's error; a run may stop inside a longer schedule."""
+    log_dir = tmp_path / "liang_like"
+    cifar10_train.train(_config(log_dir, train_steps=4, report_freq=2, steps_per_execution=1, report_at_start=True,
+                                lr_decay_at=[0.5], lr_schedule_steps=8), _tiny_data(), verbose=0)
+    metrics = pd.read_csv(log_dir / run_folder.METRICS)
+    assert metrics["step"].tolist() == [0, 2, 4]
+    start = metrics.iloc[0]
+    assert np.isnan(start["train_loss"]) and np.isnan(start["train_batch_error"]) and 0 <= start["val_error"] <= 1
+    # Decay at half of 8 steps, not of the 4 run: every update of this run is at the initial rate.
+    np.testing.assert_allclose(metrics["learning_rate"], [0.05, 0.05, 0.05])
+    batch_errors = metrics["train_batch_error"].iloc[1:] * 16  # one batch of 16: whole numbers of images
+    np.testing.assert_allclose(batch_errors, np.round(batch_errors), atol=1e-6)
