@@ -5,10 +5,12 @@ import types
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 import cifar10_input
 import cifar10_main
+import run_folder
 from conftest import write_python_archive
 
 
@@ -185,3 +187,24 @@ def test_bad_tf_config_is_one_line(capsys, tmp_path, monkeypatch, tf_config, mes
         monkeypatch.setenv("TF_CONFIG", tf_config)
     _assert_one_line_error(capsys, ["--distribution_strategy", "multi_worker", "--log_dir", str(tmp_path / "run")],
                            message, tmp_path / "run")
+
+
+def test_overwrite_from_the_cli_restarts_at_step_0_with_no_old_file_left(capsys, tmp_path, cifar_archive):
+    run = tmp_path / "run"
+    common = ["--data_dir", str(cifar_archive), "--batch_size", "5", "--report_freq", "2", "--model", "jin_cnn",
+              "--log_dir", str(run)]
+    assert cifar10_main.main(common + ["--train_steps", "4"]) == 0
+    assert cifar10_main.main(["--mode", "test", "--checkpoint", str(run)]) == 0
+    (run / "notes.txt").write_text("mine")
+    old = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "notes.txt"}
+    capsys.readouterr()
+    _assert_one_line_error(capsys, common + ["--train_steps", "2", "--resume", "--overwrite"],
+                           "--resume and --overwrite contradict each other")
+    assert cifar10_main.main(common + ["--train_steps", "2", "--learning_rate", "0.05", "--overwrite"]) == 0
+    assert "Resuming" not in capsys.readouterr().out  # started afresh
+    assert pd.read_csv(run / "metrics.csv")["step"].tolist() == [2]
+    assert not any(p.exists() and p.stat().st_mtime_ns == mtime for p, mtime in old.items())  # every old file went
+    for name in ("test_metrics.json", "test_predictions.csv", "test_probabilities.npy", "test_confusion_matrix.png"):
+        assert not (run / name).exists()  # the replaced run's test results are not passed off as the new run's
+    assert (run / "notes.txt").read_text() == "mine"
+    assert run_folder.saved_config(str(run))[0].learning_rate == 0.05

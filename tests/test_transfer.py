@@ -122,6 +122,15 @@ def test_test_mode_writes_per_image_csv_and_confusion_matrix_then_predict(flower
     for line in lines:
         scores = [float(part.split()[-1]) for part in line.split(": ", 1)[1].split(", ")]
         assert len(scores) == 2 and scores[0] >= scores[1] and 0.0 <= sum(scores) <= 1.0 + 1e-6
+    # Predict gives the probabilities test mode wrote for the same held-out images (to the 3 printed decimals).
+    held_out = predictions["file"].iloc[0]
+    assert cifar10_main.main(["--mode", "predict", "--checkpoint", str(log_dir), "--images", str(flowers / held_out),
+                              "--top_k", "3"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1].split(": ", 1)[1]
+    row = predictions.iloc[0]
+    for part in printed.split(", "):
+        name, probability = part.rsplit(" ", 1)
+        assert float(probability) == pytest.approx(row[f"p_{name}"], abs=5e-4)
 
 
 def test_real_flower_photos_end_to_end(tmp_path, capsys):
