@@ -193,7 +193,8 @@ class Recipe:
     summary: str  # one line: --help, the README table
     statistics: Optional[Callable]  # train images -> (mean, std) per channel, 0-255 scale; None: per image
     augmentation: Callable  # (float batch 0-255, batch seed, output size) -> float batch 0-255
-    crop_to_evaluate: bool = False  # evaluate on the central CENTER_CROP of images stored larger
+    crop_to_evaluate: bool = False  # store images at size / CENTER_CROP, short side first (aspect ratio kept, the
+    # centre taken), and evaluate on their central CENTER_CROP: torchvision's Resize(256) + CenterCrop(224)
     pad_after_normalising: bool = False  # He: zero padding of normalised images, i.e. mean-colour padding
     keras_layers: bool = False  # Jin: the paper's own Keras Sequential (Rescaling + RandomFlip) trains
     image_data_generator: bool = False  # Liang: Keras' per-image ImageDataGenerator feeds training

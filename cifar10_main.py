@@ -337,7 +337,8 @@ def load_data(config):
     folder_split = config.dataset == "folder"
     dataset = datasets.load_dataset(
         config.dataset, config.data_dir, resnet.MODELS[config.model].input_shape,
-        validation_split=split if folder_split else 0.0, seed=config.seed, image_size=stored_size)
+        validation_split=split if folder_split else 0.0, seed=config.seed, image_size=stored_size,
+        keep_aspect=augment.recipe(run_config.recipe(config)).crop_to_evaluate)
     data = {"class_names": dataset.pop("class_names")}
     if split and not folder_split:
         (x_train, data["y_train"]), (x_val, data["y_val"]) = cifar10_input.split_validation(
@@ -413,7 +414,8 @@ def run_test(args):
     dataset = datasets.load_dataset(
         config.dataset, args.data_dir or config.data_dir, info.input_shape,
         validation_split=run_config.default_split(config) or run_config.FOLDER_TEST_SPLIT, seed=config.seed,
-        image_size=info.stored_size if config.dataset == "folder" else None)
+        image_size=info.stored_size if config.dataset == "folder" else None,
+        keep_aspect=augment.recipe(config.augment).crop_to_evaluate)
     stored = (*info.stored_size, info.input_shape[-1])
     if tuple(dataset["x_test"].shape[1:]) != tuple(stored):
         raise cifar10_input.DataError(
@@ -439,7 +441,8 @@ def run_predict(args):
         raise UsageError("--mode predict needs --images FILE_OR_FOLDER ...")
     model, model_path, _, config, info = load_run(args)
     files = datasets.list_images(args.images)
-    images, readable = datasets.read_images(files, info.stored_size, info.input_shape[-1])
+    images, readable = datasets.read_images(files, info.stored_size, info.input_shape[-1],
+                                            augment.recipe(config.augment).crop_to_evaluate)
     probabilities = cifar10_test.evaluate(
         model, images, None, config.augment, info.norm, args.eval_batch_size,
         output_size=info.input_shape[:2])["probabilities"]

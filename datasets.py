@@ -142,8 +142,12 @@ def load_mnist(data_dir=None, download=True):
 # Image folders
 
 
-def _decode(path, size):
-    """Reads one image with OpenCV as RGB uint8 at ``size`` (H, W); None if it is not a readable image."""
+def _decode(path, size, keep_aspect=False):
+    """Reads one image with OpenCV as RGB uint8 at ``size`` (H, W); None if it is not a readable image.
+
+    ``keep_aspect``: resize so the image covers ``size`` with its aspect ratio kept, then take the centre
+    (torchvision's Resize(short side) + CenterCrop); otherwise the image is stretched to ``size``.
+    """
     import cv2  # imported here so the rest of the suite does not need OpenCV
 
     data = np.fromfile(path, dtype=np.uint8)
@@ -158,8 +162,14 @@ def _decode(path, size):
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if image.dtype != np.uint8:  # 16-bit PNGs and the like
         image = (image / (np.iinfo(image.dtype).max / 255.0)).astype(np.uint8)
-    interpolation = cv2.INTER_AREA if image.shape[0] > size[0] else cv2.INTER_LINEAR
-    return cv2.resize(image, (size[1], size[0]), interpolation=interpolation)
+    target = size
+    if keep_aspect:
+        scale = max(size[0] / image.shape[0], size[1] / image.shape[1])
+        target = (max(size[0], round(image.shape[0] * scale)), max(size[1], round(image.shape[1] * scale)))
+    interpolation = cv2.INTER_AREA if image.shape[0] > target[0] else cv2.INTER_LINEAR
+    image = cv2.resize(image, (target[1], target[0]), interpolation=interpolation)
+    top, left = (target[0] - size[0]) // 2, (target[1] - size[1]) // 2
+    return image[top:top + size[0], left:left + size[1]]
 
 
 def _class_folders(root):
@@ -169,7 +179,7 @@ def _class_folders(root):
     return classes
 
 
-def _read_split(root, classes, size):
+def _read_split(root, classes, size, keep_aspect):
     images, labels, files, skipped = [], [], [], []
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
@@ -179,7 +189,7 @@ def _read_split(root, classes, size):
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if not entry.is_file() or entry.name.startswith("."):
                 continue
-            image = _decode(entry.path, size) if entry.name.lower().endswith(IMAGE_EXTENSIONS) else None
+            image = _decode(entry.path, size, keep_aspect) if entry.name.lower().endswith(IMAGE_EXTENSIONS) else None
             if image is None:
                 skipped.append(os.path.relpath(entry.path, root))
                 continue
@@ -200,11 +210,12 @@ def _warn_skipped(skipped, where=""):
         warnings.warn(f"skipped {len(skipped)} file(s){where} that are not readable images: {shown}", stacklevel=4)
 
 
-def load_image_folder(root, image_size, validation_split=0.2, seed=0):
+def load_image_folder(root, image_size, validation_split=0.2, seed=0, keep_aspect=False):
     """A folder of class subfolders (flower_photos), or ``train/`` and ``test/`` folders of them.
 
     Images are decoded with OpenCV (BGR to RGB; grayscale and RGBA to RGB),
-    resized to ``image_size`` (H, W) and kept as uint8. Without a ``test/``
+    resized to ``image_size`` (H, W) (stretched, or with ``keep_aspect`` its centre after a resize that
+    keeps the aspect ratio) and kept as uint8. Without a ``test/``
     folder, ``validation_split`` of each class (seeded) becomes the test split,
     as Yuan's 8:2 split. Unreadable files are skipped with one warning that
     counts and names them.
@@ -215,8 +226,8 @@ def load_image_folder(root, image_size, validation_split=0.2, seed=0):
     train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
     if os.path.isdir(train_dir) and os.path.isdir(test_dir):
         classes = _class_folders(train_dir)
-        x_train, y_train, f_train = _read_split(train_dir, classes, size)
-        x_test, y_test, f_test = _read_split(test_dir, classes, size)
+        x_train, y_train, f_train = _read_split(train_dir, classes, size, keep_aspect)
+        x_test, y_test, f_test = _read_split(test_dir, classes, size, keep_aspect)
         f_train = [os.path.join("train", f) for f in f_train]
         f_test = [os.path.join("test", f) for f in f_test]
         test_description = f"its test/ folder ({len(y_test)} images)"
@@ -224,7 +235,7 @@ def load_image_folder(root, image_size, validation_split=0.2, seed=0):
         if not 0.0 < validation_split < 1.0:
             raise DataError(f"image folder {root} has no train/ and test/ folders: give --validation_split in (0, 1)")
         classes = _class_folders(root)
-        images, labels, files = _read_split(root, classes, size)
+        images, labels, files = _read_split(root, classes, size, keep_aspect)
         rng = np.random.RandomState(seed)
         held = np.zeros(len(labels), bool)
         for label in range(len(classes)):  # stratified: the same fraction of every class
@@ -258,7 +269,7 @@ def list_images(paths):
     return files
 
 
-def read_images(files, image_size, channels=3):
+def read_images(files, image_size, channels=3, keep_aspect=False):
     """Decodes files as a run's training images were: RGB (or gray for 1-channel runs) uint8 at ``image_size``.
 
     Unreadable files are skipped with one warning; returns (images, the files read).
@@ -267,7 +278,7 @@ def read_images(files, image_size, channels=3):
 
     images, readable, skipped = [], [], []
     for path in files:
-        image = _decode(path, tuple(image_size))
+        image = _decode(path, tuple(image_size), keep_aspect)
         if image is None:
             skipped.append(path)
             continue
@@ -306,7 +317,8 @@ def adapt_to_model(images, model_shape):
     return tf.cast(tf.round(tf.image.resize(images, (height, width))), tf.uint8).numpy()
 
 
-def load_dataset(name, data_dir=None, model_shape=None, validation_split=0.2, seed=0, image_size=None):
+def load_dataset(name, data_dir=None, model_shape=None, validation_split=0.2, seed=0, image_size=None,
+                 keep_aspect=False):
     """Loads a dataset by name and adapts its images to ``model_shape`` (the model's intended input).
 
     Image folders are resized to ``image_size`` (H, W), by default the model's
@@ -320,7 +332,7 @@ def load_dataset(name, data_dir=None, model_shape=None, validation_split=0.2, se
         data = load_mnist(data_dir)
     elif name == "folder":
         size = image_size or (model_shape[:2] if model_shape else (224, 224))
-        data = load_image_folder(data_dir, size, validation_split, seed)
+        data = load_image_folder(data_dir, size, validation_split, seed, keep_aspect)
     else:
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if model_shape is not None and name != "folder":

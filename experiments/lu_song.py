@@ -45,9 +45,10 @@ def runs(mode, args=None):
     for dataset in DATASETS:
         length, report = SCHEDULE[mode][dataset]
         for model in MODELS:
-            augment = "he" if dataset == "cifar10" else "none"  # flips and crops do not suit digits
+            # No augmentation: the paper describes none, and its AlexNet's 99.974% training accuracy on
+            # CIFAR-10 fits training on the plain images (see notes).
             result.append(common.Run(f"{model}_{dataset}", MODELS[model], RunConfig(
-                dataset=dataset, model=model, augment=augment, validation_split=0.0, batch_size=batch,
+                dataset=dataset, model=model, augment="none", validation_split=0.0, batch_size=batch,
                 report_freq=report, **length), group=dataset))
     return result
 
@@ -57,9 +58,12 @@ def notes(mode):
         "Models, optimiser and schedule are ours (the paper names LeNet, AlexNet and ResNet only): ResNet-20 v1 "
         "(0.27M parameters), LeNet-5, small-input AlexNet; SGD momentum 0.9, lr 0.1 (ResNet-20) or 0.01 (LeNet-5, "
         "AlexNet) divided by 10 at 50% and 75% of training, weight decay 1e-4.",
-        "CIFAR-10 uses He et al.'s pad + crop + flip; MNIST no augmentation.",
+        "No augmentation on either dataset: the paper describes none, and its AlexNet reaching 99.974% training "
+        "accuracy on CIFAR-10 fits training on the plain images. Its ResNet's 92.890% does not fit as well (a "
+        "ResNet-20 without augmentation usually fits CIFAR-10's training set almost perfectly); the paper may have "
+        "stopped it earlier or treated it differently, which it does not say.",
         "'Highest accuracy' is the maximum over our reports: test accuracy on the 10,000 test images at each report, "
-        "training accuracy as the mean over each report window (augmented images, dropout on).",
+        "training accuracy as the mean over each report window (dropout on for AlexNet).",
         "CIFAR-10 here is the JPEG-derived copy (../shared/datasets/README.md); MNIST is exact.",
     ]
     if mode != "full":
@@ -77,7 +81,7 @@ def report_rows(metrics, mode, args):
         for model, model_name in MODELS.items():
             paper_train, paper_test = PAPER_TABLE1[(model, dataset)]
             run = f"{model}_{dataset}"
-            window = "ours: report-window mean" + (" over augmented images" if dataset == "cifar10" else "")
+            window = "ours: report-window mean"
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest training accuracy",
                          "paper": paper_train, "ours": common.best(metrics, run, "train_accuracy"), "comparable": full,
                          "settings": budget + window + ("; dropout on" if model == "alexnet" else "")})

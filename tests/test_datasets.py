@@ -314,3 +314,20 @@ def test_mnist_trains_a_cifar_model_and_tests(capsys, mnist_dir, tmp_path):
     assert info.input_shape == (32, 32, 3) and config.augment == "none" and config.dataset == "mnist"
     assert cifar10_main.main(["--mode", "test", "--checkpoint", str(log_dir)]) == 0
     assert np.load(log_dir / "test_probabilities.npy").shape == (5, 10)
+
+
+def test_imagenet_recipe_keeps_the_aspect_ratio_and_takes_the_centre(tmp_path):
+    """Yuan's Resize(256) + CenterCrop: a wide photo is scaled by its short side, its sides cut, never squashed."""
+    import cv2
+
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[:, :10] = (0, 0, 255)  # red quarter (BGR on disk)
+    image[:, 10:30] = (0, 255, 0)  # green half
+    image[:, 30:] = (255, 0, 0)  # blue quarter
+    path = tmp_path / "wide.png"
+    cv2.imwrite(str(path), image)
+    kept = datasets.read_images([str(path)], (10, 10), keep_aspect=True)[0][0]
+    assert (kept == (0, 255, 0)).all()  # only the green centre survives
+    squashed = datasets.read_images([str(path)], (10, 10))[0][0]
+    assert squashed[:, 0, 0].min() > 200 and squashed[:, -1, 2].min() > 200  # red and blue edges, squeezed in
+    assert augment.RECIPES["imagenet"].crop_to_evaluate and not augment.RECIPES["he"].crop_to_evaluate
