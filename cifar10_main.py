@@ -46,6 +46,7 @@ def _import_tensorflow_quietly():
 tf = _import_tensorflow_quietly()
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 import augment  # noqa: E402
 import cifar10_input  # noqa: E402
@@ -55,6 +56,7 @@ import datasets  # noqa: E402
 import resnet  # noqa: E402
 import run_config  # noqa: E402
 import run_folder  # noqa: E402
+import summaries  # noqa: E402
 
 MODES = ("train", "test", "predict", "augment_preview")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
@@ -429,11 +431,24 @@ def run_test(args):
     metrics.update(model_file=os.path.abspath(model_path), num_images=int(len(dataset["y_test"])),
                    pretrained=config.pretrained)
     run_folder.write_json(os.path.join(output, run_folder.TEST_METRICS), metrics)
+    step = trained_step(run_dir)
+    summaries.write_evaluation_images(run_dir, "test", step, dataset["x_test"], dataset["y_test"],
+                                      result["probabilities"], info.class_names)
+    summaries.write_test_scalars(run_dir, step, metrics)
     print(f"Test on {len(dataset['y_test'])} images with {model_path}: loss {result['loss']:.4f}, "
           f"accuracy {result['accuracy']:.4f}, error {result['error']:.4f}")
     print(f"Wrote {written['probabilities']} {list(result['probabilities'].shape)}, {written['predictions']} and "
           f"{written['confusion_matrix']}")
     return metrics
+
+
+def trained_step(run_dir):
+    """The training step of a run's latest model: its last report (0 when it has none)."""
+    path = os.path.join(run_dir, run_folder.METRICS)
+    if not os.path.exists(path):
+        return 0
+    steps = pd.read_csv(path)["step"]
+    return int(steps.iloc[-1]) if len(steps) else 0
 
 
 def run_predict(args):

@@ -100,6 +100,11 @@ def confusion_matrix(labels, predicted, num_classes):
 
 def plot_confusion_matrix(matrix, class_names, path, title):
     """A labelled confusion-matrix PNG (rows: true class, columns: predicted), counts in the cells."""
+    run_folder.save_figure(confusion_matrix_figure(matrix, class_names, title), path)
+
+
+def confusion_matrix_figure(matrix, class_names, title):
+    """The confusion matrix as a matplotlib figure (for the PNG file and TensorBoard's Images tab)."""
     size = max(4.0, 0.55 * len(class_names) + 2)
     figure, axis = run_folder.pyplot().subplots(figsize=(size, size))
     axis.imshow(matrix, cmap="Blues")
@@ -114,7 +119,8 @@ def plot_confusion_matrix(matrix, class_names, path, title):
         for (row, column), count in np.ndenumerate(matrix):
             axis.text(column, row, str(count), ha="center", va="center", fontsize=8,
                       color="white" if count > threshold else "black")
-    run_folder.save_figure(figure, path)
+    figure.tight_layout()
+    return figure
 
 
 def write_predictions(probabilities, labels, class_names, output_dir, files=None):

@@ -36,8 +36,10 @@ import tensorflow as tf
 
 import augment
 import cifar10_input
+import cifar10_test
 import provenance
 import resnet
+import summaries
 import run_config
 import run_folder
 
@@ -425,10 +427,12 @@ class Reporter:
         self.timing_rows = _load_csv(self.timing_path, step) if resuming else []
         self.best_accuracy = max((r["val_accuracy"] for r in self.rows), default=-1.0)
         self.start_time = time.time() - (self.timing_rows[-1]["elapsed_sec"] if self.timing_rows else 0.0)
-        self.writers = {prefix: tf.summary.create_file_writer(os.path.join(write_dir, folder))
-                        for prefix, folder in (("train", "train"), ("val", "validation"))}
+        self.writers = {folder: tf.summary.create_file_writer(os.path.join(write_dir, folder))
+                        for folder in ("train", "validation")}
+        self.logged_rate = run.stages[0].learning_rate(max(step, 1)) if step else None
         if step == 0 and self.chief:
             self._augmentation_grid(grid_images)
+            summaries.write_hparams(run.config.log_dir, run.config, run.strategy.num_replicas_in_sync)
 
     def _augmentation_grid(self, images):
         """Liang's Fig. 5 in TensorBoard's Images tab: originals, then augmented versions."""
@@ -449,6 +453,8 @@ class Reporter:
         self.rows.append(row)
         self.timing_rows.append(dict(step=step, images_per_sec=images_per_sec,
                                      elapsed_sec=time.time() - self.start_time))
+        improved = val_accuracy > self.best_accuracy
+        self.best_accuracy = max(self.best_accuracy, val_accuracy)
         self._summaries(row, images_per_sec)
         if self.verbose:
             print(f"\nstep {step}/{self.run.config.stages_steps}: train loss {train_loss:.4f} error {train_error:.4f} | "
@@ -459,18 +465,31 @@ class Reporter:
             _save_csv(self.rows, CSV_COLUMNS, self.metrics_path)
             _save_csv(self.timing_rows, TIMING_COLUMNS, self.timing_path)
             _save_model(self.run.model, os.path.join(log_dir, run_folder.LATEST_MODEL))
-            if val_accuracy > self.best_accuracy:
+            if improved:
                 _save_model(self.run.model, os.path.join(log_dir, run_folder.BEST_MODEL))
-        self.best_accuracy = max(self.best_accuracy, val_accuracy)
         return dict(row, **self.timing_rows[-1])
+
+    def learning_rate_changes(self, stage, first, last):
+        """Logs the rate where it changes in steps (first, last]: the old rate at the step before and the new one
+        at the step, so TensorBoard draws the schedule's steps where they are (reports log it too)."""
+        for step in range(first + 1, last + 1):
+            rate = stage.learning_rate(step)
+            if rate != self.logged_rate:
+                with self.writers["train"].as_default():
+                    if self.logged_rate is not None:
+                        tf.summary.scalar("learning_rate", self.logged_rate, step=step - 1)
+                    tf.summary.scalar("learning_rate", rate, step=step)
+                self.logged_rate = rate
 
     def _summaries(self, row, images_per_sec):
         step = row["step"]
-        for prefix, writer in self.writers.items():
+        for prefix, writer in zip(("train", "val"), self.writers.values()):
             with writer.as_default():
                 for name in ("loss", "error", "accuracy"):
                     if row[f"{prefix}_{name}"] == row[f"{prefix}_{name}"]:  # no training numbers at step 0
                         tf.summary.scalar(name, row[f"{prefix}_{name}"], step=step)
+        with self.writers["validation"].as_default():
+            tf.summary.scalar("best_accuracy", self.best_accuracy, step=step)
         with self.writers["train"].as_default():
             tf.summary.scalar("learning_rate", row["learning_rate"], step=step)
             if images_per_sec == images_per_sec:  # none at the step-0 report
@@ -522,7 +541,20 @@ def train(config, data, strategy=None, verbose=1, on_report=None, resume=False, 
             return _result(run, _load_csv(os.path.join(config.log_dir, run_folder.METRICS), step), step)
         reporter = Reporter(run, write_dir, resuming, step, verbose, data["x_train"][:6])
         step = _loop(run, reporter, *_datasets(run, data, step), step, verbose, on_report)
+        # Keras' predict is not made for MultiWorkerMirroredStrategy (as fit): there, the images are left out.
+        multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        if reporter.chief and step >= config.stages_steps and not multi_worker:
+            _validation_images(run, data, step)
         return _result(run, reporter.rows, step)
+
+
+def _validation_images(run, data, step):
+    """TensorBoard's Images tab at the end of training: the validation confusion matrix and worst mistakes."""
+    config, info = run.config, run.info
+    probabilities = cifar10_test.evaluate(run.model, data["x_val"], None, config.augment, info.norm,
+                                          config.eval_batch_size, output_size=info.input_shape[:2])["probabilities"]
+    summaries.write_evaluation_images(config.log_dir, "validation", step, data["x_val"], data["y_val"], probabilities,
+                                      info.class_names)
 
 
 def _result(run, rows, step):
@@ -556,6 +588,7 @@ def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
             num_steps = pacer.next_call(step, stage.end_step, config.report_freq, config.save_freq)
             totals = pacer.timed(train_steps_fn, iterator, num_steps)
             _check_finite(totals, step + pacer.steps_run, manager)
+            reporter.learning_rate_changes(stage, step, step + num_steps)
             step += num_steps
             window += np.append(totals, num_steps)
             progbar.update(step, list(zip(("loss", "accuracy"), _rates(window)[:2])), finalize=False)

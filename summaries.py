@@ -1,0 +1,94 @@
+"""What a run shows in TensorBoard beyond its scalars: hyperparameters, confusion matrix, misclassified images.
+
+- ``write_hparams``: the run's settings for the HParams dashboard (one session per run folder), so
+  ``tensorboard --logdir results/<paper>`` compares every run and seed in one table; its metrics
+  are the scalars the engine writes (validation accuracy, error, loss and best accuracy; test
+  accuracy, error and loss once ``--mode test`` ran).
+- ``write_evaluation_images``: the confusion matrix and a grid of the most confidently wrong images
+  (true and predicted class, confidence), under a tag per split, at the model's training step.
+"""
+
+import io
+import os
+
+import numpy as np
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
+
+import run_folder
+
+HPARAM_METRICS = [hp.Metric(tag, group=group) for group in ("validation", "test") for tag in ("accuracy", "error", "loss")]
+HPARAM_METRICS.append(hp.Metric("best_accuracy", group="validation"))
+
+
+def hparams_of(config, num_replicas):
+    """The settings the HParams dashboard shows, as bool/int/float/str (its only types)."""
+    return {
+        "model": config.model, "model_options": ", ".join(f"{k}={v}" for k, v in sorted(config.model_options.items())),
+        "dataset": config.dataset, "augment": config.augment, "optimizer": config.optimizer,
+        "learning_rate": float(config.learning_rate), "lr_decay_at": " ".join(map(str, config.lr_decay_at)),
+        "lr_schedule_steps": int(config.lr_schedule_steps or config.train_steps),
+        "batch_size": int(config.batch_size), "weight_decay": float(config.weight_decay),
+        "train_steps": int(config.stages_steps), "seed": int(config.seed),
+        "mixed_precision": config.mixed_precision, "replicas": int(num_replicas),
+    }
+
+
+def write_hparams(log_dir, config, num_replicas):
+    """One HParams session for the run, in the run folder itself (its train/ and validation/ hold the metrics)."""
+    with tf.summary.create_file_writer(log_dir).as_default():
+        hp.hparams_config(hparams=[hp.HParam(name) for name in hparams_of(config, num_replicas)],
+                          metrics=HPARAM_METRICS)
+        hp.hparams(hparams_of(config, num_replicas), trial_id=log_dir)
+
+
+def _figure_image(figure):
+    """A matplotlib figure as a [1, H, W, 4] uint8 tensor for tf.summary.image."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    run_folder.pyplot().close(figure)
+    return tf.image.decode_png(buffer.getvalue(), channels=4)[tf.newaxis]
+
+
+def misclassified_figure(images, labels, probabilities, class_names, count=16):
+    """The ``count`` most confidently wrong images, each titled "true -> predicted (confidence)"."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
+    columns = 4
+    rows = max(1, int(np.ceil(len(wrong) / columns)))
+    figure, axes = run_folder.pyplot().subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, wrong):
+        image = images[index]
+        axis.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray")
+        axis.set_title(f"{class_names[labels[index]]} -> {class_names[predicted[index]]}\n"
+                       f"({probabilities[index, predicted[index]]:.2f})", fontsize=8)
+    figure.suptitle(f"most confidently wrong: {len(wrong)} of {len(np.flatnonzero(predicted != labels))} errors")
+    figure.tight_layout()
+    return figure
+
+
+def write_evaluation_images(log_dir, split, step, images, labels, probabilities, class_names):
+    """Confusion matrix and misclassified grid of one evaluation, into ``log_dir/split`` at ``step``."""
+    import cifar10_test
+
+    labels = np.asarray(labels)
+    matrix = cifar10_test.confusion_matrix(labels, probabilities.argmax(axis=1), len(class_names))
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    title = f"{split}: {matrix.sum()} images, accuracy {accuracy:.4f}, step {step}"
+    with tf.summary.create_file_writer(os.path.join(log_dir, split)).as_default():
+        tf.summary.image("confusion_matrix", _figure_image(cifar10_test.confusion_matrix_figure(
+            matrix, class_names, title)), step=step)
+        tf.summary.image("misclassified", _figure_image(misclassified_figure(
+            np.asarray(images), labels, probabilities, class_names)), step=step)
+        tf.summary.flush()
+
+
+def write_test_scalars(log_dir, step, metrics):
+    """--mode test's numbers as scalars of the run's test/ folder, for the HParams dashboard."""
+    with tf.summary.create_file_writer(os.path.join(log_dir, "test")).as_default():
+        for name in ("accuracy", "error", "loss"):
+            tf.summary.scalar(name, metrics[name], step=step)
+        tf.summary.flush()

@@ -1,0 +1,108 @@
+"""TensorBoard as the window onto a run: hparams session, confusion matrix and mistakes, learning-rate steps."""
+
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import tensorflow as tf
+
+import cifar10_main
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """A trained and tested tiny run in runs/tiny: lr 0.1 divided at steps 4 and 6 of 8 (the 5th and 7th updates)."""
+    from conftest import tiny_cifar, write_python_archive
+
+    root = tmp_path_factory.mktemp("tensorboard")
+    write_python_archive(root / "data" / "cifar-10-python.tar.gz", tiny_cifar())
+    log_dir = root / "runs" / "tiny"
+    common = ["--data_dir", str(root / "data")]
+    assert cifar10_main.main(common + ["--model", "jin_cnn", "--train_steps", "8", "--report_freq", "4",
+                                       "--batch_size", "5", "--steps_per_execution", "3", "--mixed_precision", "off",
+                                       "--log_dir", str(log_dir)]) == 0
+    assert cifar10_main.main(["--mode", "test", "--checkpoint", str(log_dir)]) == 0
+    return root / "runs", log_dir
+
+
+def _events(folder):
+    """{tag: [(step, value or plugin name)]} of the event files directly in ``folder``."""
+    found = {}
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data.plugin_name
+                content = float(tf.make_ndarray(value.tensor)) if plugin == "scalars" else plugin
+                found.setdefault(value.tag, []).append((event.step, content))
+    return found
+
+
+def test_event_files_hold_hparams_images_and_learning_rate_steps(tiny_runs):
+    _, log_dir = tiny_runs
+    root = _events(log_dir)
+    assert ("_hparams_/session_start_info" in root and root["_hparams_/session_start_info"][0][1] == "hparams")
+    validation, test, train = (_events(log_dir / name) for name in ("validation", "test", "train"))
+    for images in (validation, test):
+        assert [step for step, _ in images["confusion_matrix"]] == [8]  # the model's training step
+        assert [step for step, _ in images["misclassified"]] == [8]
+    assert [step for step, _ in validation["best_accuracy"]] == [4, 8]
+    assert test["accuracy"][0][0] == 8
+    expected = json.loads((log_dir / "test_metrics.json").read_text())["accuracy"]
+    assert test["accuracy"][0][1] == pytest.approx(expected, abs=1e-6)
+    # The schedule's steps where they are (reports at 4 and 8 log it too). Keras' PiecewiseConstantDecay with
+    # boundaries 4 and 6 gives updates 1-5 the rate 0.1, 6-7 0.01, 8 0.001 (the update after the boundary is the
+    # first at the new rate, as wenxinxu's loop decays after its step 40000); each change is logged with the old
+    # rate at the step before, although with 3 steps per call it falls inside a call.
+    logged = sorted(set(train["learning_rate"]))
+    assert [step for step, _ in logged] == [1, 4, 5, 6, 7, 8]
+    assert [rate for _, rate in logged] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url, body=None, timeout=10):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def test_a_real_tensorboard_lists_the_run_its_hparams_metrics_and_images(tiny_runs):
+    runs, _ = tiny_runs
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(runs), "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/data"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                _get(f"{base}/plugins_listing", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise AssertionError("tensorboard did not start within 90 s") from None
+                time.sleep(1)
+        groups = _get(f"{base}/plugin/hparams/session_groups", {
+            "experimentName": "", "colParams": [], "startIndex": 0, "sliceSize": 10,
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]})
+        assert groups["totalSize"] == 1
+        session = groups["sessionGroups"][0]
+        assert session["hparams"]["model"] == "jin_cnn" and session["hparams"]["batch_size"] == 5
+        metrics = {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in session["metricValues"]}
+        assert {("validation", "accuracy"), ("validation", "best_accuracy"), ("test", "accuracy")} <= set(metrics)
+        tags = _get(f"{base}/plugin/images/tags")
+        assert {"confusion_matrix", "misclassified"} <= set(tags["tiny/test"]) and "augmentation" in tags["tiny/train"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
