@@ -26,8 +26,9 @@ TEST_CONFUSION_MATRIX = "test_confusion_matrix.png"
 TEST_METRICS = "test_metrics.json"
 # Everything training and testing write; --overwrite removes exactly these (a replaced
 # run's test results would otherwise pass for the new run's).
-RUN_ENTRIES = (CONFIG, METRICS, TIMING, LATEST_MODEL, BEST_MODEL, CHECKPOINTS, "train", "validation",
+RUN_ENTRIES = (CONFIG, METRICS, TIMING, LATEST_MODEL, BEST_MODEL, CHECKPOINTS, "train", "validation", "test",
                TEST_PROBABILITIES, TEST_PREDICTIONS, TEST_CONFUSION_MATRIX, TEST_METRICS)
+EVENTS = "events.out.tfevents."  # the run's own TensorBoard events (its HParams session) sit in the folder itself
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -115,7 +116,8 @@ def _remove_stale_temporaries(run_dir):
 
 
 def _wipe(run_dir):
-    for entry in RUN_ENTRIES:
+    events = [name for name in os.listdir(run_dir) if name.startswith(EVENTS)]
+    for entry in RUN_ENTRIES + tuple(events):
         path = os.path.join(run_dir, entry)
         if os.path.isdir(path):
             shutil.rmtree(path)

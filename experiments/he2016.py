@@ -20,6 +20,7 @@ import sys
 from dataclasses import replace
 
 from experiments import common
+import run_config
 from run_config import RunConfig
 
 TITLE = "He et al. 2016a"
@@ -50,6 +51,13 @@ def notes(mode):
         "CIFAR-10 here is a JPEG-q75-derived copy (../shared/datasets/README.md): the pixels differ from the official "
         "ones by 5.7/255 on average, so our error is not directly comparable with the paper's.",
     ]
+    if mode == "full":
+        result.append("Compute plan: 64,000 steps x 128 images = 8.19M images, one seed. Measured for ResNet-20 in "
+                      "float32 at batch 128 on a 2-core AMD EPYC (2026-11-23, benchmarks/throughput.py, idle machine): "
+                      "367 images/s, so 6.2 hours of training plus about 3 minutes of validation every 1,000 steps; "
+                      "it spans sessions (--save_freq 500, the same command resumes). More seeds (--seeds 3) need "
+                      "3x that: not run here. ResNet-32 to 110 (Table 6): not run here; their commands and costs are "
+                      "in the table above.")
     if mode != "full":
         result.append(f"REDUCED ({mode}): {steps} steps instead of 64,000 (boundaries at 50%/75% of them): a check "
                       f"of the path, not the paper's end point.")
@@ -65,7 +73,18 @@ def report_rows(metrics, mode, args):
          "settings": budget + "JPEG CIFAR-10"},
         {"quantity": "ResNet-20 test loss, last model", "paper": None,
          "ours": common.last(metrics, "resnet20", "val_loss"), "settings": budget.rstrip("; ")},
-    ]
+    ] + [_not_run(depth) for depth in sorted(HE_TABLE6_ERROR) if depth != 20]
+
+
+def _not_run(depth):
+    """A deeper Table 6 row: the command that would train it, and its cost against ResNet-20's."""
+    steps, report, save, batch = SCHEDULE["full"]
+    config = replace(RECIPE, model=f"resnet{depth}", train_steps=steps, batch_size=batch, report_freq=report,
+                     save_freq=save, data_dir="DATA", log_dir=f"runs/he2016_resnet{depth}")
+    # Each block costs the same: compute grows with the (depth - 2) / 6 blocks per stage.
+    return {"quantity": f"ResNet-{depth} test error, last model (Table 6)", "paper": HE_TABLE6_ERROR[depth],
+            "ours": None, "settings": f"not run here: about {(depth - 2) / 18:.1f}x ResNet-20's hours; "
+                                      f"`{run_config.command(config)}`"}
 
 
 def figures(metrics, out_dir, mode, args):
