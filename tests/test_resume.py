@@ -1,4 +1,4 @@
-"""A real training process killed with SIGKILL mid-run continues when the same command runs again."""
+"""A real training process killed (SIGKILL) or interrupted (Ctrl-C) mid-run continues when the same command runs again."""
 
 import os
 import re
@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import tensorflow as tf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,8 @@ def _command(data_dir, log_dir):
             "--batch_size", "8", "--steps_per_execution", "1", "--eval_batch_size", "7"]
 
 
-def test_sigkill_then_same_command_continues(cifar_archive, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
+def test_stopped_run_then_same_command_continues(cifar_archive, tmp_path, stop):
     log_dir = tmp_path / "run"
     command = _command(cifar_archive, log_dir)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -35,14 +37,20 @@ def test_sigkill_then_same_command_continues(cifar_archive, tmp_path):
             time.sleep(0.05)
         else:
             raise AssertionError("no checkpoint at step 20 within 240 s")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        process.send_signal(stop)
+        process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == -signal.SIGKILL
+    if stop == signal.SIGINT:  # Ctrl-C: exit 130, one line saying the checkpoint is kept
+        assert process.returncode == 130, process.stderr.read().decode()[-2000:]
+        assert "interrupted; the last checkpoint is kept" in process.stderr.read().decode()
+    else:
+        assert process.returncode == -signal.SIGKILL
     killed_at = int(tf.train.latest_checkpoint(str(log_dir / "ckpt")).rsplit("-", 1)[1])
-    assert killed_at < 300  # killed mid-run, not after the end
+    assert killed_at < 300  # stopped mid-run, not after the end
+    # What an atomic write killed half-way leaves behind must not be trusted: the resumed run removes it.
+    (log_dir / ".metrics.csv.half-written.csv").write_text("step,epoch\n100,")
 
     again = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
