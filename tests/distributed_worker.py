@@ -1,7 +1,10 @@
 """Run by tests/test_distributed.py in a fresh process: train a tiny model under a strategy, save its weights.
 
 usage: distributed_worker.py STRATEGY ARCHIVE_DIR LOG_DIR WEIGHTS_OUT
-STRATEGY is mirrored (the CPU split into two logical devices) or multi_worker (TF_CONFIG set by the caller).
+STRATEGY is mirrored (the CPU split into two logical devices), multi_worker (TF_CONFIG set by the caller)
+or default (one device: the reference the others must match). The model is LeNet-5, which has no batch
+norm (whose per-replica statistics would differ by design), with weight decay, in float32, without
+augmentation, so that every strategy computes the same updates up to float rounding.
 """
 
 import os
@@ -23,6 +26,8 @@ import cifar10_main  # noqa: E402
 args = cifar10_main.build_parser().parse_args([
     "--distribution_strategy", strategy_name, "--data_dir", data_dir, "--log_dir", log_dir,
     "--train_steps", "4", "--report_freq", "2", "--batch_size", "8", "--steps_per_execution", "2",
+    "--model", "lenet5", "--augment", "none", "--weight_decay", "1e-2", "--learning_rate", "0.05",
+    "--mixed_precision", "off",
 ])
 result = cifar10_main.run_train(args)
 weights = [np.asarray(w) for w in result["model"].trainable_weights]
