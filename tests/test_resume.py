@@ -15,16 +15,17 @@ import tensorflow as tf
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _command(data_dir, log_dir):
+def _command(data_dir, log_dir, precision):
     return [sys.executable, str(ROOT / "cifar10_main.py"), "--data_dir", str(data_dir), "--log_dir", str(log_dir),
-            "--model", "resnet20", "--train_steps", "300", "--report_freq", "100", "--save_freq", "5",
-            "--batch_size", "8", "--steps_per_execution", "1", "--eval_batch_size", "7"]
+            "--model", "resnet20", "--train_steps", "150", "--report_freq", "50", "--save_freq", "5",
+            "--batch_size", "8", "--steps_per_execution", "1", "--eval_batch_size", "7", "--deterministic",
+            "--seed", "1", "--mixed_precision", precision]
 
 
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
-def test_stopped_run_then_same_command_continues(cifar_archive, tmp_path, stop):
+@pytest.mark.parametrize("stop, precision", [(signal.SIGKILL, "off"), (signal.SIGINT, "auto")])
+def test_stopped_run_then_same_command_continues_to_the_same_bytes(cifar_archive, tmp_path, stop, precision):
     log_dir = tmp_path / "run"
-    command = _command(cifar_archive, log_dir)
+    command = _command(cifar_archive, log_dir, precision)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
     try:
@@ -48,7 +49,7 @@ def test_stopped_run_then_same_command_continues(cifar_archive, tmp_path, stop):
     else:
         assert process.returncode == -signal.SIGKILL
     killed_at = int(tf.train.latest_checkpoint(str(log_dir / "ckpt")).rsplit("-", 1)[1])
-    assert killed_at < 300  # stopped mid-run, not after the end
+    assert killed_at < 150  # stopped mid-run, not after the end
     # What an atomic write killed half-way leaves behind must not be trusted: the resumed run removes it.
     (log_dir / ".metrics.csv.half-written.csv").write_text("step,epoch\n100,")
 
@@ -57,9 +58,15 @@ def test_stopped_run_then_same_command_continues(cifar_archive, tmp_path, stop):
     resumed_from = int(re.search(r"Resuming \S+ from step (\d+)", again.stdout).group(1))
     assert resumed_from >= killed_at and resumed_from % 5 == 0  # at most --save_freq steps lost
     metrics = pd.read_csv(log_dir / "metrics.csv")
-    assert metrics["step"].tolist() == [100, 200, 300]  # complete: no row missing, none twice
+    assert metrics["step"].tolist() == [50, 100, 150]  # complete: no row missing, none twice
     assert metrics.notna().all().all()
-    assert tf.train.latest_checkpoint(str(log_dir / "ckpt")).endswith("ckpt-300")
+    assert tf.train.latest_checkpoint(str(log_dir / "ckpt")).endswith("ckpt-150")
     assert (log_dir / "latest.keras").exists() and (log_dir / "best.keras").exists()
     # No temporary file of an interrupted atomic write is left for a later run to trust.
     assert not [p for p in log_dir.iterdir() if p.name.startswith(".")]
+    # --deterministic: the stopped-and-resumed run wrote the uninterrupted run's numbers, byte for byte.
+    reference = tmp_path / "uninterrupted"
+    done = subprocess.run(_command(cifar_archive, reference, precision), capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (log_dir / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()
