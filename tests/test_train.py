@@ -258,3 +258,42 @@ def test_step_0_report_last_batch_error_and_a_longer_schedule(tmp_path):
     np.testing.assert_allclose(metrics["learning_rate"], [0.05, 0.05, 0.05])
     batch_errors = metrics["train_batch_error"].iloc[1:] * 16  # one batch of 16: whole numbers of images
     np.testing.assert_allclose(batch_errors, np.round(batch_errors), atol=1e-6)
+
+
+def _record_applied_rates(monkeypatch):
+    """The rate each training call's optimizer applies (Keras evaluates its schedule at its own iterations)."""
+    rates = []
+    real = cifar10_train.build_step_functions
+
+    def build(model, optimizer, *args, **kwargs):
+        train_steps_fn, eval_batch_fn = real(model, optimizer, *args, **kwargs)
+
+        def recorded(iterator, num_steps):
+            rates.append(float(optimizer.learning_rate))
+            return train_steps_fn(iterator, num_steps)
+
+        return recorded, eval_batch_fn
+
+    monkeypatch.setattr(cifar10_train, "build_step_functions", build)
+    return rates
+
+
+def test_the_optimizer_applies_the_rates_the_csv_reports_also_after_a_longer_resume(tmp_path, monkeypatch):
+    rates = _record_applied_rates(monkeypatch)
+    log_dir = tmp_path / "rates"
+    cifar10_train.train(_config(log_dir, steps_per_execution=1), _tiny_data(), verbose=0)
+    # 40 steps, boundaries 20 and 30: updates 1-21 at 0.05, 22-31 at 0.005, then 0.0005.
+    np.testing.assert_allclose(rates, [0.05] * 21 + [0.005] * 10 + [0.0005] * 9, rtol=1e-6)
+    # --resume with 60 steps: the boundaries move to 30 and 45, and the restored optimizer follows them.
+    cifar10_train.train(_config(log_dir, steps_per_execution=1, train_steps=60), _tiny_data(), verbose=0, resume=True)
+    np.testing.assert_allclose(rates[40:], [0.005] * 6 + [0.0005] * 14, rtol=1e-6)
+    csv = pd.read_csv(log_dir / run_folder.METRICS).set_index("step")["learning_rate"]
+    for step in csv.index:  # the CSV's rate of a report step is the one applied by that step's update
+        assert csv[step] == pytest.approx(rates[step - 1], rel=1e-6)
+
+
+def test_adam_keeps_its_rate_by_default(tmp_path, monkeypatch):
+    rates = _record_applied_rates(monkeypatch)
+    cifar10_train.train(_config(tmp_path / "adam", optimizer="adam", learning_rate=1e-3, train_steps=12, report_freq=4,
+                                steps_per_execution=1), _tiny_data(), verbose=0)
+    np.testing.assert_allclose(rates, [1e-3] * 12, rtol=1e-6)
