@@ -277,13 +277,25 @@ def test_augmentation_grid_has_originals_first(recipe_name):
         assert not all(np.array_equal(grid[:32, 32 * v:32 * v + 32], BATCH[0]) for v in (1, 2, 3))
 
 
-def test_augment_preview_writes_png(capsys, cifar_archive, tmp_path):
+def test_augment_preview_writes_png(capsys, cifar_archive, tmp_path, monkeypatch):
+    grids = []
+    real = augment.augmentation_grid
+    monkeypatch.setattr(augment, "augmentation_grid", lambda *args, **kwargs: grids.append(real(*args, **kwargs))
+                        or grids[-1])
     output = tmp_path / "fig5.png"
     code = cifar10_main.main(["--mode", "augment_preview", "--augment", "imagedatagenerator", "--data_dir",
                               str(cifar_archive), "--preview_images", "3", "--output", str(output)])
     assert code == 0 and "Wrote" in capsys.readouterr().out
+    # The grid drawn: 3 training images (first, middle and last), each then 5 augmented versions.
+    x_train = cifar10_input.load_cifar10(str(cifar_archive))["x_train"]
+    (grid,) = grids
+    assert grid.shape == (3 * 32, 6 * 32, 3)
+    for row, index in enumerate(np.linspace(0, len(x_train) - 1, 3).astype(int)):
+        np.testing.assert_array_equal(grid[32 * row:32 * row + 32, :32], x_train[index])
+        assert not np.array_equal(grid[32 * row:32 * row + 32, 32:64], x_train[index])
+    # The PNG is the figure of that grid: 1.4 inches per column and row (+0.6 for the title) at 120 dpi.
     image = cv2.imread(str(output))
-    assert image is not None and image.shape[0] > 100
+    assert image.shape[:2] == (round((1.4 * 3 + 0.6) * 120), round(1.4 * 6 * 120))
 
 
 def test_folder_run_tests_with_its_own_preprocessing(capsys, image_folder, tmp_path):
