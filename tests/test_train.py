@@ -297,3 +297,31 @@ def test_adam_keeps_its_rate_by_default(tmp_path, monkeypatch):
     cifar10_train.train(_config(tmp_path / "adam", optimizer="adam", learning_rate=1e-3, train_steps=12, report_freq=4,
                                 steps_per_execution=1), _tiny_data(), verbose=0)
     np.testing.assert_allclose(rates, [1e-3] * 12, rtol=1e-6)
+
+
+def test_float16_with_loss_scaling_trains_on_cpu_and_an_overflowing_step_changes_no_weight(tmp_path):
+    """The GPU default (auto = float16 with a LossScaleOptimizer) has no GPU here, so this runs it on the CPU, where
+    float16 is slow but computes the same: a few engine steps, then one step whose scaled gradients overflow."""
+    import keras
+
+    config = dataclasses.replace(_config(tmp_path / "fp16", model="jin_cnn", model_options={"residual_blocks": 1},
+                                         train_steps=4, report_freq=2), mixed_precision="float16")
+    result = cifar10_train.train(config, _tiny_data(), verbose=0)  # resolve() refuses float16 without a GPU
+    assert np.isfinite(result["train_loss"]) and result["step"] == 4
+    assert result["model"].get_layer("res1_conv1").dtype_policy.name == "mixed_float16"
+
+    model = cifar10_train.build_for_training(config, (16, 16, 3), 4)
+    optimizer = cifar10_train.make_optimizer(config, loss_scaling=True)
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    optimizer.build(model.trainable_variables)
+    optimizer.dynamic_scale.assign(2.0 ** 40)  # far beyond float16's 65504: the gradients overflow
+    train_steps_fn, _ = cifar10_train.build_step_functions(model, optimizer, tf.distribute.get_strategy(), 16,
+                                                           loss_scaling=True)
+    data = _tiny_data()
+    batches = iter(tf.data.Dataset.from_tensors((tf.cast(data["x_train"][:16], tf.float32) / 255.0,
+                                                 data["y_train"][:16])).repeat())
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    totals, steps_run, _ = train_steps_fn(batches, tf.constant(1))
+    assert np.isfinite(totals.numpy()[0]) and int(steps_run) == 1  # the loss itself is fine
+    assert all(np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))  # step skipped
+    assert float(optimizer.dynamic_scale.numpy()) == 2.0 ** 39  # and the scale halved
