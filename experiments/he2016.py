@@ -14,6 +14,7 @@ with their commands and estimated hours, not run: they need 1.6-5.5x ResNet-20's
   python -m experiments.he2016 --cifar10_dir ../shared/datasets/cifar10 --results_dir experiments/results/he2016
 """
 
+import glob
 import os
 import sys
 
@@ -95,7 +96,19 @@ def figures(metrics, out_dir, mode, args):
     axis.axhline(HE_TABLE6_ERROR[20], color="gray", linestyle="--", label="He et al. Table 6: 8.75%")
     axis.set_ylim(0, 0.5)
     common.label_axis(axis, "step", "error", f"He et al. Fig. 6 (left): ResNet-20 on CIFAR-10 ({mode})")
-    return [common.save_figure(figure, os.path.join(out_dir, "fig6_resnet20.png"))]
+    path = common.save_figure(figure, os.path.join(out_dir, "fig6_resnet20.png"))
+    _test_last_models(out_dir, args)
+    return [path]
+
+
+def _test_last_models(out_dir, args):
+    """--mode test on each seed's last model: test_metrics.json, predictions and TensorBoard's test images."""
+    import cifar10_main
+
+    for folder in sorted(glob.glob(os.path.join(out_dir, "resnet20", "seed*"))):
+        argv = ["--mode", "test", "--checkpoint", folder]
+        cifar10_main.run_test(cifar10_main.build_parser().parse_args(
+            argv + (["--data_dir", args.cifar10_dir] if args.cifar10_dir else [])))
 
 
 def main(argv=None):
