@@ -173,9 +173,11 @@ def check(config):
 def resolve(config, num_train_images, replicas=1, data_source=None):
     """The config with every derived setting filled in; raises ConfigError for settings that cannot run.
 
-    ``num_train_images`` sizes epochs; ``replicas`` must divide the batch; ``data_source``
-    (the file or folder the loader read) replaces ``data_dir``. A resolved config resolves
-    to itself.
+    ``num_train_images`` sizes epochs: a resolved config holds steps only (``epochs`` and
+    ``fine_tune_epochs`` become ``train_steps`` and ``fine_tune_steps``), so its command line
+    trains the same steps on any copy of the data. ``replicas`` must divide the batch;
+    ``data_source`` (the file or folder the loader read) replaces ``data_dir``. A resolved
+    config resolves to itself.
     """
     import cifar10_train  # imports TensorFlow: only where a run is about to start
     import resnet
@@ -215,10 +217,12 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
         augment=recipe(config),
         model_options=options,
         train_steps=train_steps,
+        epochs=None,
         learning_rate=learning_rate,
         lr_decay_at=config.lr_decay_at if config.lr_decay_at is not None else
         ((0.5, 0.75) if config.optimizer == "sgd" else ()),
         fine_tune_steps=fine_tune_steps,
+        fine_tune_epochs=None,
         fine_tune_learning_rate=fine_tune_rate,
         save_freq=config.save_freq or config.report_freq,
         log_dir=config.log_dir or os.path.join("runs", config.model),
@@ -265,6 +269,7 @@ def _from_flat(saved, version):
     """The flat dict the suite wrote before ``RunConfig`` (versions 1 and 2) -> (settings, data facts)."""
     fields = {field.name for field in dataclasses.fields(RunConfig)}
     run = {key: value for key, value in saved.items() if key in fields}
+    run["epochs"] = None  # a flat config's train_steps were already resolved from its epochs
     run["jit_compile"] = "on" if saved.get("jit_compile") in (True, "on") else "off"
     run["image_size"] = saved["input_shape"][:2] if saved.get("dataset") == "folder" else None
     options = dict(saved.get("model_options") or {})

@@ -156,3 +156,14 @@ def test_a_recipe_is_one_table_entry(monkeypatch, tmp_path, capsys):
     norm = augment.normalization("inverted", x)
     out = augment.train_transform("inverted", norm)(x, tf.constant([0, 0], tf.int64)).numpy()
     np.testing.assert_allclose(out, augment.normalize(255.0 - x.astype(np.float32), norm).numpy(), rtol=1e-6)
+
+
+def test_a_config_in_epochs_resolves_to_steps_and_stays_resolved():
+    config = RunConfig(model="resnet50_imagenet", dataset="folder", epochs=2.5, batch_size=64,
+                       model_options={"weights": "none", "freeze_backbone": True}, fine_tune_at="0.1",
+                       fine_tune_epochs=1, report_freq=10)
+    resolved = run_config.resolve(config, 320)
+    assert (resolved.train_steps, resolved.fine_tune_steps) == (13, 5)  # ceil(2.5 * 320 / 64), 320 / 64
+    assert resolved.epochs is None and resolved.fine_tune_epochs is None
+    assert run_config.resolve(resolved, 320) == resolved
+    assert "--epochs" not in run_config.command(resolved) and "--train_steps 13" in run_config.command(resolved)
