@@ -297,7 +297,6 @@ def op_determinism(enabled):
 class Stage:
     """A stretch of training with one optimizer: He's schedule, or the fine-tuning of a backbone's top."""
 
-    name: str
     end_step: int  # the run's step at which the stage ends
     optimizer: keras.optimizers.Optimizer
     learning_rate: Callable  # 1-based run step -> the rate the optimizer used for it
@@ -327,7 +326,7 @@ def build_run(config, info, strategy):
     with strategy.scope():
         model = build_for_training(config, info.input_shape, info.num_classes)
         schedule = learning_rate_schedule(config)
-        stages = [Stage("train", config.train_steps, make_optimizer(config, loss_scaling),
+        stages = [Stage(config.train_steps, make_optimizer(config, loss_scaling),
                         lambda step: float(schedule(step - 1)), lambda: None)]
         if config.fine_tune_at is not None:
             stages.append(_fine_tune_stage(config, model, loss_scaling))
@@ -355,13 +354,13 @@ def _fine_tune_stage(config, model, loss_scaling):
         return (f"fine-tuning the top {unfrozen} backbone layers at learning rate {rate:g} for "
                 f"{config.fine_tune_steps} steps")
 
-    return Stage("fine_tune", config.stages_steps, make_optimizer(config, loss_scaling, rate), lambda step: rate, enter)
+    return Stage(config.stages_steps, make_optimizer(config, loss_scaling, rate), lambda step: rate, enter)
 
 
 def _open_folder(run, resume, overwrite, scratch_dir):
     """Readies the run folder (the chief decides, the others follow the shared disk); restores the checkpoint.
 
-    Returns (the folder this process writes to, whether an earlier run was continued).
+    Returns (the folder this process writes to, whether an earlier run was continued, whether it had finished).
     """
     config, chief = run.config, is_chief(run.strategy)
     checkpoints = os.path.join(config.log_dir, run_folder.CHECKPOINTS)
@@ -378,7 +377,7 @@ def _open_folder(run, resume, overwrite, scratch_dir):
         sessions = earlier + [provenance.session(config.data_dir, run.restored_step())]
         run_folder.write_json(os.path.join(config.log_dir, run_folder.CONFIG),
                               run_config.to_json(config, run.info, sessions))
-    return (config.log_dir if chief else scratch_dir), resuming
+    return (config.log_dir if chief else scratch_dir), resuming, finished
 
 
 def _restore(checkpoint, path):
@@ -429,7 +428,7 @@ class Reporter:
         self.start_time = time.time() - (self.timing_rows[-1]["elapsed_sec"] if self.timing_rows else 0.0)
         self.writers = {folder: tf.summary.create_file_writer(os.path.join(write_dir, folder))
                         for folder in ("train", "validation")}
-        self.logged_rate = run.stages[0].learning_rate(max(step, 1)) if step else None
+        self.logged_rate = run.stages[0].learning_rate(step) if step else None
         if step == 0 and self.chief:
             self._augmentation_grid(grid_images)
             summaries.write_hparams(run.config.log_dir, run.config, run.strategy.num_replicas_in_sync)
@@ -472,6 +471,8 @@ class Reporter:
     def learning_rate_changes(self, stage, first, last):
         """Logs the rate where it changes in steps (first, last]: the old rate at the step before and the new one
         at the step, so TensorBoard draws the schedule's steps where they are (reports log it too)."""
+        if stage.learning_rate(last) == self.logged_rate:  # schedules only step down: no change inside the call
+            return
         for step in range(first + 1, last + 1):
             rate = stage.learning_rate(step)
             if rate != self.logged_rate:
@@ -532,9 +533,8 @@ def train(config, data, strategy=None, verbose=1, on_report=None, resume=False, 
     with op_determinism(config.deterministic), tempfile.TemporaryDirectory(prefix="worker_") as scratch:
         # Build before touching the run folder, so a model that cannot be built leaves nothing behind.
         run = build_run(config, learn_data(config, data), strategy)
-        write_dir, resuming = _open_folder(run, resume, overwrite, scratch)
+        write_dir, resuming, finished = _open_folder(run, resume, overwrite, scratch)
         step = run.restored_step()
-        finished = resuming and step >= config.stages_steps
         if verbose and resuming:
             print(f"Resuming {config.log_dir} from step {step}" + (" (already finished)" if finished else ""))
         if finished:  # reported, not retrained: nothing in the folder changes
@@ -573,8 +573,6 @@ def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
     progbar = keras.utils.Progbar(config.stages_steps, verbose=verbose and (1 if os.isatty(1) else 2), unit_name="step",
                                   stateful_metrics=["loss", "accuracy"])
     pacer = _Pacer(config.steps_per_execution)
-    if config.report_at_start and step == 0 and not reporter.rows:
-        _report_start(run, reporter, val_data)
     for stage in run.stages:
         if step >= stage.end_step:
             continue
@@ -584,6 +582,9 @@ def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
         train_steps_fn, eval_batch_fn = build_step_functions(
             run.model, stage.optimizer, run.strategy, config.batch_size, config.mixed_precision == "float16",
             config.jit_compile == "on")
+        if config.report_at_start and step == 0 and not reporter.rows:  # the untrained model (Liang's step 0)
+            reporter.report(0, stage.learning_rate(1), np.zeros(4), np.zeros(3), _validate(eval_batch_fn, val_data),
+                            float("nan"))
         while step < stage.end_step:
             num_steps = pacer.next_call(step, stage.end_step, config.report_freq, config.save_freq)
             totals = pacer.timed(train_steps_fn, iterator, num_steps)
@@ -608,13 +609,6 @@ def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
     if verbose:
         progbar.update(step, finalize=True)
     return step
-
-
-def _report_start(run, reporter, val_data):
-    """The report at step 0: the untrained model's validation numbers (no training numbers yet)."""
-    _, eval_batch_fn = build_step_functions(run.model, run.stages[0].optimizer, run.strategy, run.config.batch_size)
-    reporter.report(0, run.stages[0].learning_rate(1), np.zeros(4), np.zeros(3), _validate(eval_batch_fn, val_data),
-                    float("nan"))
 
 
 class _Pacer:

@@ -312,6 +312,12 @@ def at_step(metrics, run, column, step):
     return per_seed(metrics, run, column, lambda rows, c: rows.loc[(rows["step"] - step).abs().idxmin(), c])
 
 
+def paired(first, second):
+    """Seed-by-seed differences of two runs' per-seed values (as many seeds as both have)."""
+    n = min(len(first), len(second))
+    return first[:n] - second[:n]
+
+
 def summary(values):
     """(mean, sd, n) of per-seed values (a number counts as one seed); sd is NaN below two seeds."""
     values = np.atleast_1d(np.asarray(values if values is not None else [], dtype=float))

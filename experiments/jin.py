@@ -71,12 +71,6 @@ def _epoch_converged(metrics, run, share=0.95):
                            lambda rows, c: rows[rows[c] >= share * rows[c].max()]["epoch"].iloc[0])
 
 
-def _paired(first, second):
-    """Seed-by-seed differences of two runs (as many seeds as both have)."""
-    n = min(len(first), len(second))
-    return first[:n] - second[:n]
-
-
 def report_rows(metrics, mode, args):
     deepest = f"k{BLOCKS[-1]}"
     budget = "" if mode == "full" else f"{mode}: {SCHEDULE[mode][0] or 'a few steps of'} epochs, not 40; "
@@ -87,7 +81,7 @@ def report_rows(metrics, mode, args):
               "ours": common.best(metrics, f"k{k}", "val_accuracy"),
               "settings": budget + "Adam at a constant learning rate: test accuracy swings between reports, "
                                    "so the last report alone can misrank k"} for k in BLOCKS]
-    gain = _paired(common.last(metrics, deepest, "val_accuracy"), common.last(metrics, "k0", "val_accuracy"))
+    gain = common.paired(common.last(metrics, deepest, "val_accuracy"), common.last(metrics, "k0", "val_accuracy"))
     rows.append({"quantity": "gain of the k=4 CNN over the plain CNN (test accuracy, seed by seed)", "paper": None,
                  "ours": gain, "settings": budget + "the paper: residual blocks make the model 'much better'; "
                                                      + common.verdict(gain)})

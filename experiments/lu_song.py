@@ -92,7 +92,7 @@ def report_rows(metrics, mode, args):
         for other in ("lenet5", "alexnet"):
             paper = PAPER_TABLE1[("resnet20", dataset)][1] - PAPER_TABLE1[(other, dataset)][1]
             resnet, baseline = (common.best(metrics, f"{model}_{dataset}", "val_accuracy") for model in ("resnet20", other))
-            ours = resnet[:len(baseline)] - baseline[:len(resnet)]  # seed by seed
+            ours = common.paired(resnet, baseline)
             rows.append({"quantity": f"{dataset_name}: ResNet's highest test accuracy minus {MODELS[other]}'s",
                          "paper": paper, "ours": ours, "comparable": full,
                          "settings": budget + common.verdict(ours)})
