@@ -13,6 +13,7 @@ code 2; Ctrl-C keeps the last checkpoint and exits with 130.
 
 import argparse
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -247,12 +248,12 @@ def build_parser():
                           help="auto: MirroredStrategy when GPUs are visible, else the default strategy; multi_worker: "
                                "MultiWorkerMirroredStrategy configured from TF_CONFIG")
     hardware.add_argument("--num_gpus", type=int, default=None,
-                          help="GPUs to use with mirrored/one_device (default: all visible)")
+                          help="use the first N GPUs (default: all visible; 0: the CPU only)")
     hardware.add_argument("--mixed_precision", choices=cifar10_train.PRECISIONS, default=DEFAULTS.mixed_precision,
                           help="compute in 16 bits, weights in 32: float16 (GPU, with loss scaling) or bfloat16 (GPUs, "
                                "and CPUs with AVX512_BF16/AMX: 1.06-2.56x faster on a 2-core such CPU, see "
-                               "benchmarks/README.md). auto: float16 on GPU, bfloat16 on CPUs with native bfloat16, "
-                               "else off (the default)")
+                               "benchmarks/README.md). auto: on GPUs bfloat16 from compute capability 8.0, float16 on "
+                               "7.x, else off; on CPUs bfloat16 with native bfloat16, else off (the default)")
     hardware.add_argument("--jit_compile", choices=("auto", "on", "off"), default=DEFAULTS.jit_compile,
                           help="compile the training step with XLA. Helps on GPUs for many models; made ResNet-20 2x "
                                "slower on a CPU. auto (the default): off")
@@ -296,11 +297,8 @@ def make_strategy(name, num_gpus=None):
             return tf.distribute.MultiWorkerMirroredStrategy()
         except ValueError as error:
             raise UsageError(f"TF_CONFIG: {str(error).splitlines()[0]}") from None
+    choose_gpus(num_gpus)
     gpus = tf.config.list_logical_devices("GPU")
-    if num_gpus is not None:
-        if num_gpus < 0 or num_gpus > len(gpus):
-            raise UsageError(f"--num_gpus {num_gpus} but {len(gpus)} GPU(s) are visible")
-        gpus = gpus[:num_gpus]
     if name == "auto":
         name = "mirrored" if gpus else "default"
     if name == "default":
@@ -311,6 +309,34 @@ def make_strategy(name, num_gpus=None):
     # tf.config.set_logical_device_configuration, as the tests do).
     devices = [g.name for g in gpus] or [c.name for c in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices)
+
+
+def choose_gpus(num_gpus):
+    """``--num_gpus N``: only the first N GPUs are made visible, before TensorFlow's runtime starts (listing
+    logical devices starts it), so the others are neither used nor have memory reserved; 0 trains on the CPU."""
+    if num_gpus is None:
+        return
+    gpus = tf.config.list_physical_devices("GPU")
+    if num_gpus < 0 or num_gpus > len(gpus):
+        raise UsageError(f"--num_gpus {num_gpus} but {len(gpus)} GPU(s) are visible")
+    try:
+        tf.config.set_visible_devices(gpus[:num_gpus], "GPU")
+    except RuntimeError:
+        raise UsageError(f"--num_gpus {num_gpus}: TensorFlow had already started with other GPUs visible; "
+                         "set CUDA_VISIBLE_DEVICES instead") from None
+
+
+def nvidia_device_present():
+    """True when the machine has an NVIDIA driver loaded (whether or not TensorFlow can use it)."""
+    return os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def gpu_warning():
+    """The one-line warning for a machine with an NVIDIA GPU that TensorFlow does not see, or None."""
+    if tf.config.list_physical_devices("GPU") or not nvidia_device_present():
+        return None
+    return ("warning: this machine has an NVIDIA GPU but TensorFlow sees none (its CUDA libraries are not installed), "
+            "so training runs on the CPU; install them with: pip install -r requirements-gpu.txt")
 
 
 def input_sizes(config):
@@ -370,6 +396,9 @@ def train(config, on_report=None, verbose=1, resume=False, overwrite=False):
     """
     run_config.check(config)
     strategy = make_strategy(config.distribution_strategy, config.num_gpus)
+    warning = gpu_warning()
+    if warning:
+        print(warning, file=sys.stderr)
     data, dataset = load_data(config)
     config = run_config.resolve(config, len(data["x_train"]), strategy.num_replicas_in_sync, dataset["source"])
     weights_note = ""

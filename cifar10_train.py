@@ -33,6 +33,7 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 import augment
 import cifar10_input
@@ -79,11 +80,18 @@ def cpu_has_native_bfloat16():
 
 
 def resolve_mixed_precision(requested):
-    """``auto`` -> float16 on GPUs, bfloat16 on CPUs with native bfloat16 (1.06-2.56x faster here, see
-    benchmarks/README.md), else off. An explicit float16 request without a GPU is refused: it is slower."""
-    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    """``auto`` -> on GPUs, by the oldest GPU's compute capability: bfloat16 from 8.0 (Ampere; as fast as
+    float16 and needs no loss scaling), float16 from 7.0 (tensor cores), off below (float16 is slower there);
+    on CPUs, bfloat16 with native bfloat16 instructions (1.06-2.56x faster here, see benchmarks/README.md),
+    else off. An explicit float16 request without a GPU is refused: it is slower."""
+    gpus = tf.config.list_physical_devices("GPU")
+    has_gpu = bool(gpus)
+    if requested == "auto" and has_gpu:
+        capability = min(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+                         for gpu in gpus)
+        return "bfloat16" if capability >= (8, 0) else ("float16" if capability >= (7, 0) else "off")
     if requested == "auto":
-        return "float16" if has_gpu else ("bfloat16" if cpu_has_native_bfloat16() else "off")
+        return "bfloat16" if cpu_has_native_bfloat16() else "off"
     if requested == "float16" and not has_gpu:
         raise ValueError("--mixed_precision float16 needs a GPU (on CPU it is slower); use bfloat16 or off")
     return requested
@@ -159,6 +167,8 @@ def build_step_functions(model, optimizer, strategy, global_batch_size, loss_sca
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             scaled_loss = optimizer.scale_loss(loss) if loss_scaling else loss
         gradients = tape.gradient(scaled_loss, model.trainable_variables)
+        if loss_scaling:
+            gradients = _skip_together(optimizer, gradients)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return sums(labels, logits, per_example_loss)
 
@@ -183,6 +193,25 @@ def build_step_functions(model, optimizer, strategy, global_batch_size, loss_sca
         return totals, steps_run, last
 
     return train_steps_fn, _eval_batch_function(model, strategy, loss_fn)
+
+
+def _skip_together(optimizer, gradients):
+    """Loss scaling across replicas: one overflow anywhere makes every replica skip the step.
+
+    Keras 3's LossScaleOptimizer lets the first replica's own gradients decide
+    (before the all-reduce), so an overflow on another replica was summed into
+    every copy of the weights; and under XLA each replica decides alone, around
+    a collective. Here the replicas agree first (one scalar all-reduce): when
+    any has a non-finite gradient, every replica's gradients become NaN, so each
+    replica's check, whichever decides, skips the step and lowers the scale.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return gradients
+    overflowed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                    tf.cast(tf.logical_not(optimizer.check_finite(gradients)), tf.float32))
+    poison = tf.where(overflowed > 0, float("nan"), 1.0)
+    return [None if g is None else g * tf.cast(poison, g.dtype) for g in gradients]
 
 
 def _eval_batch_function(model, strategy, loss_fn):
@@ -312,11 +341,16 @@ class Run:
     strategy: tf.distribute.Strategy
     model: keras.Model
     stages: list
-    checkpoint: tf.train.Checkpoint
+    parts: dict  # what a checkpoint holds, by name (see _checkpoint_parts)
     window: tf.Variable  # loss, correct, count, steps since the last report: saved with the checkpoint
+    step: tf.Variable  # the run's step, counted by the engine: a step the loss scaler skipped counts too
 
     def restored_step(self):
-        return sum(int(stage.optimizer.iterations.numpy()) for stage in self.stages)
+        return int(self.step.numpy())
+
+    @property
+    def checkpoint(self):
+        return tf.train.Checkpoint(**self.parts)
 
 
 def build_run(config, info, strategy):
@@ -339,10 +373,23 @@ def build_run(config, info, strategy):
             model.get_layer(resnet.BACKBONE).trainable = False
         stages[0].optimizer.build(model.trainable_variables)
     window = tf.Variable(tf.zeros([4], tf.float64), trainable=False)
-    optimizers = {"optimizer": stages[0].optimizer}
-    optimizers.update({"fine_tune_optimizer": stage.optimizer for stage in stages[1:]})
-    checkpoint = tf.train.Checkpoint(model=model, window=window, **optimizers)
-    return Run(config, info, strategy, model, stages, checkpoint, window)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    return Run(config, info, strategy, model, stages, _checkpoint_parts(model, stages, window, step), window, step)
+
+
+def _checkpoint_parts(model, stages, window, step):
+    """The checkpoint's contents. A loss-scaled optimizer is saved as its inner optimizer plus its scale, apart,
+    so that one checkpoint layout serves every precision: a run started on a CPU (off, bfloat16) resumes with
+    float16 on a GPU, and the reverse (the scale then starts afresh or is left out)."""
+    parts = dict(model=model, window=window, step=step)
+    for name, stage in zip(("optimizer", "fine_tune_optimizer"), stages):
+        optimizer = stage.optimizer
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            parts[f"{name}_loss_scale"] = tf.train.Checkpoint(scale=optimizer.dynamic_scale,
+                                                              good_steps=optimizer.step_counter)
+            optimizer = optimizer.inner_optimizer
+        parts[name] = optimizer
+    return parts
 
 
 def _fine_tune_stage(config, model, loss_scaling):
@@ -370,28 +417,50 @@ def _open_folder(run, resume, overwrite, scratch_dir):
         resuming = not overwrite and tf.train.latest_checkpoint(checkpoints) is not None
     latest = tf.train.latest_checkpoint(checkpoints) if resuming else None
     if latest:
-        _restore(run.checkpoint, latest)
+        _restore(run, latest)
     finished = resuming and run.restored_step() >= config.stages_steps
     if chief and not finished:  # only once the checkpoint restored: a run that cannot continue leaves the folder as it was
         earlier = run_folder.read_config(config.log_dir).get("sessions", [UNRECORDED]) if resuming else []
-        sessions = earlier + [provenance.session(config.data_dir, run.restored_step())]
+        # Precision may change between sessions (a CPU run resumed on a GPU): each session records its own.
+        sessions = earlier + [dict(provenance.session(config.data_dir, run.restored_step()),
+                                   mixed_precision=config.mixed_precision, jit_compile=config.jit_compile)]
         run_folder.write_json(os.path.join(config.log_dir, run_folder.CONFIG),
                               run_config.to_json(config, run.info, sessions))
     return (config.log_dir if chief else scratch_dir), resuming, finished
 
 
-def _restore(checkpoint, path):
-    """Restores a run's checkpoint into this run's objects, or says in one line that they do not fit."""
+def _restore(run, path):
+    """Restores a run's checkpoint into this run's objects, or says in one line that they do not fit.
+
+    Two parts may be missing from a checkpoint that still fits: the loss scale (the run was saved in another
+    precision: the scale starts afresh) and the step (saved before the engine counted its own steps: the
+    optimizers' step counts are the run's step, as they were then).
+    """
+    optional = {name for name in run.parts if name.endswith("_loss_scale")} | {"step"}
     status = None
     try:
-        status = checkpoint.restore(path)
+        saved = _saved_parts(path)
+        missing = set(run.parts) - saved - optional
+        if missing:
+            raise ValueError(f"it has no {', '.join(sorted(missing))}")
+        status = tf.train.Checkpoint(**{k: v for k, v in run.parts.items() if k in saved}).restore(path)
         status.assert_existing_objects_matched()
+        status.expect_partial()  # a loss scale saved by a float16 run is not needed in another precision
     except (AssertionError, ValueError, tf.errors.OpError) as error:
         if status is not None:
             status.expect_partial()  # no page of "unresolved object" warnings at exit
         raise run_folder.RunFolderError(
             f"the checkpoint {path} does not fit this run's model or optimizer (another model, options or stage?): "
             f"{str(error).splitlines()[0][:160]}") from None
+    if "step" not in saved:
+        run.step.assign(sum(int(stage.optimizer.iterations.numpy()) for stage in run.stages))
+
+
+def _saved_parts(path):
+    """The names of the objects a checkpoint file holds at its top level."""
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return {child.local_name for child in graph.nodes[0].children}
 
 
 def _datasets(run, data, step):
@@ -661,4 +730,5 @@ def _validate(eval_batch_fn, val_data):
 def _save(run, manager, window, step):
     """The resumable state: model, optimizers (their steps drive the schedule) and the partial report window."""
     run.window.assign(window)
+    run.step.assign(step)
     manager.save(checkpoint_number=step)

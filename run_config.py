@@ -206,6 +206,10 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
         precision = cifar10_train.resolve_mixed_precision(config.mixed_precision)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if precision == "float16" and config.jit_compile == "on" and replicas > 1:
+        raise ConfigError(f"--jit_compile on with float16 on {replicas} replicas is refused: under XLA, TensorFlow "
+                          "lets each GPU decide on its own whether to skip an overflowing step, around a collective "
+                          "(a hang); use --jit_compile off, or --mixed_precision bfloat16 (compute capability 8.0+)")
     image_size = None
     if config.dataset == "folder":
         image_size = config.image_size or tuple(resnet.MODELS[config.model].input_shape[:2])
