@@ -267,7 +267,8 @@ def build_parser():
                       help="test/predict: a run folder (uses its latest.keras) or a .keras file in a run folder")
     test.add_argument("--output", default=None,
                       help="test: folder for test_probabilities.npy, test_predictions.csv, test_metrics.json and "
-                           "test_confusion_matrix.png (default: the run folder); augment_preview: the PNG file "
+                           "test_confusion_matrix.png (default: the run folder); predict: a CSV file of every "
+                           "image's class probabilities; augment_preview: the PNG file "
                            "(default augment_preview_<dataset>_<augment>.png)")
     test.add_argument("--images", nargs="+", default=None, metavar="PATH",
                       help="predict: image files and/or folders of images")
@@ -496,6 +497,9 @@ def run_predict(args):
     for path, row in zip(readable, probabilities):
         best = np.argsort(-row)[:top_k]
         print(f"{path}: " + ", ".join(f"{names[i]} {row[i]:.3f}" for i in best))
+    if args.output:
+        cifar10_test.write_image_predictions(args.output, readable, probabilities, names)
+        print(f"Wrote every class's probability for {len(readable)} image(s) to {args.output}")
 
 
 def list_models():

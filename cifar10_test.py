@@ -123,6 +123,15 @@ def confusion_matrix_figure(matrix, class_names, title):
     return figure
 
 
+def write_image_predictions(path, files, probabilities, class_names):
+    """``--mode predict --output``: one row per image (file, predicted class, every class's probability)."""
+    frame = pd.DataFrame({"file": list(files), "predicted_class": [class_names[i] for i in probabilities.argmax(1)]})
+    for index, name in enumerate(class_names):
+        frame[f"p_{name}"] = probabilities[:, index]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    run_folder.atomic_write(path, lambda temp: frame.to_csv(temp, index=False, float_format="%.6g"))
+
+
 def write_predictions(probabilities, labels, class_names, output_dir, files=None):
     """Writes ``test_probabilities.npy``, ``test_predictions.csv`` (one row per image: file when
     known, true and predicted label and class, confidence, every class's probability) and

@@ -253,11 +253,24 @@ def test_train_dataset_repeats_and_is_seeded(cifar_batches):
         np.testing.assert_array_equal(a, b)
 
 
-def test_imagedatagenerator_dataset(cifar_batches):
-    images, labels = cifar_batches["data_batch_1"]
-    dataset = cifar10_input.make_train_dataset(images, labels, 3, _norm(images), "imagedatagenerator", seed=0)
-    batches = list(dataset.take(4))
-    assert all(x.shape == (3, 32, 32, 3) and x.dtype == tf.float32 for x, _ in batches)
+def test_imagedatagenerator_dataset_is_the_seeded_generator_normalised(cifar_batches):
+    """Liang's augmentation: the batches are Keras' own seeded flow (shift 0.1, flip) with the run's normalisation,
+    labels kept with their images, and each epoch's last partial batch dropped (7 images: 2 batches of 3)."""
+    images = cifar_batches["data_batch_1"][0]
+    labels = np.arange(len(images))  # each label names its source image
+    norm = _norm(images)
+    dataset = cifar10_input.make_train_dataset(images, labels, 3, norm, "imagedatagenerator", seed=5)
+    ours = [(x.numpy(), y.numpy()) for x, y in dataset.take(4)]
+    flow = augment.liang_image_data_generator().flow(images, labels, batch_size=3, shuffle=True, seed=5)
+    expected = [batch for batch in (next(flow) for _ in range(6)) if len(batch[0]) == 3][:4]
+    for (x, y), (x_keras, y_keras) in zip(ours, expected):
+        assert x.shape == (3, 32, 32, 3) and x.dtype == np.float32
+        np.testing.assert_array_equal(y, y_keras)
+        np.testing.assert_allclose(x, (x_keras - np.float32(norm["mean"])) / np.float32(norm["std"]), rtol=1e-5,
+                                   atol=1e-5)
+    # Augmented: no image is its untouched original (normalised); shifts are random, so none is exactly 0.
+    originals = augment.normalize(images, norm).numpy()
+    assert not any(np.allclose(image, originals[label], atol=1e-3) for x, y in ours for image, label in zip(x, y))
 
 
 def test_eval_dataset_keeps_order_and_last_batch(cifar_batches):

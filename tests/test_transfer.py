@@ -122,15 +122,21 @@ def test_test_mode_writes_per_image_csv_and_confusion_matrix_then_predict(flower
     for line in lines:
         scores = [float(part.split()[-1]) for part in line.split(": ", 1)[1].split(", ")]
         assert len(scores) == 2 and scores[0] >= scores[1] and 0.0 <= sum(scores) <= 1.0 + 1e-6
-    # Predict gives the probabilities test mode wrote for the same held-out images (to the 3 printed decimals).
-    held_out = predictions["file"].iloc[0]
-    assert cifar10_main.main(["--mode", "predict", "--checkpoint", str(log_dir), "--images", str(flowers / held_out),
-                              "--top_k", "3"]) == 0
-    printed = capsys.readouterr().out.strip().splitlines()[-1].split(": ", 1)[1]
-    row = predictions.iloc[0]
+    # Predict gives the probabilities test mode wrote for the same held-out images: printed to 3 decimals, and
+    # in its --output CSV to the 6 digits both files keep (an image read or cropped otherwise differs beyond that).
+    held_out = [str(flowers / name) for name in predictions["file"]]
+    output = tmp_path / "predicted.csv"
+    assert cifar10_main.main(["--mode", "predict", "--checkpoint", str(log_dir), "--images", *held_out,
+                              "--top_k", "3", "--output", str(output)]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[1].split(": ", 1)[1]
     for part in printed.split(", "):
         name, probability = part.rsplit(" ", 1)
-        assert float(probability) == pytest.approx(row[f"p_{name}"], abs=5e-4)
+        assert float(probability) == pytest.approx(predictions.iloc[0][f"p_{name}"], abs=5e-4)
+    predicted = pd.read_csv(output)
+    assert predicted["file"].tolist() == held_out
+    columns = ["p_daisy", "p_roses", "p_tulips"]
+    np.testing.assert_allclose(predicted[columns].to_numpy(), predictions[columns].to_numpy(), rtol=2e-5)
+    assert (predicted["predicted_class"] == predictions["predicted_class"]).all()
 
 
 def test_real_flower_photos_end_to_end(tmp_path, capsys):
