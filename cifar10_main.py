@@ -458,10 +458,10 @@ def run_test(args):
     written = cifar10_test.write_predictions(
         result["probabilities"], dataset["y_test"], info.class_names, output, files=dataset.get("files_test"))
     metrics = {k: result[k] for k in ("loss", "accuracy", "error")}
-    metrics.update(model_file=os.path.abspath(model_path), num_images=int(len(dataset["y_test"])),
+    step = trained_step(run_dir, model_path)
+    metrics.update(model_file=os.path.abspath(model_path), trained_step=step, num_images=int(len(dataset["y_test"])),
                    pretrained=config.pretrained)
     run_folder.write_json(os.path.join(output, run_folder.TEST_METRICS), metrics)
-    step = trained_step(run_dir)
     summaries.write_evaluation_images(run_dir, "test", step, dataset["x_test"], dataset["y_test"],
                                       result["probabilities"], info.class_names)
     summaries.write_test_scalars(run_dir, step, metrics)
@@ -472,13 +472,18 @@ def run_test(args):
     return metrics
 
 
-def trained_step(run_dir):
-    """The training step of a run's latest model: its last report (0 when it has none)."""
+def trained_step(run_dir, model_path):
+    """The training step a run's saved model was taken at: the last report for latest.keras; for best.keras
+    the first report with the highest validation accuracy (it is saved only when the accuracy improves)."""
     path = os.path.join(run_dir, run_folder.METRICS)
     if not os.path.exists(path):
         return 0
-    steps = pd.read_csv(path)["step"]
-    return int(steps.iloc[-1]) if len(steps) else 0
+    metrics = pd.read_csv(path)
+    if not len(metrics):
+        return 0
+    if os.path.basename(model_path) == run_folder.BEST_MODEL:
+        return int(metrics["step"].iloc[int(metrics["val_accuracy"].fillna(-1.0).to_numpy().argmax())])
+    return int(metrics["step"].iloc[-1])
 
 
 def run_predict(args):

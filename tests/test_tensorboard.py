@@ -106,3 +106,13 @@ def test_a_real_tensorboard_lists_the_run_its_hparams_metrics_and_images(tiny_ru
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_tested_model_is_placed_at_the_step_it_was_saved(tmp_path):
+    """latest.keras at the last report; best.keras at the first report with the highest validation accuracy."""
+    import pandas as pd
+
+    pd.DataFrame({"step": [2, 4, 6, 8], "val_accuracy": [0.2, 0.5, 0.5, 0.3]}).to_csv(tmp_path / "metrics.csv")
+    assert cifar10_main.trained_step(str(tmp_path), str(tmp_path / "latest.keras")) == 8
+    assert cifar10_main.trained_step(str(tmp_path), str(tmp_path / "best.keras")) == 4
+    assert cifar10_main.trained_step(str(tmp_path / "elsewhere"), "model.keras") == 0  # no metrics: step 0

@@ -195,7 +195,8 @@ def test_train_then_test_from_the_command_line(capsys, cifar_archive, tmp_path):
     accuracy = float(np.mean(probabilities.argmax(1) == predictions["true_label"]))
     assert f"accuracy {accuracy:.4f}" in out
     np.testing.assert_array_equal(predictions["predicted_label"], probabilities.argmax(1))
-    assert json.loads((log_dir / "test_metrics.json").read_text())["accuracy"] == pytest.approx(accuracy)
+    saved_metrics = json.loads((log_dir / "test_metrics.json").read_text())
+    assert saved_metrics["accuracy"] == pytest.approx(accuracy) and saved_metrics["trained_step"] == 4
     # --output sends the files elsewhere; a .keras path works as well as the folder.
     code, _, err = _main(capsys, "--mode", "test", "--checkpoint", str(log_dir / "best.keras"),
                          "--output", str(tmp_path / "elsewhere"))
