@@ -401,7 +401,16 @@ def train(config, on_report=None, verbose=1, resume=False, overwrite=False):
     if warning:
         print(warning, file=sys.stderr)
     data, dataset = load_data(config)
+    requested_precision = config.mixed_precision
     config = run_config.resolve(config, len(data["x_train"]), strategy.num_replicas_in_sync, dataset["source"])
+    precision_note, session_notes = "", {}
+    if requested_precision == "auto":
+        input_shape = (*(config.image_size or data["x_train"].shape[1:3]), data["x_train"].shape[-1])
+        choice, rates, source = cifar10_train.auto_precision(config, input_shape, strategy.num_replicas_in_sync)
+        config = dataclasses.replace(config, mixed_precision=choice)
+        measured = ", ".join(f"{name} {rate:.0f}" for name, rate in (rates or {}).items())
+        precision_note = f" (auto: {measured} images/s, {source})" if rates else " (auto, by the hardware's rule)"
+        session_notes = {"auto_precision": {"images_per_sec": rates, "source": source}}
     weights_note = ""
     if resnet.is_transfer(config.model) and not config.pretrained:
         weights_note = " NOTE: --weights none: random initialisation, not a reproduction of a pretrained result."
@@ -410,10 +419,10 @@ def train(config, on_report=None, verbose=1, resume=False, overwrite=False):
           f"{list(data['x_train'].shape[1:])} -> model input size {list(config.image_size or data['x_train'].shape[1:3])}, "
           f"augment {config.augment}, validating on {data['validation']}; {strategy.num_replicas_in_sync} replica(s), "
           f"global batch {config.batch_size}, {config.train_steps} steps{fine_tune}, precision "
-          f"{config.mixed_precision}; run folder {config.log_dir}.{weights_note}")
+          f"{config.mixed_precision}{precision_note}; run folder {config.log_dir}.{weights_note}")
     try:
         result = cifar10_train.train(config, data, strategy, verbose=verbose, on_report=on_report, resume=resume,
-                                     overwrite=overwrite)
+                                     overwrite=overwrite, session_notes=session_notes)
     except ValueError as error:  # the engine's own checks (batch per input pipeline, --fine_tune_at layer)
         raise UsageError(str(error).splitlines()[0]) from None
     print(f"Done: val accuracy {result.get('val_accuracy', float('nan')):.4f} at step {result.get('step')}, "

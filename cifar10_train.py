@@ -24,7 +24,10 @@ so a resumed run sees the batches the uninterrupted one would have seen.
 
 import contextlib
 import dataclasses
+import json
 import os
+import platform
+import sys
 import tempfile
 import time
 from typing import Callable
@@ -95,6 +98,91 @@ def resolve_mixed_precision(requested):
     if requested == "float16" and not has_gpu:
         raise ValueError("--mixed_precision float16 needs a GPU (on CPU it is slower); use bfloat16 or off")
     return requested
+
+
+def precision_candidates():
+    """The precisions ``auto`` may pick on this machine, the rule's choice first (see resolve_mixed_precision)."""
+    rule = resolve_mixed_precision("auto")
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        others = ["off"] if rule == "bfloat16" else []  # without native bfloat16 it is emulated: far slower
+    else:
+        others = ["off"] if rule != "off" else []
+    return [rule] + others
+
+
+def calibration_cache_path():
+    return os.environ.get("RESNET_SUITE_CACHE", os.path.join(os.path.expanduser("~"), ".keras", "resnet_suite",
+                                                             "precision.json"))
+
+
+def auto_precision(config, input_shape, replicas=1, measure=None):
+    """``--mixed_precision auto`` by measurement: (choice, {precision: images/s} or None, where it came from).
+
+    The first time a model, options, input, per-replica batch and machine are seen, a few timed training steps
+    in each candidate precision decide (about 15 s for ResNet-20); the answer is cached (``calibration_cache_path``),
+    so later runs start at once. Where only one precision can pay, or RESNET_SUITE_CALIBRATE=0, the rule decides
+    (CPU flags, GPU compute capability). ``measure(precision) -> images/s`` replaces the timing in tests.
+    """
+    candidates = precision_candidates()
+    if len(candidates) == 1 or os.environ.get("RESNET_SUITE_CALIBRATE") == "0":
+        return candidates[0], None, "rule"
+    batch = config.batch_size // replicas
+    key = json.dumps([platform.node(), provenance.cpu_signature(), os.cpu_count(),
+                      [d.name for d in tf.config.list_physical_devices("GPU")], tf.__version__, config.model,
+                      sorted(config.model_options.items()), list(input_shape), batch, candidates])
+    path = calibration_cache_path()
+    cache = _read_cache(path)
+    if key in cache:
+        return cache[key]["choice"], cache[key]["images_per_sec"], f"cached in {path}"
+    measure = measure or (lambda precision: _images_per_sec(config, input_shape, batch, precision))
+    rates = {precision: round(float(measure(precision)), 1) for precision in candidates}
+    choice = max(rates, key=rates.get)
+    cache[key] = {"choice": choice, "images_per_sec": rates, "measured": time.strftime("%Y-%m-%d")}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    run_folder.write_json(path, cache)
+    return choice, rates, f"measured now, cached in {path}"
+
+
+def _read_cache(path):
+    """The calibration cache; an unreadable one is reported in one line and measured afresh."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as handle:
+            cache = json.load(handle)
+        if isinstance(cache, dict) and all(isinstance(v, dict) and "choice" in v for v in cache.values()):
+            return cache
+    except (OSError, ValueError):
+        pass
+    print(f"warning: ignoring the unreadable precision cache {path}; measuring again", file=sys.stderr)
+    return {}
+
+
+def _images_per_sec(config, input_shape, batch, precision, rounds=3, seconds=1.0):
+    """Training speed of the model in one precision: the engine's step on one in-memory batch (the model alone)."""
+    policy = _set_policy(precision)
+    try:
+        model = resnet.build_model(config.model, input_shape, 10, config.weight_decay, **config.model_options)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    if precision == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    train_steps_fn, _ = build_step_functions(model, optimizer, tf.distribute.get_strategy(), batch,
+                                             loss_scaling=precision == "float16")
+    rng = np.random.RandomState(0)
+    images = tf.constant(rng.normal(size=(batch, *input_shape)).astype(np.float32))
+    batches = iter(tf.data.Dataset.from_tensors((images, tf.constant(rng.randint(0, 10, batch)))).repeat())
+    train_steps_fn(batches, tf.constant(2))[0].numpy()  # tracing
+    best = 0.0
+    for _ in range(rounds):
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / rounds or steps < 2:
+            train_steps_fn(batches, tf.constant(1))[0].numpy()
+            steps += 1
+        best = max(best, steps * batch / (time.perf_counter() - start))
+    return best
 
 
 def auto_steps_per_execution(seconds_per_step):
@@ -404,7 +492,7 @@ def _fine_tune_stage(config, model, loss_scaling):
     return Stage(config.stages_steps, make_optimizer(config, loss_scaling, rate), lambda step: rate, enter)
 
 
-def _open_folder(run, resume, overwrite, scratch_dir):
+def _open_folder(run, resume, overwrite, scratch_dir, session_notes):
     """Readies the run folder (the chief decides, the others follow the shared disk); restores the checkpoint.
 
     Returns (the folder this process writes to, whether an earlier run was continued, whether it had finished).
@@ -423,7 +511,8 @@ def _open_folder(run, resume, overwrite, scratch_dir):
         earlier = run_folder.read_config(config.log_dir).get("sessions", [UNRECORDED]) if resuming else []
         # Precision may change between sessions (a CPU run resumed on a GPU): each session records its own.
         sessions = earlier + [dict(provenance.session(config.data_dir, run.restored_step()),
-                                   mixed_precision=config.mixed_precision, jit_compile=config.jit_compile)]
+                                   mixed_precision=config.mixed_precision, jit_compile=config.jit_compile,
+                                   **session_notes)]
         run_folder.write_json(os.path.join(config.log_dir, run_folder.CONFIG),
                               run_config.to_json(config, run.info, sessions))
     return (config.log_dir if chief else scratch_dir), resuming, finished
@@ -572,7 +661,7 @@ class Reporter:
 # The run
 
 
-def train(config, data, strategy=None, verbose=1, on_report=None, resume=False, overwrite=False):
+def train(config, data, strategy=None, verbose=1, on_report=None, resume=False, overwrite=False, session_notes=None):
     """Trains a resolved ``RunConfig`` on ``data`` and writes its run folder ``config.log_dir``.
 
     Args:
@@ -589,6 +678,7 @@ def train(config, data, strategy=None, verbose=1, on_report=None, resume=False, 
         True stops training there (time-to-accuracy, time limits).
       resume: continue the run in the folder even if its settings differ.
       overwrite: delete the run in the folder and start afresh.
+      session_notes: facts about this session for config.json's ``sessions`` (how ``auto`` precision chose).
 
     Returns:
       dict with the last row of the metrics, ``best_val_accuracy``, ``step``,
@@ -602,7 +692,7 @@ def train(config, data, strategy=None, verbose=1, on_report=None, resume=False, 
     with op_determinism(config.deterministic), tempfile.TemporaryDirectory(prefix="worker_") as scratch:
         # Build before touching the run folder, so a model that cannot be built leaves nothing behind.
         run = build_run(config, learn_data(config, data), strategy)
-        write_dir, resuming, finished = _open_folder(run, resume, overwrite, scratch)
+        write_dir, resuming, finished = _open_folder(run, resume, overwrite, scratch, session_notes or {})
         step = run.restored_step()
         if verbose and resuming:
             print(f"Resuming {config.log_dir} from step {step}" + (" (already finished)" if finished else ""))

@@ -42,6 +42,19 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_signature():
+    """The CPU's model name plus a short hash of its family, model, stepping and flags: two machines sold under
+    one name ("AMD EPYC") but of other generations differ here."""
+    fields = ("cpu family", "model", "stepping", "flags")
+    try:
+        with open("/proc/cpuinfo") as handle:
+            first = handle.read().split("\n\n")[0]
+    except OSError:
+        return cpu_model()
+    lines = [line for line in first.splitlines() if line.split(":")[0].strip() in fields]
+    return f"{cpu_model()} {hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:12]}"
+
+
 @functools.lru_cache(maxsize=8)
 def _sha256(path, size, mtime):
     digest = hashlib.sha256()

@@ -29,6 +29,7 @@ means (the old Keras CIFAR example's ``l2(1e-4)`` is in effect 2e-4).
 """
 
 import dataclasses
+import math
 import os
 from typing import Callable, Optional
 
@@ -709,6 +710,34 @@ class ModelInputError(ValueError):
 def trainable_params(model):
     """Learned parameters, the figure papers report (BN moving statistics are not learned)."""
     return int(sum(w.numpy().size for w in model.trainable_weights))
+
+
+def multiply_adds(model):
+    """Multiply-adds of one forward pass of one image, counted from the model's convolutions and dense layers.
+
+    Batch norm, activations, additions and pooling are left out (a few percent), as in the papers' counts
+    (He et al.'s "FLOPs" are these multiply-adds: ResNet-20 about 41M). Nested models (a keras.applications
+    backbone) are counted through.
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += multiply_adds(layer)
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kernel = layer.kernel.shape  # (kh, kw, channels in, multiplier)
+            total += math.prod(layer.output.shape[1:]) * kernel[0] * kernel[1]
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel = layer.kernel.shape  # (kh, kw, channels in / groups, channels out)
+            total += math.prod(layer.output.shape[1:]) * kernel[0] * kernel[1] * kernel[2]
+        elif isinstance(layer, keras.layers.Dense):
+            total += math.prod(layer.output.shape[1:-1] or (1,)) * layer.kernel.shape[0] * layer.kernel.shape[1]
+    return int(total)
+
+
+def training_flops_per_image(model):
+    """FLOPs one training image costs: 2 per multiply-add, times 3 for the forward pass and the backward pass's
+    two products (gradients of the activations and of the weights), the usual estimate for MFU."""
+    return 2 * 3 * multiply_adds(model)
 
 
 def build_model(name, input_shape, num_classes, weight_decay=1e-4, **options):

@@ -16,6 +16,11 @@ For each model, images/s of the engine's training step (cifar10_train.build_step
 Then the input pipeline alone (no model), and the ratios the issue sets targets for. Every row
 is warmed up (tracing, first batches) before it is timed; then the rows take turns for
 --rounds rounds in one process and each row's median round counts.
+
+Beside each rate, the share of the machine's peak it uses (MFU): images/s x FLOPs per training image
+(counted from the model's layers: resnet.training_flops_per_image) / the peak, measured first as the
+speed of a large matmul in float32 and bfloat16. For resnet20, a last row runs the same training step
+in PyTorch eager (benchmarks/pytorch_peer.py) when PyTorch is importable, or says how to get it.
 """
 
 import os
@@ -67,19 +72,50 @@ def time_pipeline(dataset, batches):
     return time.perf_counter() - start
 
 
-def measure_model(name, args, images, labels):
+def matmul_peak(dtype, size, repeats=3):
+    """The machine's measured peak in GFLOP/s: the best of ``repeats`` size x size matmuls in ``dtype``."""
+    a = tf.cast(tf.random.stateless_normal((size, size), seed=(1, 2)), dtype)
+    b = tf.cast(tf.random.stateless_normal((size, size), seed=(3, 4)), dtype)
+    product = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.matmul(a, b)[0], tf.float32)))
+    product(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def measure_peaks(size):
+    peaks = {"off": matmul_peak(tf.float32, size), "bfloat16": matmul_peak(tf.bfloat16, size)}
+    if tf.config.list_physical_devices("GPU"):
+        peaks["float16"] = matmul_peak(tf.float16, size)
+    print("machine peak, measured (" + f"{size}x{size} matmul): "
+          + ", ".join(f"{'float32' if p == 'off' else p} {g:.0f} GFLOP/s" for p, g in peaks.items()))
+    return peaks
+
+
+def mfu(images_per_sec, flops_per_image, peak_gflops):
+    """The share of the measured peak a training rate uses."""
+    return images_per_sec * flops_per_image / (peak_gflops * 1e9)
+
+
+def measure_model(name, args, images, labels, peaks):
     """images/s for each requested feed; returns {feed: images/s} plus the pipeline-alone figure."""
     norm = augment.normalization("he", images)
-    auto_precision = cifar10_train.resolve_mixed_precision("auto")
+    batch = args.batch_size
+    auto_precision = cifar10_train.auto_precision(run_config.RunConfig(model=name, batch_size=batch),
+                                                  images.shape[1:])[0]
     mixed = auto_precision if auto_precision != "off" else "bfloat16"
     settings = {  # feed -> (precision, XLA)
         "default": ("off", False), "imagedatagenerator": ("off", False), "ceiling": ("off", False),
         "mixed_precision": (mixed, False), "xla": ("off", True),
         "auto": (auto_precision, False),  # run_config.resolve: jit_compile auto -> off
     }
-    batch = args.batch_size
     one_batch = (augment.normalize(images[:batch], norm), labels[:batch])
     runners = {}
+    flops = resnet.training_flops_per_image(resnet.build_model(name, images.shape[1:], 10))
+    print(f"  {name:<14s} {flops / 1e9:.4f} GFLOP per training image (3 x 2 x {flops / 6e6:.1f}M multiply-adds)")
     for feed in args.feeds:
         precision, jit = settings[feed]
         config = run_config.RunConfig(model=name, mixed_precision=precision)
@@ -110,13 +146,33 @@ def measure_model(name, args, images, labels):
         precision, jit = settings[feed]
         rates[feed] = per_round * batch / float(np.median(times))
         print(f"  {name:<14s} {feed:<20s} precision {precision:<9s} xla {'on ' if jit else 'off'} "
-              f"steps/call {runners[feed][2]:<3d} {rates[feed]:9.1f} images/s", flush=True)
+              f"steps/call {runners[feed][2]:<3d} {rates[feed]:9.1f} images/s  MFU "
+              f"{mfu(rates[feed], flops, peaks[precision]):6.1%}", flush=True)
     if "default" in rates:
         batches = 200
         rates["pipeline_only"] = batches * batch / time_pipeline(
             cifar10_input.make_train_dataset(images, labels, batch, norm, "he"), batches)
         print(f"  {name:<14s} {'input pipeline alone':<59s}{rates['pipeline_only']:9.1f} images/s")
+    if name == "resnet20" and args.peer_steps:
+        peer = measure_peer(args, images, labels)
+        if peer:
+            rates["pytorch"] = peer
+            print(f"  {name:<14s} {'pytorch eager (peer)':<20s} precision off       xla off steps/call 1   "
+                  f"{peer:9.1f} images/s  MFU {mfu(peer, flops, peaks['off']):6.1%}", flush=True)
     return rates
+
+
+def measure_peer(args, images, labels):
+    """The same ResNet-20 step in PyTorch eager, or None with a line saying how to get PyTorch."""
+    try:
+        import pytorch_peer
+    except ImportError:
+        print(f"  {'resnet20':<14s} pytorch eager (peer): PyTorch is not installed here (never a requirement); "
+              "to measure it beside TensorFlow:\n      python -m venv --system-site-packages .venv-torch && "
+              ".venv-torch/bin/pip install torch==2.13.0 && .venv-torch/bin/python benchmarks/throughput.py "
+              "--models resnet20")
+        return None
+    return pytorch_peer.images_per_sec(images, labels, args.batch_size, args.peer_steps, args.rounds, args.warmup)
 
 
 def print_ratios(name, rates):
@@ -130,6 +186,8 @@ def print_ratios(name, rates):
     ratio("mixed_precision", "default", "mixed precision / float32")
     ratio("xla", "default", "XLA / no XLA")
     ratio("auto", "default", "auto / all off", "(target >= 1: auto never slows)")
+    ratio("default", "pytorch", "default / pytorch eager (peer)", "(target >= 1)")
+    ratio("mixed_precision", "pytorch", "mixed precision / pytorch eager")
 
 
 def main(argv=None):
@@ -145,7 +203,12 @@ def main(argv=None):
                         help="steps per tf.function call for every row but auto (which sizes its own)")
     parser.add_argument("--data_dir", default=None, help="real CIFAR-10 to use (default: random images, same speed)")
     parser.add_argument("--num_images", type=int, default=50000, help="images held in memory")
+    parser.add_argument("--matmul_size", type=int, default=4096, help="side of the matmul that measures the peak")
+    parser.add_argument("--peer_steps", type=int, default=None,
+                        help="timed steps of the PyTorch row (resnet20 only; default --steps; 0: no peer row)")
     args = parser.parse_args(argv)
+    if args.peer_steps is None:
+        args.peer_steps = args.steps
 
     try:
         return measure(args)
@@ -158,9 +221,10 @@ def measure(args):
     print(f"batch {args.batch_size}, {args.steps} timed steps per row after {args.warmup} warm-up; {len(images)} "
           f"images: {source}; TF {tf.__version__}, {os.cpu_count()} CPU cores, native bfloat16: "
           f"{cifar10_train.cpu_has_native_bfloat16()}, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
+    peaks = measure_peaks(args.matmul_size)
     results = {}
     for name in args.models:
-        results[name] = measure_model(name, args, images, labels)
+        results[name] = measure_model(name, args, images, labels, peaks)
     print("ratios:")
     for name, rates in results.items():
         print_ratios(name, rates)

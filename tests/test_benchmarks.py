@@ -26,7 +26,8 @@ def test_throughput_measures_every_requested_row(capsys, monkeypatch):
 
     monkeypatch.setattr(throughput.cifar10_train, "build_step_functions", counting)
     rates = throughput.main(["--models", "lenet5", "--feeds", "default", "ceiling", "--steps", "4",
-                             "--warmup", "1", "--rounds", "2", "--batch_size", "16", "--num_images", "64"])
+                             "--warmup", "1", "--rounds", "2", "--batch_size", "16", "--num_images", "64",
+                             "--matmul_size", "64"])
     out = capsys.readouterr().out
     assert set(rates["lenet5"]) == {"default", "ceiling", "pipeline_only"}
     # Two rounds of 2 steps of 16 images per row, each round timed at 0.25 s: 128 images/s.
@@ -34,6 +35,19 @@ def test_throughput_measures_every_requested_row(capsys, monkeypatch):
     assert trained == [1] * 10  # per row a 1-step warm-up, then 2 rounds of 2 steps, one step per call
     assert rates["lenet5"]["pipeline_only"] == pytest.approx(200 * 16 / 0.25)  # 200 batches of 16
     assert "   128.0 images/s" in out and "default / ceiling" in out and "peak resident memory" in out
+    # The peak: a 64x64 matmul (2 x 64^3 FLOPs) timed at 0.25 s; MFU = images/s x FLOPs per image / peak.
+    peak = 2 * 64 ** 3 / 0.25 / 1e9
+    assert f"float32 {peak:.0f} GFLOP/s" in out
+    flops = 6 * (6 * 28 * 28 * 5 * 5 * 3 + 16 * 10 * 10 * 5 * 5 * 6 + 400 * 120 + 120 * 84 + 84 * 10)  # LeNet-5
+    assert f"{flops / 1e9:.4f} GFLOP per training image" in out
+    assert f"128.0 images/s  MFU {128 * flops / (peak * 1e9):6.1%}" in out
+
+
+def test_the_pytorch_row_says_how_to_get_pytorch_when_it_is_missing(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    monkeypatch.delitem(sys.modules, "pytorch_peer", raising=False)
+    assert throughput.measure_peer(types.SimpleNamespace(), None, None) is None
+    assert "pip install torch==2.13.0" in capsys.readouterr().out
 
 
 def test_time_to_accuracy_stops_at_the_target(cifar_archive, tmp_path, capsys):

@@ -209,3 +209,20 @@ def test_one_training_step_per_model(name):
     np.testing.assert_array_equal(last.numpy(), totals)  # one step: the last batch is the whole call
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
     assert model.output_shape == (None, 10)
+
+
+def test_multiply_adds_are_counted_from_the_layers():
+    # ResNet-20 by hand: the 3x3 stem 32*32*16*27, six 3x3 16->16 convs at 32x32, then per stage of 32 and 64
+    # channels one strided conv from half the channels and five at full width, and the 64->10 dense layer.
+    by_hand = (32 * 32 * 16 * 27 + 6 * 32 * 32 * 16 * 144
+               + 16 * 16 * 32 * 144 + 5 * 16 * 16 * 32 * 288
+               + 8 * 8 * 64 * 288 + 5 * 8 * 8 * 64 * 576 + 64 * 10)
+    resnet20 = resnet.build_model("resnet20", (32, 32, 3), 10)
+    assert resnet.multiply_adds(resnet20) == by_hand == 40_551_040
+    assert resnet.training_flops_per_image(resnet20) == 6 * by_hand
+    # The counts the pruning literature gives for He's CIFAR ResNets (125M and 253M multiply-adds) and He et al.
+    # 2016a's Table 1 for ResNet-50 (3.8 x 10^9 FLOPs, i.e. multiply-adds), through a keras.applications backbone.
+    assert resnet.multiply_adds(resnet.build_model("resnet56", (32, 32, 3), 10)) == pytest.approx(125e6, rel=0.01)
+    assert resnet.multiply_adds(resnet.build_model("resnet110", (32, 32, 3), 10)) == pytest.approx(253e6, rel=0.01)
+    backbone = resnet.build_model("resnet50_imagenet", (224, 224, 3), 1000, weights="none")
+    assert resnet.multiply_adds(backbone) == pytest.approx(3.8e9, rel=0.02)
