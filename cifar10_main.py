@@ -261,6 +261,9 @@ def build_parser():
                           help="training steps per tf.function call: more saves Python overhead for small models "
                                "(LeNet-5, MNIST). auto (the default): sized from the measured step time to about 0.25 s "
                                "per call")
+    hardware.add_argument("--profile_steps", type=positive_int, nargs=2, default=None, metavar=("FIRST", "LAST"),
+                          help="trace training steps FIRST to LAST with the TensorFlow profiler into the run folder's "
+                               "train/ (TensorBoard's Profile tab: where each step's time goes). Default: none")
 
     test = parser.add_argument_group("testing and prediction")
     test.add_argument("--checkpoint", default=None,

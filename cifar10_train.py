@@ -731,7 +731,7 @@ def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
     iterator, window = iter(train_data), run.window.numpy()
     progbar = keras.utils.Progbar(config.stages_steps, verbose=verbose and (1 if os.isatty(1) else 2), unit_name="step",
                                   stateful_metrics=["loss", "accuracy"])
-    pacer = _Pacer(config.steps_per_execution)
+    pacer = _Pacer(config.steps_per_execution, config.profile_steps, os.path.join(reporter.write_dir, "train"))
     for stage in run.stages:
         if step >= stage.end_step:
             continue
@@ -746,7 +746,7 @@ def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
                             float("nan"))
         while step < stage.end_step:
             num_steps = pacer.next_call(step, stage.end_step, config.report_freq, config.save_freq)
-            totals = pacer.timed(train_steps_fn, iterator, num_steps)
+            totals = pacer.timed(train_steps_fn, iterator, num_steps, step)
             _check_finite(totals, step + pacer.steps_run, manager)
             reporter.learning_rate_changes(stage, step, step + num_steps)
             step += num_steps
@@ -771,28 +771,41 @@ def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
 
 
 class _Pacer:
-    """Steps per tf.function call (``steps_per_execution``; measured when auto) and the speed between reports."""
+    """Steps per tf.function call (``steps_per_execution``; measured when auto), the speed between reports, and
+    ``--profile_steps FIRST LAST``: the TF profiler traces exactly those steps into ``profile_dir``."""
 
-    def __init__(self, requested):
+    def __init__(self, requested, profile_steps=None, profile_dir=None):
         self.auto = requested == "auto"
         self.per_call = 1 if self.auto else int(requested)
         self.first_call = True
         self.steps_run, self.last_batch = 0, np.zeros(3)
+        self.profile_steps, self.profile_dir, self.profiling = profile_steps, profile_dir, False
         self.restart()
 
     def restart(self):
         self.steps_timed, self.window_start = 0, time.time()
 
     def next_call(self, step, end_step, report_freq, save_freq):
-        """Steps of the next call: never past the next report, checkpoint or stage end."""
-        next_stop = min((step // report_freq + 1) * report_freq, (step // save_freq + 1) * save_freq, end_step)
-        return min(self.per_call, next_stop - step)
+        """Steps of the next call: never past the next report, checkpoint, stage end or profiled stretch's ends."""
+        stops = [(step // report_freq + 1) * report_freq, (step // save_freq + 1) * save_freq, end_step]
+        if self.profile_steps:
+            stops += [s for s in (self.profile_steps[0] - 1, self.profile_steps[1]) if s > step]
+        return min(self.per_call, min(stops) - step)
 
-    def timed(self, train_steps_fn, iterator, num_steps):
-        """Runs one call; returns its summed [loss, correct, count] and the last batch's (``steps_run``: how many ran)."""
+    def timed(self, train_steps_fn, iterator, num_steps, step):
+        """Runs one call from ``step``; returns its summed [loss, correct, count] and the last batch's
+        (``steps_run``: how many ran)."""
+        if self.profile_steps and step == self.profile_steps[0] - 1:
+            tf.profiler.experimental.start(self.profile_dir)
+            self.profiling = True
         start = time.time()
-        totals, steps_run, last = train_steps_fn(iterator, tf.constant(num_steps))
-        totals, self.steps_run, self.last_batch = totals.numpy(), int(steps_run), last.numpy()
+        try:
+            totals, steps_run, last = train_steps_fn(iterator, tf.constant(num_steps))
+            totals, self.steps_run, self.last_batch = totals.numpy(), int(steps_run), last.numpy()
+        finally:  # also on Ctrl-C or a NaN: a profiler left running would refuse the next run's
+            if self.profiling and (step + num_steps >= self.profile_steps[1] or sys.exc_info()[0]):
+                tf.profiler.experimental.stop()
+                self.profiling = False
         if self.auto and not self.first_call:  # the first call includes tracing
             self.per_call = auto_steps_per_execution((time.time() - start) / num_steps)
         self.first_call = False

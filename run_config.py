@@ -27,7 +27,7 @@ CIFAR_RESNET_V1 = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", 
 # a folder whose run differs from the command only in these holds the same run.
 NOT_IDENTITY = frozenset({
     "data_dir", "log_dir", "save_freq", "steps_per_execution", "eval_batch_size", "distribution_strategy",
-    "num_gpus", "mixed_precision", "jit_compile", "deterministic",
+    "num_gpus", "mixed_precision", "jit_compile", "deterministic", "profile_steps",
 })
 
 # Settings whose change gives the model or optimizer other variables: --resume cannot carry a checkpoint across them.
@@ -81,10 +81,11 @@ class RunConfig:
     mixed_precision: str = "auto"  # auto, off, float16, bfloat16; resolved: off, float16 or bfloat16
     jit_compile: str = "auto"  # auto, on, off (XLA); resolved: on or off
     steps_per_execution: Union[int, str] = "auto"  # training steps per tf.function call; auto: about 0.25 s per call
+    profile_steps: Optional[tuple] = None  # (first, last): trace these training steps for TensorBoard's Profile tab
 
     def __post_init__(self):
         # JSON and argparse give lists; the record holds tuples, so equal settings compare equal.
-        for name in ("image_size", "lr_decay_at"):
+        for name in ("image_size", "lr_decay_at", "profile_steps"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -165,6 +166,9 @@ def check(config):
         raise ConfigError("--fine_tune_at unfreezes part of a frozen backbone: it needs --freeze_backbone")
     if config.fine_tune_steps and config.fine_tune_epochs:
         raise ConfigError("give --fine_tune_steps or --fine_tune_epochs, not both")
+    if config.profile_steps is not None and not 0 < config.profile_steps[0] <= config.profile_steps[1]:
+        raise ConfigError(f"--profile_steps {' '.join(map(str, config.profile_steps))}: give FIRST LAST with "
+                          "1 <= FIRST <= LAST")
     if config.deterministic and config.jit_compile == "on":
         raise ConfigError("--deterministic and --jit_compile on do not mix: XLA has no deterministic max-pooling "
                           "gradient (TF 2.21)")
@@ -199,6 +203,8 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
             _steps(config.fine_tune_epochs, num_train_images, config.batch_size) if config.fine_tune_epochs
             else train_steps)
         fine_tune_rate = config.fine_tune_learning_rate or learning_rate / 10
+    if config.profile_steps and config.profile_steps[1] > train_steps + (fine_tune_steps or 0):
+        raise ConfigError(f"--profile_steps ends at step {config.profile_steps[1]}, after the run's last step")
     options = dict(config.model_options)
     if transfer:
         options.setdefault("weights", "imagenet")

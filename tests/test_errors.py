@@ -57,8 +57,15 @@ def _assert_one_line_error(capsys, argv, message, *must_not_exist):
     (["--mode", "test", "--checkpoint", "/nonexistent/run"], "--checkpoint /nonexistent/run does not exist"),
     (["--mode", "predict", "--checkpoint", "/nonexistent/run"], "--mode predict needs --images"),
     (["--model", "resnet50_imagenet", "--fine_tune_at", "0.1"], "--fine_tune_at unfreezes part of a frozen backbone"),
+    (["--profile_steps", "5", "3"], "--profile_steps 5 3: give FIRST LAST with 1 <= FIRST <= LAST"),
+    (["--profile_steps", "0", "3"], "argument --profile_steps: must be a positive integer, got 0"),
+    (["--train_steps", "10", "--report_freq", "5", "--batch_size", "5", "--profile_steps", "8", "12", "--data_dir",
+      "TINY_CIFAR"],
+     "--profile_steps ends at step 12, after the run's last step"),
 ])
-def test_bad_flags(capsys, tmp_path, argv, message):
+def test_bad_flags(capsys, tmp_path, argv, message, request):
+    if "TINY_CIFAR" in argv:  # a check that needs the data (how many steps the run has)
+        argv = [str(request.getfixturevalue("cifar_archive")) if word == "TINY_CIFAR" else word for word in argv]
     _assert_one_line_error(capsys, argv + ["--log_dir", str(tmp_path / "run")], message, tmp_path / "run")
 
 

@@ -1,5 +1,6 @@
 """TensorBoard as the window onto a run: hparams session, confusion matrix and mistakes, learning-rate steps."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -116,3 +117,28 @@ def test_a_tested_model_is_placed_at_the_step_it_was_saved(tmp_path):
     assert cifar10_main.trained_step(str(tmp_path), str(tmp_path / "latest.keras")) == 8
     assert cifar10_main.trained_step(str(tmp_path), str(tmp_path / "best.keras")) == 4
     assert cifar10_main.trained_step(str(tmp_path / "elsewhere"), "model.keras") == 0  # no metrics: step 0
+
+
+def test_profile_steps_trace_exactly_those_steps_for_the_profile_tab(tmp_path, monkeypatch):
+    import importlib.util
+
+    import cifar10_train
+    from test_train import _config, _tiny_data
+
+    assert importlib.util.find_spec("tensorboard_plugin_profile"), "requirements.txt installs the Profile tab"
+    config = _config(tmp_path / "run", model="jin_cnn", train_steps=6, report_freq=6, steps_per_execution=3,
+                     profile_steps=(2, 4))
+    cifar10_train.train(config, _tiny_data(), verbose=0)
+    assert glob.glob(str(tmp_path / "run" / "train" / "plugins" / "profile" / "*" / "*.xplane.pb"))
+    # Calls end where the trace starts (before step 2) and stops (after step 4): it holds steps 2 to 4 only.
+    events, real = [], cifar10_train.build_step_functions
+
+    def recording(*args, **kwargs):
+        train_steps_fn, eval_batch_fn = real(*args, **kwargs)
+        return (lambda iterator, n: events.append(int(n)) or train_steps_fn(iterator, n)), eval_batch_fn
+
+    monkeypatch.setattr(cifar10_train, "build_step_functions", recording)
+    monkeypatch.setattr(tf.profiler.experimental, "start", lambda folder: events.append("start"))
+    monkeypatch.setattr(tf.profiler.experimental, "stop", lambda: events.append("stop"))
+    cifar10_train.train(dataclasses.replace(config, log_dir=str(tmp_path / "again")), _tiny_data(), verbose=0)
+    assert events == [1, "start", 3, "stop", 2]
