@@ -25,6 +25,18 @@ def test_throughput_measures_every_requested_row(capsys, monkeypatch):
         return (lambda iterator, n: trained.append(int(n)) or train_steps_fn(iterator, n)), eval_batch_fn
 
     monkeypatch.setattr(throughput.cifar10_train, "build_step_functions", counting)
+    pulled = []
+    real_pipeline = throughput.pipeline_dataset
+
+    class Counting:  # the pipeline-alone dataset, counting the batches taken from it
+        def __init__(self, dataset):
+            self.dataset = dataset
+
+        def __iter__(self):
+            iterator = iter(self.dataset)
+            return (pulled.append(1) or batch for batch in iterator)
+
+    monkeypatch.setattr(throughput, "pipeline_dataset", lambda *args: Counting(real_pipeline(*args)))
     rates = throughput.main(["--models", "lenet5", "--feeds", "default", "ceiling", "--steps", "4",
                              "--warmup", "1", "--rounds", "2", "--batch_size", "16", "--num_images", "64",
                              "--matmul_size", "64"])
@@ -33,7 +45,8 @@ def test_throughput_measures_every_requested_row(capsys, monkeypatch):
     # Two rounds of 2 steps of 16 images per row, each round timed at 0.25 s: 128 images/s.
     assert rates["lenet5"]["default"] == rates["lenet5"]["ceiling"] == pytest.approx(2 * 16 / 0.25)
     assert trained == [1] * 10  # per row a 1-step warm-up, then 2 rounds of 2 steps, one step per call
-    assert rates["lenet5"]["pipeline_only"] == pytest.approx(200 * 16 / 0.25)  # 200 batches of 16
+    assert rates["lenet5"]["pipeline_only"] == pytest.approx(200 * 16 / 0.25)  # 200 batches of 16 in 0.25 s
+    assert len(pulled) == 1 + 200  # one untimed, then the 200 it counts
     assert "   128.0 images/s" in out and "default / ceiling" in out and "peak resident memory" in out
     # The peak: a 64x64 matmul (2 x 64^3 FLOPs) timed at 0.25 s; MFU = images/s x FLOPs per image / peak.
     peak = 2 * 64 ** 3 / 0.25 / 1e9
