@@ -453,10 +453,10 @@ def load_run(args):
     return model, model_path, run_dir, config, info
 
 
-def run_test(args):
-    model, model_path, run_dir, config, info = load_run(args)
+def evaluate_run(model, config, info, data_dir=None, eval_batch_size=500):
+    """A run's model on its dataset's test images, read and preprocessed as in training: (dataset, result)."""
     dataset = datasets.load_dataset(
-        config.dataset, args.data_dir or config.data_dir, info.input_shape,
+        config.dataset, data_dir or config.data_dir, info.input_shape,
         validation_split=run_config.default_split(config) or run_config.FOLDER_TEST_SPLIT, seed=config.seed,
         image_size=info.stored_size if config.dataset == "folder" else None,
         keep_aspect=augment.recipe(config.augment).crop_to_evaluate)
@@ -464,8 +464,13 @@ def run_test(args):
     if tuple(dataset["x_test"].shape[1:]) != tuple(stored):
         raise cifar10_input.DataError(
             f"test images are {dataset['x_test'].shape[1:]} but the run was trained on {tuple(stored)}")
-    result = cifar10_test.evaluate(model, dataset["x_test"], dataset["y_test"], config.augment, info.norm,
-                                   args.eval_batch_size, output_size=info.input_shape[:2])
+    return dataset, cifar10_test.evaluate(model, dataset["x_test"], dataset["y_test"], config.augment, info.norm,
+                                          eval_batch_size, output_size=info.input_shape[:2])
+
+
+def run_test(args):
+    model, model_path, run_dir, config, info = load_run(args)
+    dataset, result = evaluate_run(model, config, info, args.data_dir, args.eval_batch_size)
     output = args.output or run_dir
     written = cifar10_test.write_predictions(
         result["probabilities"], dataset["y_test"], info.class_names, output, files=dataset.get("files_test"))

@@ -1,0 +1,49 @@
+"""Shipped weights: a finished run becomes pretrained/<name>/ with a manifest that an evaluation can check."""
+
+import json
+
+import pytest
+
+import cifar10_main
+from experiments import ship_weights
+
+
+@pytest.fixture
+def finished_run(cifar_archive, tmp_path):
+    log_dir = tmp_path / "run"
+    assert cifar10_main.main(["--data_dir", str(cifar_archive), "--model", "jin_cnn", "--train_steps", "4",
+                              "--report_freq", "2", "--batch_size", "5", "--mixed_precision", "off",
+                              "--log_dir", str(log_dir)]) == 0
+    return log_dir
+
+
+def test_a_shipped_run_scores_its_manifest_and_a_changed_file_does_not(finished_run, cifar_archive, tmp_path, capsys):
+    root = tmp_path / "pretrained"
+    assert ship_weights.main([str(finished_run), "tiny", "--data_dir", str(cifar_archive), "--root", str(root)]) == 0
+    manifest = json.loads((root / "tiny" / "manifest.json").read_text())
+    assert manifest["steps"] == 4 and manifest["model"] == "jin_cnn" and manifest["test"]["num_images"] == 7
+    assert manifest["weights_sha256"] == ship_weights.file_sha256(root / "tiny" / "tiny.keras")
+    # The same figures as --mode test on the shipped file (its config.json sits beside it).
+    assert cifar10_main.main(["--mode", "test", "--checkpoint", str(root / "tiny" / "tiny.keras"),
+                              "--data_dir", str(cifar_archive), "--output", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "test_metrics.json").read_text())["accuracy"] == \
+        pytest.approx(manifest["test"]["accuracy"])
+    assert ship_weights.main(["--check", str(root / "tiny"), "--data_dir", str(cifar_archive)]) == 0
+    # A manifest that claims one more correct image, or weights that changed, no longer check.
+    manifest["test"]["correct"] += 1
+    (root / "tiny" / "manifest.json").write_text(json.dumps(manifest))
+    assert ship_weights.check(str(root / "tiny"), str(cifar_archive)) == [
+        f"{manifest['test']['correct'] - 1} of 7 test images right, the manifest says {manifest['test']['correct']} of 7"]
+    (root / "tiny" / "tiny.keras").write_bytes((root / "tiny" / "tiny.keras").read_bytes() + b"\0")
+    assert any("sha256 differs" in p for p in ship_weights.check(str(root / "tiny"), str(cifar_archive)))
+
+
+def test_an_unfinished_run_is_not_shipped(finished_run, cifar_archive, tmp_path, capsys):
+    config = json.loads((finished_run / "config.json").read_text())
+    config["run"]["train_steps"] = 8  # as if it had stopped at step 4 of 8
+    (finished_run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit) as exit_info:
+        ship_weights.main([str(finished_run), "tiny", "--root", str(tmp_path / "pretrained")])
+    assert exit_info.value.code == 2
+    assert "stopped at step 4 of 8: only a finished run is shipped" in capsys.readouterr().err
+    assert not (tmp_path / "pretrained").exists()
