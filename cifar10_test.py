@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 import cifar10_input
+import resnet  # noqa: F401  (registers the suite's layers, which saved .keras models name)
 import run_folder
 
 

@@ -28,12 +28,14 @@ pass ``L2(weight_decay / 2)`` to make ``--weight_decay`` mean what the paper
 means (the old Keras CIFAR example's ``l2(1e-4)`` is in effect 2e-4).
 """
 
+import contextlib
 import dataclasses
 import math
 import os
 from typing import Callable, Optional
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 BN_MOMENTUM = 0.9  # as in tensorflow/models' CIFAR ResNet; Keras' 0.99 lags on short runs
@@ -57,8 +59,51 @@ def _conv(x, filters, kernel_size, strides, weight_decay, name):
     )(x)
 
 
+@keras.saving.register_keras_serializable(package="resnet_suite")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """Keras' BatchNormalization computed by TensorFlow's fused kernel (one op forward, one backward).
+
+    Keras 3 builds batch norm from separate moments, normalisation and casts (it dropped ``fused``),
+    which on a CPU costs ResNet-20's training step a large share of its time (benchmarks/throughput.py's
+    keras_bn rows measure the difference side by side). Same variables (a checkpoint of either layer
+    restores into the other), same arithmetic up to rounding: batch
+    statistics with the biased variance, moving averages as Keras updates them. Anything but a 4-D
+    channels-last input without a mask takes Keras' own path.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.center and self.scale):
+            return super().call(inputs, training, mask)
+        if training and self.trainable:
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
+            count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), variance.dtype)
+            variance = variance * (count - 1.0) / count  # the kernel returns the unbiased variance; Keras keeps biased
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+            return outputs
+        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance, epsilon=self.epsilon,
+            is_training=False)
+        return outputs
+
+
+_batch_norm_class = FusedBatchNormalization
+
+
+@contextlib.contextmanager
+def keras_batch_norm():
+    """Models built inside use Keras' own BatchNormalization: the benchmark's row that measures the difference."""
+    global _batch_norm_class
+    _batch_norm_class = layers.BatchNormalization
+    try:
+        yield
+    finally:
+        _batch_norm_class = FusedBatchNormalization
+
+
 def _bn(x, name):
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+    return _batch_norm_class(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
 
 
 SHORTCUTS = ("A", "A_avgpool", "B")

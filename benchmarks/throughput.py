@@ -12,7 +12,9 @@ For each model, images/s of the engine's training step (cifar10_train.build_step
                       (bfloat16 on CPUs with native bfloat16, float16 on GPUs);
   xla                 the default pipeline with the step compiled by XLA;
   auto                the default pipeline with what --mixed_precision/--jit_compile/
-                      --steps_per_execution auto pick.
+                      --steps_per_execution auto pick;
+  keras_bn(_mixed)    the default pipeline (in float32, or in the mixed precision row's) with
+                      Keras' own BatchNormalization instead of the suite's fused one.
 Then the input pipeline alone (no model), and the ratios the issue sets targets for. Every row
 is warmed up (tracing, first batches) before it is timed; then the rows take turns for
 --rounds rounds in one process and each row's median round counts.
@@ -23,6 +25,7 @@ speed of a large matmul in float32 and bfloat16. For resnet20, a last row runs t
 in PyTorch eager (benchmarks/pytorch_peer.py) when PyTorch is importable, or says how to get it.
 """
 
+import contextlib
 import os
 import resource
 import sys
@@ -42,7 +45,8 @@ import cifar10_train  # noqa: E402
 import resnet  # noqa: E402
 import run_config  # noqa: E402
 
-FEEDS = ("default", "imagedatagenerator", "ceiling", "mixed_precision", "xla", "auto")
+FEEDS = ("default", "imagedatagenerator", "ceiling", "mixed_precision", "xla", "auto", "keras_bn",
+         "keras_bn_mixed")
 
 
 def load_images(data_dir, count, shape):
@@ -116,6 +120,7 @@ def measure_model(name, args, images, labels, peaks):
         "default": ("off", False), "imagedatagenerator": ("off", False), "ceiling": ("off", False),
         "mixed_precision": (mixed, False), "xla": ("off", True),
         "auto": (auto_precision, False),  # run_config.resolve: jit_compile auto -> off
+        "keras_bn": ("off", False), "keras_bn_mixed": (mixed, False),
     }
     one_batch = (augment.normalize(images[:batch], norm), labels[:batch])
     runners = {}
@@ -124,7 +129,8 @@ def measure_model(name, args, images, labels, peaks):
     for feed in args.feeds:
         precision, jit = settings[feed]
         config = run_config.RunConfig(model=name, mixed_precision=precision)
-        model = cifar10_train.build_for_training(config, images.shape[1:], 10)
+        with resnet.keras_batch_norm() if feed.startswith("keras_bn") else contextlib.nullcontext():
+            model = cifar10_train.build_for_training(config, images.shape[1:], 10)
         optimizer = cifar10_train.make_optimizer(config, precision == "float16", 0.01)
         train_steps_fn, _ = cifar10_train.build_step_functions(
             model, optimizer, tf.distribute.get_strategy(), batch, precision == "float16", jit)
@@ -189,6 +195,8 @@ def print_ratios(name, rates):
     ratio("pipeline_only", "default", "pipeline alone / default", "(target >= 10)")
     ratio("mixed_precision", "default", "mixed precision / float32")
     ratio("xla", "default", "XLA / no XLA")
+    ratio("default", "keras_bn", "fused / Keras batch norm, float32")
+    ratio("mixed_precision", "keras_bn_mixed", "fused / Keras batch norm, mixed")
     ratio("auto", "default", "auto / all off", "(target >= 1: auto never slows)")
     ratio("default", "pytorch", "default / pytorch eager (peer)", "(target >= 1)")
     ratio("mixed_precision", "pytorch", "mixed precision / pytorch eager")

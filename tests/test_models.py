@@ -226,3 +226,48 @@ def test_multiply_adds_are_counted_from_the_layers():
     assert resnet.multiply_adds(resnet.build_model("resnet110", (32, 32, 3), 10)) == pytest.approx(253e6, rel=0.01)
     backbone = resnet.build_model("resnet50_imagenet", (224, 224, 3), 1000, weights="none")
     assert resnet.multiply_adds(backbone) == pytest.approx(3.8e9, rel=0.02)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batch_norm_computes_what_keras_batch_norm_does(policy, tmp_path):
+    """Forward in training and inference, the moving statistics (biased variance) and every gradient."""
+    x = tf.constant(np.random.RandomState(0).normal(2.0, 3.0, (4, 5, 5, 6)).astype(np.float32))
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        ours = resnet.FusedBatchNormalization(momentum=0.9, epsilon=1e-5)
+        theirs = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for layer in (ours, theirs):
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 6))
+        layer.beta.assign(np.linspace(-1, 1, 6))
+    weights = tf.range(6.0)
+    results = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.cast(layer(x, training=True), tf.float32)
+            loss = tf.reduce_sum(y * y * weights)
+        results.append([y, *tape.gradient(loss, [x, layer.gamma, layer.beta]), layer.moving_mean, layer.moving_variance,
+                        tf.cast(layer(x, training=False), tf.float32)])
+    tolerance = 1e-5 if policy == "float32" else 2e-2
+    for a, b in zip(*results):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tolerance, atol=tolerance * 10)
+    assert ours(x, training=True).dtype == theirs(x, training=True).dtype
+
+
+def test_models_with_fused_batch_norm_save_and_load(tmp_path):
+    import cifar10_test
+
+    model = resnet.build_model("resnet20", (32, 32, 3), 10)
+    assert any(isinstance(layer, resnet.FusedBatchNormalization) for layer in model.layers)
+    model.save(tmp_path / "m.keras")
+    loaded = cifar10_test.load_model(str(tmp_path / "m.keras"))
+    x = np.random.RandomState(1).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(model(x, training=False), loaded(x, training=False))
+    with resnet.keras_batch_norm():  # the benchmark's comparison row
+        plain = resnet.build_model("resnet20", (32, 32, 3), 10)
+    kinds = {type(layer) for layer in plain.layers}
+    assert keras.layers.BatchNormalization in kinds and resnet.FusedBatchNormalization not in kinds
+    assert resnet.FusedBatchNormalization in {type(layer) for layer in resnet.build_model("resnet20", (32, 32, 3), 10).layers}
