@@ -63,6 +63,36 @@ def test_an_overflow_on_one_replica_makes_every_replica_skip_the_step():
     assert normal == dict(finite=True, scales=[2.0 ** 14] * 2, applied=1)  # the next good step is applied
 
 
+# ResNet-20 (fused batch norm) through the engine on two logical CPUs.
+TWO_REPLICAS_BATCH_NORM = """import json, sys
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import cifar10_train, run_config, resnet
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+rng = np.random.RandomState(0)
+x = rng.randint(0, 256, (32, 16, 16, 3), dtype=np.uint8); y = rng.randint(0, 4, 32).astype(np.int32)
+data = {"x_train": x, "y_train": y, "x_val": x[:8], "y_val": y[:8], "class_names": list("abcd"), "validation": "first 8"}
+config = run_config.resolve(run_config.RunConfig(model="resnet20", train_steps=2, report_freq=2, batch_size=8,
+                            augment="none", mixed_precision="off", log_dir=sys.argv[1], eval_batch_size=8,
+                            steps_per_execution=1), 32, replicas=2)
+result = cifar10_train.train(config, data, strategy, verbose=0)
+bn = next(l for l in result["model"].layers if isinstance(l, resnet.FusedBatchNormalization))
+copies = [v.numpy() for v in strategy.experimental_local_results(bn.moving_mean.value)]
+print(json.dumps({"finite": bool(np.isfinite(result["train_loss"])), "moved": bool(np.abs(copies[0]).sum() > 0),
+                  "replicas_differ": bool(not np.allclose(copies[0], copies[1]))}))
+"""
+
+
+def test_batch_norm_on_two_replicas_trains_and_each_keeps_its_own_statistics(tmp_path):
+    """As in He et al.'s multi-GPU training, batch statistics are per replica (README: Several devices)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", TWO_REPLICAS_BATCH_NORM, str(tmp_path / "run")], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"finite": True, "moved": True, "replicas_differ": True}
+
+
 class _Overflowing(keras.optimizers.LossScaleOptimizer):
     """A loss scale far beyond float16's range: every step of a small run overflows and is skipped."""
 
