@@ -103,8 +103,9 @@ def machine():
     gpus = tf.config.list_physical_devices("GPU")
     commit, dirty = provenance.git_state()
     return (f"{provenance.cpu_model()}, {os.cpu_count()} CPU cores, {len(gpus)} GPU(s), Python "
-            f"{platform.python_version()}, TF {tf.__version__}, mixed precision auto = "
-            f"{cifar10_train.resolve_mixed_precision('auto')}; code at commit {commit[:10]}"
+            f"{platform.python_version()}, TF {tf.__version__}, mixed precision candidates for auto: "
+            f"{'/'.join(cifar10_train.precision_candidates())} (each run's precision is under Provenance); "
+            f"code at commit {commit[:10]}"
             f"{' with uncommitted changes' if dirty else ''}")
 
 
@@ -216,8 +217,9 @@ def _session_text(session):
         return f"from step {session.get('from_step', 0)}: {session.get('commit')}"
     state = "uncommitted changes" if session["dirty"] else "clean"
     gpus = ", ".join(session["gpus"]) or "no GPU"
+    precision = f", precision {session['mixed_precision']}" if "mixed_precision" in session else ""
     return (f"from step {session['from_step']} on {session['started']}: commit {session['commit'][:10]} ({state}), "
-            f"{session['cpu']} x {session['cpu_cores']} cores, {gpus}, Python {session['python']}, "
+            f"{session['cpu']} x {session['cpu_cores']} cores, {gpus}{precision}, Python {session['python']}, "
             f"TF {session['tensorflow']}, Keras {session['keras']}; data sha256 {session['data_sha256']}; "
             f"`{session['command']}`")
 

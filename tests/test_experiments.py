@@ -108,9 +108,11 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     finals = metrics[metrics["run"] == "k2"].groupby("seed")["val_accuracy"].last()
     assert f"| final test accuracy, k = 2 | n/a | {finals.mean():.4f} ± {finals.std():.4f} (n = 2) |" in report
     assert "REDUCED (tiny)" in report and "python -m experiments.jin --tiny" in report
-    # Provenance: the commit of this code, the CPU, the sha256 of the data.
+    # Provenance: the commit of this code, the CPU, each session's precision, the sha256 of the data.
     commit, _ = provenance.git_state()
     assert f"commit {commit[:10]}" in report and provenance.cpu_model() in report
+    jin_precision = run_folder.saved_config(str(results / "k2" / "seed1"))[0].mixed_precision
+    assert f"no GPU, precision {jin_precision}, Python" in report
     assert hashlib.sha256((cifar_archive / "cifar-10-python.tar.gz").read_bytes()).hexdigest() in report
     capsys.readouterr()
     # Again: every run is found finished and reused, nothing retrains and no file of a run changes.
