@@ -252,8 +252,8 @@ def build_parser():
     hardware.add_argument("--mixed_precision", choices=cifar10_train.PRECISIONS, default=DEFAULTS.mixed_precision,
                           help="compute in 16 bits, weights in 32: float16 (GPU, with loss scaling) or bfloat16 (GPUs, "
                                "and CPUs with AVX512_BF16/AMX: 1.06-2.56x faster on a 2-core such CPU, see "
-                               "benchmarks/README.md). auto: on GPUs bfloat16 from compute capability 8.0, float16 on "
-                               "7.x, else off; on CPUs bfloat16 with native bfloat16, else off (the default)")
+                               "benchmarks/README.md). auto (the default): the faster of those that can pay here, timed once "
+                               "per model, batch and machine and cached (README: Speed)")
     hardware.add_argument("--jit_compile", choices=("auto", "on", "off"), default=DEFAULTS.jit_compile,
                           help="compile the training step with XLA. Helps on GPUs for many models; made ResNet-20 2x "
                                "slower on a CPU. auto (the default): off")
@@ -479,9 +479,10 @@ def run_test(args):
     metrics.update(model_file=os.path.abspath(model_path), trained_step=step, num_images=int(len(dataset["y_test"])),
                    pretrained=config.pretrained)
     run_folder.write_json(os.path.join(output, run_folder.TEST_METRICS), metrics)
-    summaries.write_evaluation_images(run_dir, "test", step, dataset["x_test"], dataset["y_test"],
+    # TensorBoard's test/ goes beside the run's train/, or into --output (the run folder is then left alone).
+    summaries.write_evaluation_images(output, "test", step, dataset["x_test"], dataset["y_test"],
                                       result["probabilities"], info.class_names)
-    summaries.write_test_scalars(run_dir, step, metrics)
+    summaries.write_test_scalars(output, step, metrics)
     print(f"Test on {len(dataset['y_test'])} images with {model_path}: loss {result['loss']:.4f}, "
           f"accuracy {result['accuracy']:.4f}, error {result['error']:.4f}")
     print(f"Wrote {written['probabilities']} {list(result['probabilities'].shape)}, {written['predictions']} and "

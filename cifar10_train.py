@@ -139,8 +139,12 @@ def auto_precision(config, input_shape, replicas=1, measure=None):
     rates = {precision: round(float(measure(precision)), 1) for precision in candidates}
     choice = max(rates, key=rates.get)
     cache[key] = {"choice": choice, "images_per_sec": rates, "measured": time.strftime("%Y-%m-%d")}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    run_folder.write_json(path, cache)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        run_folder.write_json(path, cache)
+    except OSError as error:  # a read-only home: the run goes on, the next one measures again
+        print(f"warning: cannot keep the precision measurement in {path} ({error.strerror})", file=sys.stderr)
+        return choice, rates, "measured now, not cached"
     return choice, rates, f"measured now, cached in {path}"
 
 
@@ -802,7 +806,7 @@ class _Pacer:
         try:
             totals, steps_run, last = train_steps_fn(iterator, tf.constant(num_steps))
             totals, self.steps_run, self.last_batch = totals.numpy(), int(steps_run), last.numpy()
-        finally:  # also on Ctrl-C or a NaN: a profiler left running would refuse the next run's
+        finally:  # also on Ctrl-C or an error: a profiler left running would refuse the next run's
             if self.profiling and (step + num_steps >= self.profile_steps[1] or sys.exc_info()[0]):
                 tf.profiler.experimental.stop()
                 self.profiling = False

@@ -202,6 +202,7 @@ def test_train_then_test_from_the_command_line(capsys, cifar_archive, tmp_path):
                          "--output", str(tmp_path / "elsewhere"))
     assert code == 0, err
     assert (tmp_path / "elsewhere" / "test_predictions.csv").exists()
+    assert glob.glob(str(tmp_path / "elsewhere" / "test" / "events.out.tfevents.*"))  # TensorBoard's test/ too
 
 
 def test_help_explains_every_flag(capsys):
