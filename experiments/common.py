@@ -98,6 +98,12 @@ def build_parser(module):
     return parser
 
 
+def hardware():
+    """The machine in a few words: CPU model, cores, GPUs."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"{provenance.cpu_model()}, {os.cpu_count()} CPU cores" + (f", {len(gpus)} GPU(s)" if gpus else ", no GPU")
+
+
 def machine():
     """One line naming the machine and code that wrote a report (each run's own are under Provenance)."""
     gpus = tf.config.list_physical_devices("GPU")
@@ -153,6 +159,20 @@ def report_table(rows):
         shown = "n/a" if paper is None else (f"{paper:g}" if isinstance(paper, float) else str(paper))
         lines.append(f"| {row['quantity']} | {shown} | {ours} | {difference} | {settings} |")
     return "\n".join(lines)
+
+
+def numbers_frame(rows, module, mode, metrics):
+    """The report's rows as data (numbers.csv): what experiments/results_table.py builds the README's table from."""
+    wall_hours = (metrics.groupby(["run", "seed"])["elapsed_sec"].max().sum() / 3600
+                  if "elapsed_sec" in metrics else float("nan"))
+    records = []
+    for row in rows:
+        mean, sd, n = summary(row.get("ours"))
+        records.append({"paper": module.TITLE, "mode": mode, "quantity": row["quantity"], "paper_value": row.get("paper"),
+                        "ours_mean": mean, "ours_sd": sd, "n": n, "comparable": row.get("comparable", True),
+                        "test_images": row.get("test_images"), "settings": row.get("settings", ""),
+                        "hardware": hardware(), "wall_hours": wall_hours, "date": datetime.date.today().isoformat()})
+    return pd.DataFrame(records)
 
 
 def write_report(path, module, mode, command, rows, figures, notes, runs, results_dir):
@@ -287,6 +307,8 @@ def main(module, argv=None):
                + (f" --seeds {args.seeds}" if args.seeds > 1 else ""))
     report = os.path.join(results_dir, "report.md")
     write_report(report, module, mode, command, rows, figures, notes, runs, results_dir)
+    numbers = numbers_frame(rows, module, mode, metrics)
+    run_folder.atomic_write(os.path.join(results_dir, "numbers.csv"), lambda temp: numbers.to_csv(temp, index=False))
     print(f"\nWrote {report}, metrics.csv and {len(figures)} figure(s) in {results_dir}")
     print(report_table(rows))
     return 0

@@ -108,6 +108,9 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     finals = metrics[metrics["run"] == "k2"].groupby("seed")["val_accuracy"].last()
     assert f"| final test accuracy, k = 2 | n/a | {finals.mean():.4f} ± {finals.std():.4f} (n = 2) |" in report
     assert "REDUCED (tiny)" in report and "python -m experiments.jin --tiny" in report
+    numbers = pd.read_csv(results / "numbers.csv")  # the report's rows as data, for the README's table
+    k2 = numbers[numbers["quantity"] == "final test accuracy, k = 2"].iloc[0]
+    assert (k2["ours_mean"], k2["n"], k2["mode"]) == (pytest.approx(finals.mean()), 2, "tiny")
     # Provenance: the commit of this code, the CPU, each session's precision, the sha256 of the data.
     commit, _ = provenance.git_state()
     assert f"commit {commit[:10]}" in report and provenance.cpu_model() in report
@@ -154,3 +157,31 @@ def test_liang_run_follows_his_text_and_wenxinxus_defaults():
     # The rate of the update with 0-based index i; wenxinxu decays after the update of index 40000, as Keras does.
     assert [float(schedule(i)) for i in (9774, 40000, 40001, 60000, 60001)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
     assert 9775 % resolved.report_freq == 0  # step 9775 is a report
+
+
+def test_the_readme_results_table_is_built_from_full_mode_numbers(tmp_path):
+    from experiments import results_table
+
+    def numbers(paper, mode, rows):
+        folder = tmp_path / "results" / paper
+        folder.mkdir(parents=True)
+        pd.DataFrame([dict(paper=paper, mode=mode, comparable=True, hardware="AMD EPYC, 2 CPU cores, no GPU",
+                           wall_hours=4.25, date="2026-11-24", **row) for row in rows]).to_csv(folder / "numbers.csv")
+
+    numbers("He", "full", [
+        dict(quantity="ResNet-20 test error", paper_value=0.0875, ours_mean=0.0912, ours_sd=0.0021, n=3,
+             test_images=10000, settings="JPEG CIFAR-10"),
+        dict(quantity="ResNet-110 test error", paper_value=0.0643, ours_mean=float("nan"), ours_sd=float("nan"), n=0,
+             test_images=None, settings="not run here: `python cifar10_main.py --model resnet110`")])
+    numbers("Quick", "quick", [dict(quantity="x", paper_value=1.0, ours_mean=0.5, ours_sd=0.1, n=2, test_images=None,
+                                    settings="")])
+    text = results_table.table(str(tmp_path / "results"))
+    lines = text.splitlines()
+    assert len(lines) == 4 and "Quick" not in text  # quick-mode numbers are no reproduction
+    assert lines[2] == ("| He | ResNet-20 test error | 0.0875 | 0.0912 ± 0.0021 (3), binomial s.e. 0.0029 | JPEG CIFAR-10 | "
+                        "AMD EPYC, 2 CPU cores, no GPU | 4.2 h, 2026-11-24 |")
+    assert lines[3].startswith("| He | ResNet-110 test error | 0.0643 | not run here | not run here: `python")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n{results_table.BEGIN}\nold\n{results_table.END}\nafter\n")
+    results_table.update(str(readme), text)
+    assert readme.read_text() == f"# title\n{results_table.BEGIN}\n{text}\n{results_table.END}\nafter\n"
