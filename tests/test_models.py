@@ -228,7 +228,7 @@ def test_multiply_adds_are_counted_from_the_layers():
     assert resnet.multiply_adds(backbone) == pytest.approx(3.8e9, rel=0.02)
 
 
-@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
 def test_fused_batch_norm_computes_what_keras_batch_norm_does(policy, tmp_path):
     """Forward in training and inference, the moving statistics (biased variance) and every gradient."""
     x = tf.constant(np.random.RandomState(0).normal(2.0, 3.0, (4, 5, 5, 6)).astype(np.float32))
