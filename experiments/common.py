@@ -331,6 +331,27 @@ def best(metrics, run, column):
     return per_seed(metrics, run, column, lambda rows, c: rows[c].max())
 
 
+def late_gain(metrics, run, column, fraction=0.2):
+    """How much the best ``column`` of the last ``fraction`` of a run's steps beats the best before them, per seed:
+    near zero (or below) when the curve has plateaued, the plateau rule of the reproductions."""
+
+    def gain(rows, c):
+        late = rows["step"] > rows["step"].max() * (1 - fraction)
+        return rows.loc[late, c].max() - rows.loc[~late, c].max() if late.any() and (~late).any() else np.nan
+
+    return per_seed(metrics, run, column, gain)
+
+
+def plateau_verdict(gains, test_images):
+    """The plateau rule in words: plateaued when the mean late gain is below one binomial s.e. of the accuracy."""
+    mean, _, n = summary(gains)
+    if not n:
+        return "n/a"
+    threshold = (0.25 / test_images) ** 0.5  # the largest binomial s.e. (at accuracy 0.5): a conservative bound
+    return (f"plateaued: gain below {threshold:.4f} (one binomial s.e.)" if mean < threshold else
+            f"still rising: gain above {threshold:.4f} (one binomial s.e.); longer training would change this number")
+
+
 def at_step(metrics, run, column, step):
     """``column`` at the report nearest to ``step``, per seed."""
     return per_seed(metrics, run, column, lambda rows, c: rows.loc[(rows["step"] - step).abs().idxmin(), c])

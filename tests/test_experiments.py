@@ -185,3 +185,17 @@ def test_the_readme_results_table_is_built_from_full_mode_numbers(tmp_path):
     readme.write_text(f"# title\n{results_table.BEGIN}\nold\n{results_table.END}\nafter\n")
     results_table.update(str(readme), text)
     assert readme.read_text() == f"# title\n{results_table.BEGIN}\n{text}\n{results_table.END}\nafter\n"
+
+
+def test_the_plateau_rule_compares_the_last_fifth_of_a_curve_with_what_came_before():
+    from experiments import common
+
+    steps = np.arange(1, 11) * 100
+    flat = [0.5, 0.7, 0.8, 0.85, 0.86, 0.87, 0.87, 0.87, 0.871, 0.869]  # last 20%: steps 900-1000
+    rising = [0.5, 0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.78, 0.80, 0.83]
+    metrics = pd.DataFrame({"run": ["a"] * 10 + ["b"] * 10, "seed": 0, "step": np.tile(steps, 2),
+                            "val_accuracy": flat + rising})
+    np.testing.assert_allclose(common.late_gain(metrics, "a", "val_accuracy"), [0.871 - 0.87])
+    np.testing.assert_allclose(common.late_gain(metrics, "b", "val_accuracy"), [0.83 - 0.78])
+    assert common.plateau_verdict([0.001], 10000).startswith("plateaued: gain below 0.0050")
+    assert common.plateau_verdict([0.05], 10000).startswith("still rising")
