@@ -276,6 +276,8 @@ def main(module, argv=None):
         return 2
     if args.list:
         for run in runs:
+            if args.only and run.name not in args.only:
+                continue
             print(f"{run.folder}: {run_config.command(run.located(getattr(args, DATA_FLAGS[run.config.dataset]), results_dir))}")
         return 0
     notes = list(module.notes(mode)) if hasattr(module, "notes") else []

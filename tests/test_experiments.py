@@ -134,6 +134,10 @@ def test_unknown_only_run_is_a_clear_error(capsys, tmp_path):
 
     assert jin.main(["--tiny", "--only", "k9", "--results_dir", str(tmp_path)]) == 2
     assert "--only k9: no such run; runs are: k0, k1, k2, k4" in capsys.readouterr().err
+    # --list with --only lists the runs that command would train, each as its command.
+    assert jin.main(["--tiny", "--only", "k2", "--seeds", "2", "--list", "--results_dir", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in listed] == ["k2/seed0", "k2/seed1"]
 
 
 def test_liang_run_follows_his_text_and_wenxinxus_defaults():
