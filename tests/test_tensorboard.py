@@ -2,12 +2,14 @@
 
 import dataclasses
 import glob
+import gzip
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -27,7 +29,7 @@ def tiny_runs(tmp_path_factory):
     common = ["--data_dir", str(root / "data")]
     assert cifar10_main.main(common + ["--model", "jin_cnn", "--train_steps", "8", "--report_freq", "4",
                                        "--batch_size", "5", "--steps_per_execution", "3", "--mixed_precision", "off",
-                                       "--log_dir", str(log_dir)]) == 0
+                                       "--profile_steps", "2", "3", "--log_dir", str(log_dir)]) == 0
     assert cifar10_main.main(["--mode", "test", "--checkpoint", str(log_dir)]) == 0
     return root / "runs", log_dir
 
@@ -75,7 +77,8 @@ def _get(url, body=None, timeout=10):
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
+        content = response.read()
+        return json.loads(gzip.decompress(content) if response.headers.get("Content-Encoding") == "gzip" else content)
 
 
 def test_a_real_tensorboard_lists_the_run_its_hparams_metrics_and_images(tiny_runs):
@@ -104,6 +107,10 @@ def test_a_real_tensorboard_lists_the_run_its_hparams_metrics_and_images(tiny_ru
         assert {("validation", "accuracy"), ("validation", "best_accuracy"), ("test", "accuracy")} <= set(metrics)
         tags = _get(f"{base}/plugin/images/tags")
         assert {"confusion_matrix", "misclassified"} <= set(tags["tiny/test"]) and "augmentation" in tags["tiny/train"]
+        # The Profile tab lists the --profile_steps trace of the run's train/ with its tools.
+        (profiled,) = _get(f"{base}/plugin/profile/runs")
+        assert profiled.startswith("tiny/train/")
+        assert "trace_viewer@" in _get(f"{base}/plugin/profile/run_tools?run={urllib.parse.quote(profiled)}")
     finally:
         server.terminate()
         server.wait(timeout=30)
