@@ -56,7 +56,10 @@ def notes(mode):
         result.append("Compute plan: 64,000 steps x 128 images = 8.19M images, one seed. Measured for ResNet-20 in "
                       "float32 at batch 128 on a 2-core AMD EPYC (2026-11-23, benchmarks/throughput.py, idle machine): "
                       "367 images/s, so 6.2 hours of training plus about 3 minutes of validation every 1,000 steps; "
-                      "it spans sessions (--save_freq 500, the same command resumes). More seeds (--seeds 3) need "
+                      "it spans sessions (--save_freq 500, the same command resumes). It ran on several 2-core "
+                      "machines, from step 26,000 with the fused batch norm (same arithmetic, faster): each "
+                      "session's machine and commit are under Provenance, each report's speed in timing.csv "
+                      "(images_per_sec). More seeds (--seeds 3) need "
                       "3x that: not run here. ResNet-32 to 110 (Table 6): not run here; their commands and costs are "
                       "in the table above.")
     if mode != "full":
