@@ -18,6 +18,7 @@ report rows, with a ``run`` column), the figures as PNG, and ``report.md``.
 
 import dataclasses
 import datetime
+import math
 import os
 import platform
 import sys
@@ -89,6 +90,9 @@ def build_parser(module):
                         help="train only these runs (others are reused if present); with --force, retrain them")
     parser.add_argument("--force", action="store_true", help="retrain runs even if their folders hold them finished")
     parser.add_argument("--list", action="store_true", help="print the runs and their commands, then exit")
+    parser.add_argument("--plan", action="store_true",
+                        help="time each run's model on this machine, print the hours the runs need (written to "
+                             "plan.md, which the report then opens with), then exit")
     parser.add_argument("--results_dir", default=None, help="output folder (default results/<experiment>[_quick])")
     parser.add_argument("--cifar10_dir", default=None, help="CIFAR-10 for cifar10_main.py --data_dir (default: download)")
     parser.add_argument("--mnist_dir", default=None, help="MNIST for cifar10_main.py --data_dir (default: download)")
@@ -96,6 +100,70 @@ def build_parser(module):
     if hasattr(module, "add_arguments"):
         module.add_arguments(parser)
     return parser
+
+
+# The official sets' sizes, to plan steps before any data is read (an image folder is counted from its files).
+TRAIN_IMAGES = {"cifar10": 50000, "mnist": 60000}
+TEST_IMAGES = {"cifar10": 10000, "mnist": 10000}
+
+
+def compute_plan(runs, measure=None):
+    """The compute plan: per run, its steps, the images/s of its model on this machine and the hours that makes.
+
+    ``measure(config, input_shape) -> (images/s, precision)`` times the model alone (one in-memory batch, the run's
+    precision; auto measures as a run would) once per distinct model, options, batch and precision. Hours
+    = (training images + validations, a test image costing a third of a training one) / that rate: input
+    pipelines (ImageDataGenerator above all) make a run slower than this, never faster.
+    """
+    import resnet
+
+    measure = measure or _model_rate
+    rates, rows = {}, []
+    for run in runs:
+        config = run.config
+        images = TRAIN_IMAGES.get(config.dataset) or _count_images(config.data_dir)
+        steps = config.train_steps or math.ceil(config.epochs * images / config.batch_size)
+        shape = (*(config.image_size or resnet.MODELS[config.model].input_shape[:2]),
+                 resnet.MODELS[config.model].input_shape[-1])
+        key = (config.model, json_key(config.model_options), shape, config.batch_size, config.mixed_precision)
+        if key not in rates:
+            rates[key] = measure(config, shape)
+        rate, precision = rates[key]
+        validated = (steps // config.report_freq) * TEST_IMAGES.get(config.dataset, 0)
+        rows.append({"run": run.folder, "model": config.model, "steps": steps, "batch": config.batch_size,
+                     "precision": precision, "images_per_sec": round(rate, 1),
+                     "hours": (steps * config.batch_size + validated / 3) / rate / 3600})
+    return pd.DataFrame(rows)
+
+
+def json_key(options):
+    return tuple(sorted((k, str(v)) for k, v in options.items()))
+
+
+def _count_images(folder):
+    """Training images of an image folder, roughly (every image file below it), for planning only."""
+    extensions = (".jpg", ".jpeg", ".png", ".bmp")
+    return sum(name.lower().endswith(extensions) for _, _, names in os.walk(folder or ".") for name in names) or 1
+
+
+def _model_rate(config, shape):
+    """(images/s, precision) of a run's model alone, in the precision the run would use here."""
+    precision, rates = config.mixed_precision, None
+    if precision == "auto":
+        precision, rates, _ = cifar10_train.auto_precision(config, shape)
+    rate = rates[precision] if rates else cifar10_train._images_per_sec(config, shape, config.batch_size, precision)
+    return float(rate), precision
+
+
+def plan_text(plan):
+    """The plan as the markdown a report starts with."""
+    lines = [f"Measured on {hardware()}, {datetime.date.today().isoformat()}: each model alone on one in-memory batch, "
+             "so the hours are a lower bound.",
+             "", "| run | model | steps x batch | precision | images/s | hours |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['run']} | {r['model']} | {r['steps']} x {r['batch']} | {r['precision']} | {r['images_per_sec']:.0f} | "
+              f"{r['hours']:.2f} |" for r in plan.to_dict("records")]
+    lines += ["", f"Total: {plan['hours'].sum():.1f} hours for {len(plan)} run(s)."]
+    return "\n".join(lines)
 
 
 def hardware():
@@ -175,6 +243,11 @@ def numbers_frame(rows, module, mode, metrics):
     return pd.DataFrame(records)
 
 
+def _read(path):
+    with open(path) as handle:
+        return handle.read().strip()
+
+
 def write_report(path, module, mode, command, rows, figures, notes, runs, results_dir):
     """report.md: what was run, where, when, what was reduced, and the paper-vs-ours table."""
     commands = "\n".join(f"    {run_config.command(run.located('DATA', results_dir))}" for run in runs)
@@ -188,6 +261,8 @@ def write_report(path, module, mode, command, rows, figures, notes, runs, result
         f"- Machine: {machine()}",
         f"- Date: {datetime.date.today().isoformat()}",
         "",
+        *(["## Compute plan", "", _read(os.path.join(results_dir, "plan.md")), ""]
+          if os.path.exists(os.path.join(results_dir, "plan.md")) else []),
         "## Numbers",
         "",
         report_table(rows),
@@ -274,6 +349,13 @@ def main(module, argv=None):
         print(f"{name}: error: --only {' '.join(sorted(unknown))}: no such run; runs are: "
               f"{', '.join(run.name for run in runs)}", file=sys.stderr)
         return 2
+    if args.plan:
+        plan = compute_plan([run for run in runs if not args.only or run.name in args.only])
+        os.makedirs(results_dir, exist_ok=True)
+        text = plan_text(plan)
+        run_folder.write_text(os.path.join(results_dir, "plan.md"), text + "\n")
+        print(text)
+        return 0
     if args.list:
         for run in runs:
             if args.only and run.name not in args.only:

@@ -1,6 +1,7 @@
 """experiments/: run lists build and parse, the report computes differences, one experiment runs end to end."""
 
 import hashlib
+import json
 import importlib
 import shlex
 
@@ -203,3 +204,25 @@ def test_the_plateau_rule_compares_the_last_fifth_of_a_curve_with_what_came_befo
     np.testing.assert_allclose(common.late_gain(metrics, "b", "val_accuracy"), [0.83 - 0.78])
     assert common.plateau_verdict([0.001], 10000).startswith("plateaued: gain below 0.0050")
     assert common.plateau_verdict([0.05], 10000).startswith("still rising")
+
+
+def test_the_compute_plan_times_each_model_once_and_opens_the_report(cifar_archive, tmp_path, capsys, monkeypatch):
+    from experiments import common, jin
+
+    timed = []
+    monkeypatch.setattr(common, "_model_rate",
+                        lambda config, shape: timed.append((config.model, shape)) or (500.0, "off"))
+    results = tmp_path / "results"
+    argv = ["--tiny", "--cifar10_dir", str(cifar_archive), "--results_dir", str(results)]
+    assert jin.main(argv + ["--plan", "--seeds", "2"]) == 0
+    runs = common.seeded(jin.runs("tiny"), 2)
+    assert len(timed) == len({json.dumps(r.config.model_options, sort_keys=True) for r in runs})  # once per model
+    plan = (results / "plan.md").read_text()
+    for run in runs:  # (training images + a third of the validations) / 500 images/s
+        config = run.config
+        hours = (config.train_steps * config.batch_size + config.train_steps // config.report_freq * 10000 / 3) / 500 / 3600
+        assert f"| {run.folder} | jin_cnn | {config.train_steps} x {config.batch_size} | off | " in plan
+        assert f"| 500 | {hours:.2f} |" in plan
+    assert jin.main(argv) == 0  # the report then opens with the plan
+    report = (results / "report.md").read_text()
+    assert "## Compute plan" in report and report.index("## Compute plan") < report.index("## Numbers")
