@@ -17,14 +17,22 @@ import sys
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
+# Results the experiments write into the checkout: their changes are data, not uncommitted code.
+RESULT_PATHS = (":!experiments/results", ":!experiments/results_quick")
+
+
 def git_state(root=ROOT):
-    """(commit, dirty) of the checkout holding this code; ("unknown", None) outside a git checkout."""
+    """(commit, dirty) of the checkout holding this code; ("unknown", None) outside a git checkout.
+
+    Dirty means tracked code differs from the commit: a long run's own committed results changing
+    under experiments/results do not count.
+    """
     def git(*args):
         return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=10, check=True).stdout
 
     try:
         commit = git("rev-parse", "HEAD").strip()
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *RESULT_PATHS).strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
     return commit, dirty

@@ -226,3 +226,21 @@ def test_the_compute_plan_times_each_model_once_and_opens_the_report(cifar_archi
     assert jin.main(argv) == 0  # the report then opens with the plan
     report = (results / "report.md").read_text()
     assert "## Compute plan" in report and report.index("## Compute plan") < report.index("## Numbers")
+
+
+def test_a_runs_own_results_changing_do_not_make_the_code_dirty(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "experiments" / "results" / "he2016").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "experiments" / "results" / "he2016" / "metrics.csv").write_text("step\n1000\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
+    (tmp_path / "experiments" / "results" / "he2016" / "metrics.csv").write_text("step\n1000\n2000\n")
+    assert provenance.git_state(str(tmp_path))[1] is False  # a long run's committed results grew: still clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert provenance.git_state(str(tmp_path))[1] is True
