@@ -92,12 +92,27 @@ def test_lu_song_table1_comes_from_the_metrics(tmp_path):
     assert len(missing["ours"]) == 0  # a run not made is not invented
 
 
-def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_path, capsys):
-    from experiments import jin
+def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_path, capsys, monkeypatch):
+    from experiments import common, jin
 
     results = tmp_path / "results"
     argv = ["--tiny", "--seeds", "2", "--cifar10_dir", str(cifar_archive), "--results_dir", str(results)]
+    # First the compute plan: each distinct model timed once (here a fixed rate), hours = (training images + a
+    # third of the validation images) / images/s; plan.md then opens the report.
+    timed = []
+    monkeypatch.setattr(common, "_model_rate",
+                        lambda config, shape: timed.append((config.model, shape)) or (500.0, "off"))
+    assert jin.main(argv + ["--plan"]) == 0
+    runs = common.seeded(jin.runs("tiny"), 2)
+    assert len(timed) == len({json.dumps(r.config.model_options, sort_keys=True) for r in runs})
+    plan = (results / "plan.md").read_text()
+    for run in runs:
+        config = run.config
+        hours = (config.train_steps * config.batch_size + config.train_steps // config.report_freq * 10000 / 3) / 500 / 3600
+        assert f"| {run.folder} | jin_cnn | {config.train_steps} x {config.batch_size} | off | 500 | {hours:.2f} |" in plan
     assert jin.main(argv) == 0
+    report_text = (results / "report.md").read_text()
+    assert report_text.index("## Compute plan") < report_text.index("## Numbers")
     metrics = pd.read_csv(results / "metrics.csv")
     assert sorted(metrics["run"].unique()) == ["k0", "k1", "k2", "k4"]
     assert metrics.groupby(["run", "seed"])["step"].apply(list).tolist() == [[2, 4]] * 8
@@ -204,28 +219,6 @@ def test_the_plateau_rule_compares_the_last_fifth_of_a_curve_with_what_came_befo
     np.testing.assert_allclose(common.late_gain(metrics, "b", "val_accuracy"), [0.83 - 0.78])
     assert common.plateau_verdict([0.001], 10000).startswith("plateaued: gain below 0.0050")
     assert common.plateau_verdict([0.05], 10000).startswith("still rising")
-
-
-def test_the_compute_plan_times_each_model_once_and_opens_the_report(cifar_archive, tmp_path, capsys, monkeypatch):
-    from experiments import common, jin
-
-    timed = []
-    monkeypatch.setattr(common, "_model_rate",
-                        lambda config, shape: timed.append((config.model, shape)) or (500.0, "off"))
-    results = tmp_path / "results"
-    argv = ["--tiny", "--cifar10_dir", str(cifar_archive), "--results_dir", str(results)]
-    assert jin.main(argv + ["--plan", "--seeds", "2"]) == 0
-    runs = common.seeded(jin.runs("tiny"), 2)
-    assert len(timed) == len({json.dumps(r.config.model_options, sort_keys=True) for r in runs})  # once per model
-    plan = (results / "plan.md").read_text()
-    for run in runs:  # (training images + a third of the validations) / 500 images/s
-        config = run.config
-        hours = (config.train_steps * config.batch_size + config.train_steps // config.report_freq * 10000 / 3) / 500 / 3600
-        assert f"| {run.folder} | jin_cnn | {config.train_steps} x {config.batch_size} | off | " in plan
-        assert f"| 500 | {hours:.2f} |" in plan
-    assert jin.main(argv) == 0  # the report then opens with the plan
-    report = (results / "report.md").read_text()
-    assert "## Compute plan" in report and report.index("## Compute plan") < report.index("## Numbers")
 
 
 def test_a_runs_own_results_changing_do_not_make_the_code_dirty(tmp_path):
