@@ -72,12 +72,20 @@ def report_rows(metrics, mode, args):
     full = mode == "full"
     budget = "" if full else f"{mode}: {SCHEDULE[mode][0]} steps, not 64k; "
     return [
-        {"quantity": "ResNet-20 test error, last model (Table 6)", "paper": HE_TABLE6_ERROR[20],
+        {"quantity": f"ResNet-20 ({_params(20)} parameters) test error, last model (Table 6)", "paper": HE_TABLE6_ERROR[20],
          "ours": common.last(metrics, "resnet20", "val_error"), "comparable": full, "test_images": 10000,
          "settings": budget + "JPEG CIFAR-10"},
         {"quantity": "ResNet-20 test loss, last model", "paper": None,
          "ours": common.last(metrics, "resnet20", "val_loss"), "settings": budget.rstrip("; ")},
     ] + [_not_run(depth) for depth in sorted(HE_TABLE6_ERROR) if depth != 20]
+
+
+def _params(depth):
+    """The trainable parameters of He's CIFAR ResNet of this depth, counted from the model (e.g. 0.27M)."""
+    import resnet
+
+    model = resnet.build_model(f"resnet{depth}", (32, 32, 3), 10, shortcut="A")
+    return f"{resnet.trainable_params(model) / 1e6:.2f}M"
 
 
 def _not_run(depth):
@@ -86,7 +94,8 @@ def _not_run(depth):
     config = replace(RECIPE, model=f"resnet{depth}", train_steps=steps, batch_size=batch, report_freq=report,
                      save_freq=save, data_dir="DATA", log_dir=f"runs/he2016_resnet{depth}")
     # Each block costs the same: compute grows with the (depth - 2) / 6 blocks per stage.
-    return {"quantity": f"ResNet-{depth} test error, last model (Table 6)", "paper": HE_TABLE6_ERROR[depth],
+    return {"quantity": f"ResNet-{depth} ({_params(depth)} parameters) test error, last model (Table 6)",
+            "paper": HE_TABLE6_ERROR[depth],
             "ours": None, "settings": f"not run here: about {(depth - 2) / 18:.1f}x ResNet-20's hours; "
                                       f"`{run_config.command(config)}`"}
 
