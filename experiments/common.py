@@ -18,7 +18,6 @@ report rows, with a ``run`` column), the figures as PNG, and ``report.md``.
 
 import dataclasses
 import datetime
-import math
 import os
 import platform
 import sys
@@ -122,7 +121,7 @@ def compute_plan(runs, measure=None):
     for run in runs:
         config = run.config
         images = TRAIN_IMAGES.get(config.dataset) or _count_images(config.data_dir)
-        steps = config.train_steps or math.ceil(config.epochs * images / config.batch_size)
+        steps = config.train_steps or run_config._steps(config.epochs, images, config.batch_size)
         shape = (*(config.image_size or resnet.MODELS[config.model].input_shape[:2]),
                  resnet.MODELS[config.model].input_shape[-1])
         key = (config.model, json_key(config.model_options), shape, config.batch_size, config.mixed_precision)

@@ -13,7 +13,6 @@ deterministic: the count of correct images must match exactly).
   python -m experiments.ship_weights --check pretrained/resnet20_he2016 --data_dir ../shared/datasets/cifar10
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,14 +27,6 @@ import run_folder
 
 MANIFEST = "manifest.json"
 LOSS_TOLERANCE = 1e-5  # relative: the same images and weights give the same loss up to float summation order
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def score(folder_or_file, data_dir):
@@ -68,7 +59,7 @@ def ship(run_dir, name, data_dir=None, root="pretrained"):
                                   or {config.mixed_precision}),
         "trained_by": [{k: s.get(k) for k in ("from_step", "commit", "cpu", "started")} for s in sessions],
         "command": run_config.command(config), "weights_file": os.path.basename(weights),
-        "weights_sha256": file_sha256(weights), "shipped": time.strftime("%Y-%m-%d"),
+        "weights_sha256": provenance.data_sha256(weights), "shipped": time.strftime("%Y-%m-%d"),
         "test": score(weights, data_dir),
     }
     run_folder.write_json(os.path.join(folder, MANIFEST), manifest)
@@ -81,7 +72,7 @@ def check(folder, data_dir=None):
         manifest = json.load(handle)
     weights = os.path.join(folder, manifest["weights_file"])
     problems = []
-    if file_sha256(weights) != manifest["weights_sha256"]:
+    if provenance.data_sha256(weights) != manifest["weights_sha256"]:
         problems.append(f"{weights}: sha256 differs from the manifest's")
     now, then = score(weights, data_dir), manifest["test"]
     if now["data_sha256"] != then["data_sha256"]:

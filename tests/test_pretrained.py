@@ -5,6 +5,7 @@ import json
 import pytest
 
 import cifar10_main
+import provenance
 from experiments import ship_weights
 
 
@@ -22,7 +23,7 @@ def test_a_shipped_run_scores_its_manifest_and_a_changed_file_does_not(finished_
     assert ship_weights.main([str(finished_run), "tiny", "--data_dir", str(cifar_archive), "--root", str(root)]) == 0
     manifest = json.loads((root / "tiny" / "manifest.json").read_text())
     assert manifest["steps"] == 4 and manifest["model"] == "jin_cnn" and manifest["test"]["num_images"] == 7
-    assert manifest["weights_sha256"] == ship_weights.file_sha256(root / "tiny" / "tiny.keras")
+    assert manifest["weights_sha256"] == provenance.data_sha256(str(root / "tiny" / "tiny.keras"))
     # The same figures as --mode test on the shipped file (its config.json sits beside it).
     assert cifar10_main.main(["--mode", "test", "--checkpoint", str(root / "tiny" / "tiny.keras"),
                               "--data_dir", str(cifar_archive), "--output", str(tmp_path / "out")]) == 0
