@@ -20,6 +20,7 @@ import dataclasses
 import datetime
 import os
 import platform
+import shlex
 import sys
 
 import numpy as np
@@ -36,6 +37,7 @@ import run_folder  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 MODES = ("full", "quick", "tiny")
+PLAN_CSV = "plan.csv"  # --plan's table as data: the report names the hours of each run not made
 DATA_FLAGS = {"cifar10": "cifar10_dir", "mnist": "mnist_dir", "folder": "folder_dir"}
 
 
@@ -154,14 +156,18 @@ def _model_rate(config, shape):
     return float(rate), precision
 
 
-def plan_text(plan):
-    """The plan as the markdown a report starts with."""
+def plan_text(plan, selected=None):
+    """The plan as the markdown a report starts with; ``selected`` (``--only``) names the runs meant to be run here."""
     lines = [f"Measured on {hardware()}, {datetime.date.today().isoformat()}: each model alone on one in-memory batch, "
              "so the hours are a lower bound.",
              "", "| run | model | steps x batch | precision | images/s | hours |", "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['run']} | {r['model']} | {r['steps']} x {r['batch']} | {r['precision']} | {r['images_per_sec']:.0f} | "
               f"{r['hours']:.2f} |" for r in plan.to_dict("records")]
     lines += ["", f"Total: {plan['hours'].sum():.1f} hours for {len(plan)} run(s)."]
+    if selected:
+        chosen = plan[plan["run"].str.split("/").str[0].isin(selected)]
+        lines[-1] += (f" Planned here (--only {' '.join(selected)}): {chosen['hours'].sum():.1f} hours for "
+                      f"{len(chosen)} run(s); the others are listed under Provenance as not run, with their hours.")
     return "\n".join(lines)
 
 
@@ -293,10 +299,14 @@ def provenance_lines(runs, results_dir):
     lines = ["Every number above is computed from the `metrics.csv` rows of the run folders: the model at each "
              "report (`latest`), never `best.keras` (chosen on the validation data, which is the test set where "
              "`validation_split` is 0).", ""]
+    planned = os.path.join(results_dir, PLAN_CSV)
+    planned_hours = pd.read_csv(planned).set_index("run")["hours"].to_dict() if os.path.exists(planned) else {}
     for run in runs:
         folder = os.path.join(results_dir, run.folder)
         if not os.path.exists(os.path.join(folder, run_folder.CONFIG)):
-            lines.append(f"- `{run.folder}`: not run")
+            needs = (f": needs about {planned_hours[run.folder]:.1f} hours here (plan.md)"
+                     if run.folder in planned_hours else "")
+            lines.append(f"- `{run.folder}`: not run here{needs}; its command is under Runs")
             continue
         saved = run_folder.read_config(folder)
         timing = os.path.join(folder, run_folder.TIMING)
@@ -349,10 +359,11 @@ def main(module, argv=None):
               f"{', '.join(run.name for run in runs)}", file=sys.stderr)
         return 2
     if args.plan:
-        plan = compute_plan([run for run in runs if not args.only or run.name in args.only])
+        plan = compute_plan(runs)
         os.makedirs(results_dir, exist_ok=True)
-        text = plan_text(plan)
+        text = plan_text(plan, args.only)
         run_folder.write_text(os.path.join(results_dir, "plan.md"), text + "\n")
+        run_folder.atomic_write(os.path.join(results_dir, PLAN_CSV), lambda temp: plan.to_csv(temp, index=False))
         print(text)
         return 0
     if args.list:
@@ -386,8 +397,7 @@ def main(module, argv=None):
                             lambda temp: metrics.to_csv(temp, index=False, float_format="%.6g"))
     figures = module.figures(metrics, results_dir, mode, args)
     rows = module.report_rows(metrics, mode, args)
-    command = ("python -m experiments." + name + (f" --{mode}" if mode != "full" else "")
-               + (f" --seeds {args.seeds}" if args.seeds > 1 else ""))
+    command = " ".join(["python -m experiments." + name, shlex.join(sys.argv[1:] if argv is None else argv)]).strip()
     report = os.path.join(results_dir, "report.md")
     write_report(report, module, mode, command, rows, figures, notes, runs, results_dir)
     numbers = numbers_frame(rows, module, mode, metrics)

@@ -75,18 +75,22 @@ def add_arguments(parser):
                              "the same 80k schedule)")
 
 
+def _main_steps(mode, args):
+    return getattr(args, "main_steps", None) or SCHEDULE[mode][0]
+
+
 def runs(mode, args=None):
-    main_steps, sweep_steps, inception_steps, report, inception_batch = SCHEDULE[mode]
-    main_steps = getattr(args, "main_steps", None) or main_steps
+    _, sweep_steps, inception_steps, report, inception_batch = SCHEDULE[mode]
+    main_steps = _main_steps(mode, args)
     batch = 8 if mode == "tiny" else BATCH
     base = replace(LIANG, batch_size=batch, report_freq=min(report, main_steps),
                    lr_schedule_steps=SCHEDULE_STEPS if mode != "tiny" else None)
     result = [common.Run("resnet20_liang", "ResNet-20 (Liang's variant)", replace(base, train_steps=main_steps),
                          group="figs6-7")]
     for depth in DEPTHS:
-        if sweep_run(depth, mode) == "resnet20_liang":
+        if sweep_run(depth, mode, args) == "resnet20_liang":
             continue  # the full mode's depth-20 point is the main run itself
-        result.append(common.Run(sweep_run(depth, mode), f"ResNet-{depth}", replace(
+        result.append(common.Run(sweep_run(depth, mode, args), f"ResNet-{depth}", replace(
             base, model=f"resnet{depth}", train_steps=sweep_steps, report_freq=min(report, sweep_steps),
             lr_schedule_steps=None, report_at_start=False), group="depth"))
     result.append(common.Run(
@@ -99,17 +103,19 @@ def runs(mode, args=None):
     return result
 
 
-def sweep_run(depth, mode):
-    """The run that gives the sweep's point at ``depth``: in the full mode depth 20 is the main run."""
-    main_steps, sweep_steps = SCHEDULE[mode][:2]
-    return "resnet20_liang" if depth == 20 and sweep_steps == main_steps else f"depth{depth}"
+def sweep_run(depth, mode, args=None):
+    """The run that gives the sweep's point at ``depth``: depth 20 is the main run when it has the sweep's steps
+    (the full mode, unless ``--main_steps`` stops it early)."""
+    return "resnet20_liang" if depth == 20 and SCHEDULE[mode][1] == _main_steps(mode, args) else f"depth{depth}"
 
 
 def notes(mode):
     main_steps, sweep_steps, inception_steps, report, inception_batch = SCHEDULE[mode]
     result = [
         "Settings: Liang's text where it speaks, wenxinxu/resnet-in-tensorflow's defaults where it is silent; every "
-        "choice and its source is in the module docstring (experiments/liang2020.py).",
+        "choice and its source is in the module docstring (experiments/liang2020.py). `--main_steps N` stops the "
+        "main run at step N of the same 80k schedule (9775: the end of Liang's figures; the report's command and the "
+        "runs' own commands below show it); the depth sweep's ResNet-20 is then a run of its own.",
         f"Train error: Liang's 0.898438 and 0.117188 are errors of one batch of {BATCH} (multiples of 1/{BATCH}; "
         f"sampling error about {_batch_se(PAPER_AT_STEP[PAPER_STEP]['train_batch_error']):.3f} at 0.117). Ours: "
         f"`train_batch_error` is the last batch before the report, `train_error` the mean over the report window. "
@@ -138,8 +144,8 @@ def _batch_se(error, batch=BATCH):
     return (error * (1 - error) / batch) ** 0.5
 
 
-def _final_errors(metrics, mode):
-    return {d: common.last(metrics, sweep_run(d, mode), "val_error") for d in DEPTHS}
+def _final_errors(metrics, mode, args):
+    return {d: common.last(metrics, sweep_run(d, mode, args), "val_error") for d in DEPTHS}
 
 
 def _step_rows(metrics, step):
@@ -165,7 +171,7 @@ def _step_rows(metrics, step):
 
 def report_rows(metrics, mode, args):
     rows = _step_rows(metrics, 0) + _step_rows(metrics, PAPER_STEP)
-    errors = _final_errors(metrics, mode)
+    errors = _final_errors(metrics, mode, args)
     sweep_note = "He et al.: 64k steps, v1 blocks, flip+crop" + ("" if mode == "full" else f"; ours: {SCHEDULE[mode][1]} steps")
     for depth in DEPTHS:
         rows.append({"quantity": f"ResNet-{depth} test error (paper column: He et al. Table 6)", "comparable": False,
@@ -203,7 +209,7 @@ def figures(metrics, out_dir, mode, args):
                           f"Liang 2020, {title}\nResNet-20 (pre-activation, A_avgpool), ImageDataGenerator ({mode})")
         paths.append(common.save_figure(figure, os.path.join(out_dir, name)))
 
-    stats = {d: common.summary(e) for d, e in _final_errors(metrics, mode).items()}
+    stats = {d: common.summary(e) for d, e in _final_errors(metrics, mode, args).items()}
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     axis.errorbar(DEPTHS, [stats[d][0] for d in DEPTHS], yerr=[s[1] if s[1] == s[1] else 0 for s in stats.values()],
                   fmt="o-", capsize=3, label=f"ours, Liang's variant ({mode})")

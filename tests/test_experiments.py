@@ -110,6 +110,14 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
         config = run.config
         hours = (config.train_steps * config.batch_size + config.train_steps // config.report_freq * 10000 / 3) / 500 / 3600
         assert f"| {run.folder} | jin_cnn | {config.train_steps} x {config.batch_size} | off | 500 | {hours:.2f} |" in plan
+    planned = pd.read_csv(results / "plan.csv")  # the same plan as data, every run, with or without --only
+    assert planned["run"].tolist() == [run.folder for run in runs]
+    # A run not made is reported as such, with the hours the plan says it needs here.
+    assert common.provenance_lines(runs[:1], str(results))[-1] == (
+        f"- `{runs[0].folder}`: not run here: needs about {planned['hours'][0]:.1f} hours here (plan.md); "
+        "its command is under Runs")
+    k0 = planned[planned["run"].str.startswith("k0/")]
+    assert f"Planned here (--only k0): {k0['hours'].sum():.1f} hours for 2 run(s)" in common.plan_text(planned, ["k0"])
     assert jin.main(argv) == 0
     report_text = (results / "report.md").read_text()
     assert report_text.index("## Compute plan") < report_text.index("## Numbers")
@@ -162,7 +170,11 @@ def test_liang_run_follows_his_text_and_wenxinxus_defaults():
     from experiments import liang2020
 
     args = common.build_parser(liang2020).parse_args(["--main_steps", "9775"])
-    main = liang2020.runs("full", args)[0].config
+    runs = liang2020.runs("full", args)
+    main = runs[0].config
+    # Stopped at 9775, the main run is not the 80k sweep's depth-20 point: that is a run of its own.
+    assert [run.name for run in runs if run.group == "depth"] == [f"depth{d}" for d in liang2020.DEPTHS]
+    assert [run.name for run in liang2020.runs("full") if run.group == "depth"][0] == "depth32"
     resolved = run_config.resolve(main, 50000)
     assert (resolved.batch_size, resolved.report_freq, resolved.report_at_start) == (128, 391, True)
     assert (resolved.train_steps, resolved.lr_schedule_steps, resolved.lr_decay_at) == (9775, 80000, (0.5, 0.75))
