@@ -4,9 +4,11 @@ The same work as the suite's default row: He et al.'s ResNet-20 with option-A sh
 subsampling plus zero channels), batch norm, SGD with momentum 0.9 and weight decay 1e-4 on the
 convolution and dense kernels, pad-4 random crop and flip of uint8 images held in memory, per-channel
 normalisation, float32, channels_last. PyTorch is never a requirement of the suite: throughput.py prints
-how to install it beside TensorFlow when it is missing (``INSTALL``).
+how to install it beside TensorFlow when it is missing, and runs this file in a process of its
+own (``python pytorch_peer.py IMAGES.npz``: it prints the images/s last).
 """
 
+import argparse
 import os
 import time
 
@@ -14,9 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-INSTALL = ("python -m venv --system-site-packages .venv-torch && .venv-torch/bin/pip install torch==2.13.0 && "
-           ".venv-torch/bin/python benchmarks/throughput.py --models resnet20")
 
 
 class BasicBlock(nn.Module):
@@ -105,3 +104,20 @@ def images_per_sec(images, labels, batch_size=128, steps=40, rounds=2, warmup=5)
         train(per_round)
         seconds.append(time.perf_counter() - start)
     return per_round * batch_size / float(np.median(seconds))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="ResNet-20 training images/s in PyTorch eager (the peer row).")
+    parser.add_argument("data", help=".npz with uint8 images [N, 32, 32, 3] and int labels [N]")
+    parser.add_argument("--batch_size", type=int, default=128, help="batch size")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps, over all rounds")
+    parser.add_argument("--rounds", type=int, default=2, help="timed stretches; the median counts")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    args = parser.parse_args(argv)
+    with np.load(args.data) as data:
+        images, labels = data["images"], data["labels"]
+    print(images_per_sec(images, labels, args.batch_size, args.steps, args.rounds, args.warmup))
+
+
+if __name__ == "__main__":
+    main()
