@@ -6,7 +6,11 @@ import pytest
 
 import cifar10_main
 import provenance
+from conftest import ROOT, require_shared
 from experiments import ship_weights
+
+SHIPPED = sorted((ROOT / "pretrained").glob("*/manifest.json"))
+SHARED_FOLDER = {"cifar10": "cifar10", "mnist": "mnist"}  # a manifest's dataset -> its folder in ../shared/datasets
 
 
 @pytest.fixture
@@ -48,3 +52,15 @@ def test_an_unfinished_run_is_not_shipped(finished_run, cifar_archive, tmp_path,
     assert exit_info.value.code == 2
     assert "stopped at step 4 of 8: only a finished run is shipped" in capsys.readouterr().err
     assert not (tmp_path / "pretrained").exists()
+
+
+def test_the_repository_ships_he_resnet20():
+    assert "resnet20_he2016" in [manifest.parent.name for manifest in SHIPPED]
+
+
+@pytest.mark.parametrize("manifest", SHIPPED, ids=lambda path: path.parent.name)
+def test_shipped_weights_score_their_manifest_on_the_shared_data(manifest):
+    """The committed weights, evaluated on the real test set, get every image the manifest says right."""
+    dataset = json.loads(manifest.read_text())["dataset"]
+    data_dir = require_shared(SHARED_FOLDER[dataset])
+    assert ship_weights.check(str(manifest.parent), str(data_dir)) == []
