@@ -86,10 +86,16 @@ def report_rows(metrics, mode, args):
     return [
         {"quantity": f"ResNet-20 ({_params(20)} parameters) test error, last model (Table 6)", "paper": HE_TABLE6_ERROR[20],
          "ours": common.last(metrics, "resnet20", "val_error"), "comparable": full, "test_images": 10000,
-         "settings": budget + "JPEG CIFAR-10"},
+         "schedule": _schedule(mode), "settings": budget + "JPEG CIFAR-10"},
         {"quantity": "ResNet-20 test loss, last model", "paper": None,
-         "ours": common.last(metrics, "resnet20", "val_loss"), "settings": budget.rstrip("; ")},
+         "ours": common.last(metrics, "resnet20", "val_loss"), "schedule": _schedule(mode),
+         "settings": budget.rstrip("; ")},
     ] + [_not_run(depth) for depth in sorted(HE_TABLE6_ERROR) if depth != 20]
+
+
+def _schedule(mode):
+    steps, _, _, batch = SCHEDULE[mode]
+    return f"{steps:,} steps x {batch} ({steps * batch / 50000:.0f} epochs), lr 0.1, /10 at 50% and 75%"
 
 
 def _params(depth):
@@ -107,7 +113,7 @@ def _not_run(depth):
                      save_freq=save, data_dir="DATA", log_dir=f"runs/he2016_resnet{depth}")
     # Each block costs the same: compute grows with the (depth - 2) / 6 blocks per stage.
     return {"quantity": f"ResNet-{depth} ({_params(depth)} parameters) test error, last model (Table 6)",
-            "paper": HE_TABLE6_ERROR[depth],
+            "paper": HE_TABLE6_ERROR[depth], "schedule": _schedule("full"),
             "ours": None, "settings": f"not run here: about {(depth - 2) / 18:.1f}x ResNet-20's hours; "
                                       f"`{run_config.command(config)}`"}
 

@@ -165,6 +165,7 @@ def _step_rows(metrics, step):
         values = common.at_step(metrics, main, column, step) if reached else []
         rows.append({"quantity": f"ResNet-20 {name} at step {step}", "paper": paper[key], "ours": values,
                      "comparable": column != "train_error", "format": "{:.6f}" if "train" in column else "{:.4f}",
+                     "schedule": f"step {step:,} of the 80k-step schedule (lr 0.1 to 40k) x {BATCH}",
                      "settings": where + note})
     return rows
 

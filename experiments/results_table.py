@@ -2,7 +2,8 @@
 
 Each full-schedule experiment writes ``experiments/results/<paper>/numbers.csv`` (its report's rows as
 data); this prints them as one markdown table, the way akamaster/pytorch_resnet_cifar10's README is
-read: quantity, the paper's number, ours (mean ± sd over n seeds), what differs, hardware and wall time.
+read: quantity, the paper's number, ours (mean ± sd over n seeds), the schedule, what differs, hardware and
+wall time.
 Rows a paper states but we did not run keep their command and "not run here". ``--update README.md``
 replaces the table between the README's ``<!-- results:begin -->`` and ``<!-- results:end -->`` lines.
 
@@ -34,8 +35,8 @@ def table(results_root):
     """Markdown of every full-mode numbers.csv under ``results_root`` (one row per reported quantity)."""
     frames = [pd.read_csv(path) for path in sorted(glob.glob(os.path.join(results_root, "*", "numbers.csv")))]
     frames = [frame for frame in frames if (frame["mode"] == "full").all()]
-    lines = ["| paper | quantity | paper's value | ours: mean ± sd (n seeds) | settings, data | hardware | wall time |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| paper | quantity | paper's value | ours: mean ± sd (n seeds) | schedule | settings, data | hardware "
+             "| wall time |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for frame in frames:
         for row in frame.to_dict("records"):
             n = int(row["n"])
@@ -44,12 +45,12 @@ def table(results_root):
             if n and isinstance(row.get("test_images"), float) and not math.isnan(row["test_images"]):
                 error = math.sqrt(row["ours_mean"] * (1 - row["ours_mean"]) / row["test_images"])
                 ours += f", binomial s.e. {error:.4f}"
-            settings = row["settings"] if isinstance(row["settings"], str) else ""
+            settings, schedule = (row.get(key) if isinstance(row.get(key), str) else "" for key in ("settings", "schedule"))
             when = f"{row['wall_hours']:.1f} h, {row['date']}" if n else ""
-            lines.append(f"| {row['paper']} | {row['quantity']} | {_paper(row['paper_value'])} | {ours} | {settings} | "
-                         f"{row['hardware'] if n else ''} | {when} |")
+            lines.append(f"| {row['paper']} | {row['quantity']} | {_paper(row['paper_value'])} | {ours} | {schedule} | "
+                         f"{settings} | {row['hardware'] if n else ''} | {when} |")
     if not frames:
-        lines.append("| (no full-schedule result yet) | | | | | | |")
+        lines.append("| (no full-schedule result yet) | | | | | | | |")
     return "\n".join(lines)
 
 
