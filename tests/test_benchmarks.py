@@ -8,6 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import profile_ops  # noqa: E402
 import throughput  # noqa: E402
 import time_to_accuracy  # noqa: E402
 
@@ -85,3 +86,22 @@ def test_a_corrupt_archive_is_one_line_and_exit_code_2(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "error: CIFAR-10 archive" in err and "truncated or corrupt" in err
     assert not (tmp_path / "tta").exists()  # nothing written
+
+
+def test_profile_ops_sums_a_real_trace_by_op_type(cifar_archive, capsys):
+    assert profile_ops.main(["--data_dir", str(cifar_archive), "--model", "jin_cnn", "--batch_size", "8",
+                              "--steps", "3", "4"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "%" in line]
+    shares = [float(line.split("|")[2].strip().rstrip("%")) for line in rows]
+    assert any("Conv2D" in line for line in rows)  # the model's convolutions are in the trace
+    assert sum(shares) == pytest.approx(100, abs=0.5)  # the listed types plus "everything else" are all of it
+    assert "2 steps traced" in out
+
+
+def test_profile_ops_on_a_run_without_a_trace_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        profile_ops.main(["--trace", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no profiler trace in" in capsys.readouterr().err
+
