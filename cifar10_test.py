@@ -59,6 +59,40 @@ def evaluate(model, images, labels, augment, norm, batch_size=500, output_size=N
     return result
 
 
+def evaluate_with_batch_statistics(model, images, labels, augment, norm, batch_size=250):
+    """Test loss and error with every batch norm normalising each batch by that batch's own statistics.
+
+    This is how code that keeps no moving averages validates: wenxinxu/resnet-in-tensorflow's batch norm
+    is ``tf.nn.moments`` of the current batch in training and validation alike (Liang 2020's numbers come
+    from it; its validation batch is 250). The model's moving averages are left as they were. A model with
+    dropout is refused: training mode would drop units too.
+    """
+    if any(isinstance(layer, keras.layers.Dropout) for layer in _all_layers(model)):
+        raise ValueError(f"{model.name} has dropout: batch-statistics evaluation would drop units too")
+    labels = np.asarray(labels, dtype=np.int64)
+    saved = [variable.numpy() for variable in model.non_trainable_variables]
+    logits = []
+    try:
+        for batch, _ in cifar10_input.make_eval_dataset(images, labels, batch_size, norm, augment=augment):
+            logits.append(np.asarray(model(batch, training=True), dtype=np.float64))
+    finally:
+        for variable, value in zip(model.non_trainable_variables, saved):
+            variable.assign(value)
+    logits = np.concatenate(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    accuracy = float(np.mean(logits.argmax(axis=1) == labels))
+    return {"loss": float(-log_probabilities[np.arange(len(labels)), labels].mean()), "accuracy": accuracy,
+            "error": 1.0 - accuracy, "batch_size": batch_size, "num_images": len(labels)}
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
 def resolve_checkpoint(path):
     """A run folder or a ``.keras`` file -> (model file, run folder, RunConfig, DataInfo).
 

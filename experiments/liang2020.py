@@ -27,7 +27,10 @@ defaults (``hyper_parameters.py``, ``cifar10_train.py``) fill in:
   (``--lr_schedule_steps 80000``).
 - a report every 391 steps (one epoch of 128) and one at step 0, before training (code: it
   validates "once before training"); 9775 = 25 x 391 is a report step.
-- validation on the full 10,000-image test set (code: ``is_full_validation`` True).
+- validation on the full 10,000-image test set (code: ``is_full_validation`` True), with the suite's
+  batch-norm moving averages; his code has none (``tf.nn.moments`` of the current batch, in batches of
+  ``validation_batch_size`` 250), so the report also re-validates the step-9775 model his way
+  (``his_validation``).
 - train error: the code prints the error of the current batch of 128 (its sampling error is about
   2.8 points at 12% error); we report that (``train_batch_error``, the last batch before the report)
   beside the mean over the report window (``train_error``).
@@ -37,6 +40,7 @@ defaults (``hyper_parameters.py``, ``cifar10_train.py``) fill in:
   python -m experiments.liang2020 --only resnet20_liang --main_steps 9775 --seeds 3 --cifar10_dir ...
 """
 
+import json
 import os
 import sys
 
@@ -120,11 +124,13 @@ def notes(mode):
         f"sampling error about {_batch_se(PAPER_AT_STEP[PAPER_STEP]['train_batch_error']):.3f} at 0.117). Ours: "
         f"`train_batch_error` is the last batch before the report, `train_error` the mean over the report window. "
         f"At step 0 we have no training batch yet (the report comes before the first update).",
-        "Validation is on the 10,000 test images, as his code's full validation. Known differences from that code, "
-        "not changed: its batch norm always normalises with the current batch's own statistics, in validation too "
-        "(tf.nn.moments; it keeps no moving averages), so its step-0 validation loss is near ln 10 = 2.30, while "
-        "ours validates with moving averages, which before training are the initial 0 and 1 (a far larger step-0 "
-        "loss); its stem is conv-BN-ReLU and its first block's first conv has no BN-ReLU before it; Xavier "
+        "Validation is on the 10,000 test images, as his code's full validation. His batch norm always normalises "
+        "with the current batch's own statistics, in validation too (tf.nn.moments in batches of 250; it keeps no "
+        "moving averages), so its step-0 validation loss is near ln 10 = 2.30, while ours validates with moving "
+        "averages, which before training are the initial 0 and 1 (a far larger step-0 loss). At step 9775 the "
+        "report gives both: the run's own validation (moving averages) and its last model re-validated his way "
+        "(rows 'batch norm on each batch of 250'; with --main_steps 9775 the last model is the step-9775 one). "
+        "Other known differences from that code, not changed: its stem is conv-BN-ReLU and its first block's first conv has no BN-ReLU before it; Xavier "
         "initialisation (ours He normal); BN epsilon 1e-3 (ours 1e-5); zero channels split before and after.",
         "CIFAR-10 here is the JPEG-derived copy (../shared/datasets/README.md): numbers are not directly comparable.",
         "Depth sweep: He et al.'s Table 6 trained v1 blocks with option A (subsampling), flips and crops for 64k "
@@ -157,7 +163,8 @@ def _step_rows(metrics, step):
                 f"paper's own sampling error +-{_batch_se(paper['train_batch_error']):.3f}"),
                ("train error, report-window mean", "train_error", "ours only: the mean of the steps since the last "
                                                                    "report (paper column: his one batch)"),
-               ("validation error", "val_error", "full test set; JPEG CIFAR-10"),
+               ("validation error", "val_error", "full test set, batch-norm moving averages (his code: "
+                                                 "each batch's statistics, rows below); JPEG CIFAR-10"),
                ("validation loss", "val_loss", "cross-entropy only"))
     rows = []
     for name, column, note in columns:
@@ -170,8 +177,51 @@ def _step_rows(metrics, step):
     return rows
 
 
+HIS_VALIDATION = "validation_batch_statistics.json"  # in a main run's folder: its last model validated his way
+
+
+def his_validation(run_dir, data_dir=None):
+    """The run's last model validated as his code validates: every batch norm on each test batch of 250's own
+    statistics (his ``batch_normalization_layer`` keeps no moving averages). Cached in the run folder."""
+    import cifar10_input
+    import cifar10_test
+    import pandas as pd
+    import run_folder
+
+    path = os.path.join(run_dir, HIS_VALIDATION)
+    step = int(pd.read_csv(os.path.join(run_dir, run_folder.METRICS))["step"].iloc[-1])
+    if os.path.exists(path):
+        with open(path) as handle:
+            cached = json.load(handle)
+        if cached.get("step") == step:
+            return cached
+    model_path, _, config, info = cifar10_test.resolve_checkpoint(run_dir)
+    data = cifar10_input.load_cifar10(data_dir or config.data_dir, download=False)
+    result = cifar10_test.evaluate_with_batch_statistics(cifar10_test.load_model(model_path), data["x_test"],
+                                                         data["y_test"], config.augment, info.norm)
+    result.update(step=step, model_file=os.path.basename(model_path))
+    run_folder.write_text(path, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _his_validation_rows(metrics, args):
+    """Step 9775 validated his way, for each seed whose last model is the step-9775 one (``--main_steps 9775``)."""
+    main = "resnet20_liang"
+    rows = metrics[metrics["run"] == main]
+    seeds = [seed for seed, steps in rows.groupby("seed")["step"] if steps.max() == PAPER_STEP]
+    results = [his_validation(os.path.join(args.results_dir, f"{main}/seed{seed}"), args.cifar10_dir)
+               for seed in seeds]
+    where = "" if results else "only with --main_steps 9775 (the run's last model must be the step-9775 one); "
+    return [{"quantity": f"ResNet-20 {name} at step {PAPER_STEP}, batch norm on each batch of 250 (his code's "
+                         f"validation)", "paper": PAPER_AT_STEP[PAPER_STEP][column],
+             "ours": [result[key] for result in results], "format": "{:.4f}",
+             "schedule": f"step {PAPER_STEP:,} of the 80k-step schedule (lr 0.1 to 40k) x {BATCH}",
+             "settings": where + f"the last model, re-validated: {HIS_VALIDATION} in each seed's folder"}
+            for name, column, key in (("validation error", "val_error", "error"), ("validation loss", "val_loss", "loss"))]
+
+
 def report_rows(metrics, mode, args):
-    rows = _step_rows(metrics, 0) + _step_rows(metrics, PAPER_STEP)
+    rows = _step_rows(metrics, 0) + _step_rows(metrics, PAPER_STEP) + _his_validation_rows(metrics, args)
     errors = _final_errors(metrics, mode, args)
     sweep_note = "He et al.: 64k steps, v1 blocks, flip+crop" + ("" if mode == "full" else f"; ours: {SCHEDULE[mode][1]} steps")
     for depth in DEPTHS:

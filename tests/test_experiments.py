@@ -191,6 +191,69 @@ def test_liang_run_follows_his_text_and_wenxinxus_defaults():
     assert 9775 % resolved.report_freq == 0  # step 9775 is a report
 
 
+def test_batch_statistics_evaluation_normalises_each_batch_by_its_own_moments():
+    """wenxinxu's validation, which Liang's numbers come from: batch norm on each test batch's own statistics."""
+    import keras
+
+    import cifar10_test
+    import resnet
+
+    inputs = keras.Input((6, 6, 3))
+    conv = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="conv")(inputs)
+    normed = resnet.FusedBatchNormalization(epsilon=1e-5, name="bn")(conv)
+    # Max pooling: an average of a batch of one normalised over itself would be all zeros, every class tied.
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalMaxPooling2D()(normed)))
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(np.full(4, 5.0, np.float32))  # moving averages far from any batch's statistics
+    images = np.random.RandomState(0).randint(0, 256, (7, 6, 6, 3)).astype(np.uint8)
+    labels = np.array([0, 1, 2, 0, 1, 2, 0])
+    norm = {"mean": [0.0, 0.0, 0.0], "std": [255.0, 255.0, 255.0]}
+    result = cifar10_test.evaluate_with_batch_statistics(model, images, labels, "none", norm, batch_size=3)
+
+    # By hand: batches of 3, 3 and 1; each conv output normalised by its own batch's mean and biased variance.
+    features = keras.Model(inputs, conv)(images / 255.0).numpy()
+    logits = []
+    for start in (0, 3, 6):
+        x = features[start:start + 3]
+        x = (x - x.mean(axis=(0, 1, 2))) / np.sqrt(x.var(axis=(0, 1, 2)) + 1e-5) * bn.gamma.numpy() + bn.beta.numpy()
+        logits.append(model.layers[-1](x.max(axis=(1, 2))).numpy())
+    logits = np.concatenate(logits).astype(np.float64)
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    assert result["loss"] == pytest.approx(-log_p[np.arange(7), labels].mean(), rel=1e-4)
+    assert result["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == labels))
+    assert bn.moving_mean.numpy() == pytest.approx(np.full(4, 5.0))  # the model's own averages are untouched
+    with_dropout = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dropout(0.5)(keras.layers.Flatten()(normed))))
+    with pytest.raises(ValueError, match="has dropout"):
+        cifar10_test.evaluate_with_batch_statistics(with_dropout, images, labels, "none", norm)
+
+
+def test_liangs_step_9775_is_revalidated_his_way_once_and_cached(cifar_archive, tmp_path, monkeypatch):
+    import cifar10_test
+    from experiments import liang2020
+
+    run_dir = tmp_path / "resnet20_liang" / "seed0"
+    assert cifar10_main.main(["--data_dir", str(cifar_archive), "--train_steps", "4", "--report_freq", "2",
+                              "--batch_size", "5", "--mixed_precision", "off", "--log_dir", str(run_dir)]) == 0
+    first = liang2020.his_validation(str(run_dir), str(cifar_archive))
+    assert (first["step"], first["num_images"], first["batch_size"]) == (4, 7, 250)
+    assert json.loads((run_dir / liang2020.HIS_VALIDATION).read_text()) == first
+    monkeypatch.setattr(cifar10_test, "evaluate_with_batch_statistics", lambda *args, **kwargs: 1 / 0)
+    assert liang2020.his_validation(str(run_dir), str(cifar_archive)) == first  # cached: not evaluated again
+    # The report uses it only where the run's last model is the step-9775 one.
+    metrics = pd.read_csv(run_dir / run_folder.METRICS).assign(run="resnet20_liang", seed=0)
+    args = common.build_parser(liang2020).parse_args(["--results_dir", str(tmp_path), "--cifar10_dir", str(cifar_archive)])
+    rows = liang2020._his_validation_rows(metrics, args)
+    assert [row["ours"] for row in rows] == [[], []] and "only with --main_steps 9775" in rows[0]["settings"]
+    # As if the run had stopped at step 9775: its metrics and its cached result say so (still not evaluated again).
+    csv = pd.read_csv(run_dir / run_folder.METRICS)
+    csv.loc[csv.index[-1], "step"] = liang2020.PAPER_STEP
+    csv.to_csv(run_dir / run_folder.METRICS, index=False)
+    (run_dir / liang2020.HIS_VALIDATION).write_text(json.dumps(dict(first, step=liang2020.PAPER_STEP)))
+    rows = liang2020._his_validation_rows(csv.assign(run="resnet20_liang", seed=0), args)
+    assert [row["ours"] for row in rows] == [[first["error"]], [first["loss"]]]
+
+
 def test_the_readme_results_table_is_built_from_full_mode_numbers(tmp_path):
     from experiments import results_table
 
