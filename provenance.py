@@ -38,6 +38,15 @@ def git_state(root=ROOT):
     return commit, dirty
 
 
+@functools.lru_cache(maxsize=None)
+def loaded_code_state():
+    """git_state() of this checkout when this process first asked, which is when its first run started.
+
+    A long process keeps the code it imported: commits made while it trains must not be credited with
+    its runs and reports (a Liang run of 2026-11-24 credited its report to a commit made mid-run)."""
+    return git_state()
+
+
 def cpu_model():
     """The CPU's model name from /proc/cpuinfo (what `lscpu` shows), else what platform knows."""
     try:
@@ -106,7 +115,7 @@ def session(data_source, from_step):
     import numpy as np
     import tensorflow as tf
 
-    commit, dirty = git_state()
+    commit, dirty = loaded_code_state()
     return {
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "from_step": int(from_step),

@@ -180,7 +180,7 @@ def hardware():
 def machine():
     """One line naming the machine and code that wrote a report (each run's own are under Provenance)."""
     gpus = tf.config.list_physical_devices("GPU")
-    commit, dirty = provenance.git_state()
+    commit, dirty = provenance.loaded_code_state()
     return (f"{provenance.cpu_model()}, {os.cpu_count()} CPU cores, {len(gpus)} GPU(s), Python "
             f"{platform.python_version()}, TF {tf.__version__}, mixed precision candidates for auto: "
             f"{'/'.join(cifar10_train.precision_candidates())} (each run's precision is under Provenance); "

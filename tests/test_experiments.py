@@ -313,3 +313,14 @@ def test_a_runs_own_results_changing_do_not_make_the_code_dirty(tmp_path):
     assert provenance.git_state(str(tmp_path))[1] is False  # a long run's committed results grew: still clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert provenance.git_state(str(tmp_path))[1] is True
+
+
+def test_a_long_process_credits_the_code_it_loaded_not_later_commits(monkeypatch):
+    states = iter([("aaaa", False), ("bbbb", True)])
+    monkeypatch.setattr(provenance, "git_state", lambda root=provenance.ROOT: next(states))
+    provenance.loaded_code_state.cache_clear()
+    try:
+        assert provenance.loaded_code_state() == ("aaaa", False)
+        assert provenance.loaded_code_state() == ("aaaa", False)  # a commit made mid-run is not this process's code
+    finally:
+        provenance.loaded_code_state.cache_clear()
