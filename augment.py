@@ -17,6 +17,7 @@ Adding a recipe is one entry in ``RECIPES``.
 import dataclasses
 from typing import Callable, Optional
 
+import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
 import keras
 import numpy as np
 import tensorflow as tf

@@ -17,6 +17,7 @@ import pickle
 import tarfile
 import zlib
 
+import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
 import numpy as np
 import tensorflow as tf
 

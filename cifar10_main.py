@@ -19,7 +19,7 @@ import math
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_setup  # noqa: F401  (before TensorFlow: oneDNN on, quiet C++ log; see tf_setup.py)
 
 
 def _import_tensorflow_quietly():

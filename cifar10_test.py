@@ -6,6 +6,7 @@ pytest does not collect them; ``testpaths`` is ``tests/`` as well.)
 
 import os
 
+import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
 import keras
 import numpy as np
 import pandas as pd

@@ -32,6 +32,7 @@ import tempfile
 import time
 from typing import Callable
 
+import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
 import keras
 import numpy as np
 import pandas as pd

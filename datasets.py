@@ -13,6 +13,7 @@ import struct
 import warnings
 import zlib
 
+import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
 import numpy as np
 import tensorflow as tf
 

@@ -128,6 +128,7 @@ def session(data_source, from_step):
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": np.__version__,
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TensorFlow's default"),
         "command": command_line(),
         "data_sha256": data_sha256(data_source),
     }

@@ -34,6 +34,7 @@ import math
 import os
 from typing import Callable, Optional
 
+import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
 import keras
 import tensorflow as tf
 from keras import layers

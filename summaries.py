@@ -11,6 +11,7 @@
 import io
 import os
 
+import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp

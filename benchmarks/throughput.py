@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
@@ -267,7 +266,8 @@ def measure(args):
     images, labels, source = load_images(args.data_dir, args.num_images, (32, 32, 3))
     print(f"batch {args.batch_size}, {args.steps} timed steps per row after {args.warmup} warm-up; {len(images)} "
           f"images: {source}; TF {tf.__version__}, {os.cpu_count()} CPU cores, native bfloat16: "
-          f"{cifar10_train.cpu_has_native_bfloat16()}, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
+          f"{cifar10_train.cpu_has_native_bfloat16()}, oneDNN: TF_ENABLE_ONEDNN_OPTS="
+          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
     peaks = measure_peaks(args.matmul_size)
     results = {}
     for name in args.models:

@@ -323,6 +323,7 @@ def _session_text(session):
     state = "uncommitted changes" if session["dirty"] else "clean"
     gpus = ", ".join(session["gpus"]) or "no GPU"
     precision = f", precision {session['mixed_precision']}" if "mixed_precision" in session else ""
+    precision += f", TF_ENABLE_ONEDNN_OPTS {session['onednn']}" if "onednn" in session else ""
     return (f"from step {session['from_step']} on {session['started']}: commit {session['commit'][:10]} ({state}), "
             f"{session['cpu']} x {session['cpu_cores']} cores, {gpus}{precision}, Python {session['python']}, "
             f"TF {session['tensorflow']}, Keras {session['keras']}; data sha256 {session['data_sha256']}; "

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_setup  # noqa: E402,F401
 # --mixed_precision auto follows the hardware's rule in tests, without its timed calibration (a few seconds per
 # model and batch); tests/test_train.py's calibration tests switch it back on.
 os.environ["RESNET_SUITE_CALIBRATE"] = "0"
