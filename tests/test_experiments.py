@@ -324,3 +324,20 @@ def test_a_long_process_credits_the_code_it_loaded_not_later_commits(monkeypatch
         assert provenance.loaded_code_state() == ("aaaa", False)  # a commit made mid-run is not this process's code
     finally:
         provenance.loaded_code_state.cache_clear()
+
+
+def test_the_plan_times_each_model_on_the_input_its_run_trains_on():
+    # The ImageNet ResNets train on CIFAR-10 at 32x32 (Xu): timing them at their nominal 224x224 made a 20-minute
+    # quick run look like 7 hours. MNIST goes to LeNet-5 as 28x28x1 and to ResNet-20 padded to 32x32x3.
+    from experiments import lu_song, xu
+
+    shapes = {}
+
+    def measure(config, shape):
+        shapes[(config.model, config.dataset)] = shape
+        return 100.0, "off"
+
+    common.compute_plan(xu.runs("tiny") + lu_song.runs("tiny"), measure=measure)
+    assert shapes[("resnet18", "cifar10")] == shapes[("resnet50", "cifar10")] == (32, 32, 3)
+    assert shapes[("lenet5", "mnist")] == (28, 28, 1) and shapes[("resnet20", "mnist")] == (32, 32, 3)
+    assert shapes[("lenet5", "cifar10")] == (32, 32, 3)
