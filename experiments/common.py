@@ -63,8 +63,25 @@ class Run:
 
 def seeded(runs, seeds):
     """Every run once per seed 0..seeds-1 (``--seeds``): the same settings, another initialisation and data order."""
-    return [dataclasses.replace(run, seed=seed, config=dataclasses.replace(run.config, seed=seed))
-            for run in runs for seed in range(seeds)]
+    return [with_seed(run, seed) for run in runs for seed in range(seeds)]
+
+
+def with_seed(run, seed):
+    return dataclasses.replace(run, seed=seed, config=dataclasses.replace(run.config, seed=seed))
+
+
+def with_trained_seeds(runs, results_dir):
+    """``runs`` plus the seeds beyond them already trained in ``results_dir``: a later command with fewer
+    ``--seeds`` (say one seed of a run that takes hours, after three of a short one) keeps every seed in the report."""
+    extra = []
+    for run in runs:
+        if run.seed != 0:
+            continue
+        seed = 1 + max(r.seed for r in runs if r.name == run.name)
+        while os.path.exists(os.path.join(results_dir, run.name, f"seed{seed}", run_folder.METRICS)):
+            extra.append(with_seed(run, seed))
+            seed += 1
+    return runs + extra
 
 
 def experiment_name(module):
@@ -86,7 +103,7 @@ def build_parser(module):
     mode.add_argument("--tiny", action="store_true", help="a few steps per run: checks the whole path in seconds")
     parser.add_argument("--seeds", type=cifar10_main.positive_int, default=1,
                         help="train every run with seeds 0..N-1 (folders <run>/seed<k>); the report gives mean +- sd "
-                             "over them")
+                             "over every seed trained in the results folder (default: 1)")
     parser.add_argument("--only", nargs="+", default=None, metavar="RUN",
                         help="train only these runs (others are reused if present); with --force, retrain them")
     parser.add_argument("--force", action="store_true", help="retrain runs even if their folders hold them finished")
@@ -406,6 +423,7 @@ def main(module, argv=None):
             print(f"\n{name}: interrupted; finished runs are kept and the interrupted one continues from its last "
                   f"checkpoint: run the same command again", file=sys.stderr)
             return 130
+    runs = with_trained_seeds(runs, results_dir)
     metrics = collect(runs, results_dir)
     run_folder.atomic_write(os.path.join(results_dir, "metrics.csv"),
                             lambda temp: metrics.to_csv(temp, index=False, float_format="%.6g"))

@@ -139,7 +139,7 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     commit, _ = provenance.git_state()
     assert f"commit {commit[:10]}" in report and provenance.cpu_model() in report
     jin_precision = run_folder.saved_config(str(results / "k2" / "seed1"))[0].mixed_precision
-    assert f"no GPU, precision {jin_precision}, Python" in report
+    assert f"no GPU, precision {jin_precision}, TF_ENABLE_ONEDNN_OPTS 1, Python" in report
     assert hashlib.sha256((cifar_archive / "cifar-10-python.tar.gz").read_bytes()).hexdigest() in report
     capsys.readouterr()
     # Again: every run is found finished and reused, nothing retrains and no file of a run changes.
@@ -151,6 +151,11 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     assert jin.main(argv + ["--only", "k0", "--force"]) == 0
     out = capsys.readouterr().out
     assert "run k0" in out and "run k1" not in out
+    # A later command with fewer seeds (one seed of a long run) keeps every seed trained so far in the report.
+    one_seed = [arg if arg != "2" else "1" for arg in argv]
+    assert jin.main(one_seed + ["--only", "k0"]) == 0
+    numbers = pd.read_csv(results / "numbers.csv")
+    assert numbers[numbers["quantity"] == "final test accuracy, k = 2"].iloc[0]["n"] == 2
 
 
 def test_unknown_only_run_is_a_clear_error(capsys, tmp_path):
