@@ -503,6 +503,8 @@ def verdict(differences):
     interval of the mean difference excludes zero; one seed has no spread to judge against.
     """
     mean, sd, n = summary(differences)
+    if n == 0:
+        return "not run here: one of the two runs has no result"
     if n < 2:
         return "one seed: no spread to judge the difference against (run with --seeds 3)"
     margin = 2 * sd / n ** 0.5

@@ -76,6 +76,17 @@ def notes(mode):
     return result
 
 
+def _schedule(model, dataset, mode):
+    """The run's schedule in words, for the results table."""
+    import resnet
+
+    length, _ = SCHEDULE[mode][dataset]
+    steps = length.get("train_steps") or -(-common.TRAIN_IMAGES[dataset] * length["epochs"] // 128)
+    lr = resnet.MODELS[model].default_learning_rate
+    epochs = f"{length['epochs']} epochs, " if "epochs" in length else ""
+    return f"{epochs}{steps:,} steps x 128, SGD lr {lr:g}, /10 at 50% and 75%, no augmentation"
+
+
 def report_rows(metrics, mode, args):
     budget = "" if mode == "full" else f"{mode} schedule; "
     full = mode == "full"
@@ -85,12 +96,13 @@ def report_rows(metrics, mode, args):
             paper_train, paper_test = PAPER_TABLE1[(model, dataset)]
             run = f"{model}_{dataset}"
             window = "ours: report-window mean"
+            schedule = _schedule(model, dataset, mode) if mode != "tiny" else ""
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest training accuracy",
                          "paper": paper_train, "ours": common.best(metrics, run, "train_accuracy"), "comparable": full,
-                         "settings": budget + window + ("; dropout on" if model == "alexnet" else "")})
+                         "schedule": schedule, "settings": budget + window + ("; dropout on" if model == "alexnet" else "")})
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest test accuracy",
                          "paper": paper_test, "ours": common.best(metrics, run, "val_accuracy"), "comparable": full,
-                         "test_images": 10000, "settings": budget.rstrip("; ")})
+                         "test_images": 10000, "schedule": schedule, "settings": budget.rstrip("; ")})
     for dataset, dataset_name in DATASETS.items():
         for model, model_name in MODELS.items():  # the plateau rule: is each run's highest test accuracy its end?
             gains = common.late_gain(metrics, f"{model}_{dataset}", "val_accuracy")

@@ -70,6 +70,7 @@ def test_verdict_says_beyond_or_within_noise():
     assert common.verdict(np.array([0.05, 0.06, 0.055])).startswith("beyond noise")
     assert common.verdict(np.array([0.05, -0.04, 0.01])).startswith("within noise")
     assert common.verdict(np.array([0.05])).startswith("one seed")
+    assert common.verdict(np.array([])).startswith("not run here")  # one of the runs has no seed yet
 
 
 def test_lu_song_table1_comes_from_the_metrics(tmp_path):
@@ -90,6 +91,9 @@ def test_lu_song_table1_comes_from_the_metrics(tmp_path):
     assert gap["paper"] == pytest.approx(0.8660 - 0.6347) and list(gap["ours"]) == pytest.approx([0.7 - 0.5])
     missing = report["Table 1: AlexNet, MNIST, highest test accuracy"]
     assert len(missing["ours"]) == 0  # a run not made is not invented
+    assert resnet["schedule"] == "800 steps x 128, SGD lr 0.1, /10 at 50% and 75%, no augmentation"
+    assert lu_song._schedule("lenet5", "mnist", "full") == ("30 epochs, 14,063 steps x 128, SGD lr 0.01, /10 at 50% "
+                                                            "and 75%, no augmentation")
 
 
 def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_path, capsys, monkeypatch):
