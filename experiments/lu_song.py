@@ -77,14 +77,15 @@ def notes(mode):
 
 
 def _schedule(model, dataset, mode):
-    """The run's schedule in words, for the results table."""
+    """The run's schedule in words, for the results table, from the run's own settings."""
     import resnet
+    import run_config
 
-    length, _ = SCHEDULE[mode][dataset]
-    steps = length.get("train_steps") or -(-common.TRAIN_IMAGES[dataset] * length["epochs"] // 128)
+    config = next(run.config for run in runs(mode) if run.name == f"{model}_{dataset}")
+    steps = config.train_steps or run_config._steps(config.epochs, common.TRAIN_IMAGES[dataset], config.batch_size)
     lr = resnet.MODELS[model].default_learning_rate
-    epochs = f"{length['epochs']} epochs, " if "epochs" in length else ""
-    return f"{epochs}{steps:,} steps x 128, SGD lr {lr:g}, /10 at 50% and 75%, no augmentation"
+    epochs = f"{config.epochs} epochs, " if config.epochs else ""
+    return f"{epochs}{steps:,} steps x {config.batch_size}, SGD lr {lr:g}, /10 at 50% and 75%, no augmentation"
 
 
 def report_rows(metrics, mode, args):
@@ -96,7 +97,7 @@ def report_rows(metrics, mode, args):
             paper_train, paper_test = PAPER_TABLE1[(model, dataset)]
             run = f"{model}_{dataset}"
             window = "ours: report-window mean"
-            schedule = _schedule(model, dataset, mode) if mode != "tiny" else ""
+            schedule = _schedule(model, dataset, mode)
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest training accuracy",
                          "paper": paper_train, "ours": common.best(metrics, run, "train_accuracy"), "comparable": full,
                          "schedule": schedule, "settings": budget + window + ("; dropout on" if model == "alexnet" else "")})
