@@ -496,15 +496,21 @@ def summary(values):
     return (float(values.mean()) if n else float("nan"), float(values.std(ddof=1)) if n > 1 else float("nan"), n)
 
 
-def verdict(differences):
+def verdict(differences, test_images=None):
     """Whether seed-by-seed differences between two models go beyond the noise, in words for the report.
 
     Beyond noise when the mean is more than two standard errors (sd / sqrt(n)) from zero, i.e. a rough 95%
-    interval of the mean difference excludes zero; one seed has no spread to judge against.
+    interval of the mean difference excludes zero. One seed has no spread to judge against; for a difference of
+    two test accuracies (``test_images`` given) it is at least judged against the test set's sampling noise.
     """
     mean, sd, n = summary(differences)
     if n == 0:
         return "not run here: one of the two runs has no result"
+    if n < 2 and test_images:
+        margin = 2 * (0.5 / test_images) ** 0.5  # 2 s.e. of a difference of two accuracies, at most (both at 0.5)
+        side = "beyond" if abs(mean) > margin else "within"
+        return (f"one seed: {side} the test set's sampling noise (2 s.e. of a difference of two accuracies on "
+                f"{test_images:,} images <= {margin:.4f}); the seed-to-seed spread is not measured (--seeds 3)")
     if n < 2:
         return "one seed: no spread to judge the difference against (run with --seeds 3)"
     margin = 2 * sd / n ** 0.5

@@ -69,7 +69,11 @@ def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
 def test_verdict_says_beyond_or_within_noise():
     assert common.verdict(np.array([0.05, 0.06, 0.055])).startswith("beyond noise")
     assert common.verdict(np.array([0.05, -0.04, 0.01])).startswith("within noise")
-    assert common.verdict(np.array([0.05])).startswith("one seed")
+    assert common.verdict(np.array([0.05])).startswith("one seed: no spread")
+    # One seed of two test accuracies: judged against the test set's sampling noise, 2 * sqrt(0.5 / 10000).
+    assert common.verdict(np.array([0.015]), 10000).startswith("one seed: beyond the test set's sampling noise")
+    assert "<= 0.0141" in common.verdict(np.array([-0.013]), 10000)
+    assert common.verdict(np.array([-0.013]), 10000).startswith("one seed: within")
     assert common.verdict(np.array([])).startswith("not run here")  # one of the runs has no seed yet
 
 
@@ -136,6 +140,13 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     finals = metrics[metrics["run"] == "k2"].groupby("seed")["val_accuracy"].last()
     assert f"| final test accuracy, k = 2 | n/a | {finals.mean():.4f} ± {finals.std():.4f} (n = 2) |" in report
     assert "REDUCED (tiny)" in report and "python -m experiments.jin --tiny" in report
+    last_by_run = metrics.groupby(["run", "seed"])["val_accuracy"].last()
+    gains = last_by_run["k4"] - last_by_run["k0"]  # seed by seed
+    assert f"| final test accuracy, k = 4 minus the plain CNN (seed by seed) | n/a | {gains.mean():.4f} ± " \
+           f"{gains.std():.4f} (n = 2) |" in report
+    losses = metrics[metrics["run"] == "k1"].groupby("seed")["val_loss"]
+    rebound = losses.last() - losses.min()
+    assert f"(the rebound), k = 1 | n/a | {rebound.mean():.4f} ± {rebound.std():.4f} (n = 2) |" in report
     numbers = pd.read_csv(results / "numbers.csv")  # the report's rows as data, for the README's table
     k2 = numbers[numbers["quantity"] == "final test accuracy, k = 2"].iloc[0]
     assert (k2["ours_mean"], k2["n"], k2["mode"]) == (pytest.approx(finals.mean()), 2, "tiny")
