@@ -77,6 +77,18 @@ def test_verdict_says_beyond_or_within_noise():
     assert common.verdict(np.array([])).startswith("not run here")  # one of the runs has no seed yet
 
 
+def test_curve_legend_gives_seeds_and_marks_a_run_not_run():
+    from experiments import common
+
+    metrics = pd.DataFrame({"run": ["a"] * 4 + ["b"] * 2, "seed": [0, 0, 1, 1, 0, 0], "step": [1, 2, 1, 2, 1, 2],
+                            "val_accuracy": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]})
+    _, axis = common.pyplot().subplots()
+    for run in ("a", "b", "c"):
+        common.plot_mean(axis, metrics, run, "val_accuracy", label=run.upper())
+    assert [line.get_label() for line in axis.get_lines()] == ["A (n = 2)", "B", "C (not run)"]
+    assert axis.get_lines()[0].get_ydata().tolist() == pytest.approx([0.2, 0.3])  # the mean over seeds
+
+
 def test_lu_song_table1_comes_from_the_metrics(tmp_path):
     from experiments import lu_song
 
