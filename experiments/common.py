@@ -263,10 +263,17 @@ def report_table(rows):
     return "\n".join(lines)
 
 
+def wall_hours(metrics, runs=None):
+    """Training and validation hours summed over the seeds of ``runs`` (default: every run in ``metrics``)."""
+    if "elapsed_sec" not in metrics:
+        return float("nan")
+    rows = metrics if runs is None else metrics[metrics["run"].isin(runs)]
+    return rows.groupby(["run", "seed"])["elapsed_sec"].max().sum() / 3600
+
+
 def numbers_frame(rows, module, mode, metrics):
-    """The report's rows as data (numbers.csv): what experiments/results_table.py builds the README's table from."""
-    wall_hours = (metrics.groupby(["run", "seed"])["elapsed_sec"].max().sum() / 3600
-                  if "elapsed_sec" in metrics else float("nan"))
+    """The report's rows as data (numbers.csv): what experiments/results_table.py builds the README's table from.
+    A row naming its ``runs`` gets their wall time, any other row the whole experiment's."""
     records = []
     for row in rows:
         mean, sd, n = summary(row.get("ours"))
@@ -274,7 +281,7 @@ def numbers_frame(rows, module, mode, metrics):
                         "ours_mean": mean, "ours_sd": sd, "n": n, "comparable": row.get("comparable", True),
                         "test_images": row.get("test_images"), "schedule": row.get("schedule", ""),
                         "settings": row.get("settings", ""),
-                        "hardware": hardware(), "wall_hours": wall_hours, "date": datetime.date.today().isoformat()})
+                        "hardware": hardware(), "wall_hours": wall_hours(metrics, row.get("runs")), "date": datetime.date.today().isoformat()})
     return pd.DataFrame(records)
 
 

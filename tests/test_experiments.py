@@ -162,6 +162,9 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     numbers = pd.read_csv(results / "numbers.csv")  # the report's rows as data, for the README's table
     k2 = numbers[numbers["quantity"] == "final test accuracy, k = 2"].iloc[0]
     assert (k2["ours_mean"], k2["n"], k2["mode"]) == (pytest.approx(finals.mean()), 2, "tiny")
+    # Its wall time is k = 2's two seeds', not the whole experiment's.
+    hours = metrics.groupby(["run", "seed"])["elapsed_sec"].max() / 3600
+    assert k2["wall_hours"] == pytest.approx(hours["k2"].sum(), rel=1e-4) and k2["wall_hours"] < hours.sum()
     # Provenance: the commit of this code, the CPU, each session's precision, the sha256 of the data.
     commit, _ = provenance.git_state()
     assert f"commit {commit[:10]}" in report and provenance.cpu_model() in report
