@@ -217,14 +217,25 @@ def machine():
             f"{' with uncommitted changes' if dirty else ''}")
 
 
+def progress(folder):
+    """(the last step in a run folder's metrics.csv, the run's total steps), or None before its first report."""
+    path = os.path.join(folder, run_folder.METRICS)
+    if not os.path.exists(path):
+        return None
+    steps = pd.read_csv(path)["step"]
+    return (int(steps.iloc[-1]) if len(steps) else 0), run_folder.saved_config(folder)[0].stages_steps
+
+
 def collect(runs, results_dir):
-    """Every run's metrics.csv (and timing) as one frame with ``run``, ``seed``, ``label`` and ``group`` columns;
-    runs not trained are left out. With none trained the frame is empty but has the columns, so selecting a
-    run's rows works the same and gives no rows."""
+    """Every finished run's metrics.csv (and timing) as one frame with ``run``, ``seed``, ``label`` and ``group``
+    columns; runs not trained or not finished (an interrupted run, or one training in another process) are left
+    out. With none finished the frame is empty but has the columns, so selecting a run's rows works the same and
+    gives no rows."""
     frames = []
     for run in runs:
         path = os.path.join(results_dir, run.folder, run_folder.METRICS)
-        if not os.path.exists(path):
+        done = progress(os.path.join(results_dir, run.folder))
+        if done is None or done[0] < done[1]:
             continue
         frame = pd.read_csv(path)
         timing = os.path.join(results_dir, run.folder, run_folder.TIMING)
@@ -344,6 +355,12 @@ def provenance_lines(runs, results_dir):
             needs = (f": needs about {planned_hours[run.folder]:.1f} hours here (plan.md)"
                      if run.folder in planned_hours else "")
             lines.append(f"- `{run.folder}`: not run here{needs}; its command is under Runs")
+            continue
+        done = progress(folder)
+        if done is None or done[0] < done[1]:
+            reached = f"at step {done[0]:,} of {done[1]:,}" if done else "before its first report"
+            lines.append(f"- `{run.folder}`: UNFINISHED {reached}, left out of every number and figure; the same "
+                         f"command continues it")
             continue
         saved = run_folder.read_config(folder)
         timing = os.path.join(folder, run_folder.TIMING)

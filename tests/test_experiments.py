@@ -4,6 +4,7 @@ import hashlib
 import json
 import importlib
 import shlex
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -186,6 +187,15 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     assert jin.main(one_seed + ["--only", "k0"]) == 0
     numbers = pd.read_csv(results / "numbers.csv")
     assert numbers[numbers["quantity"] == "final test accuracy, k = 2"].iloc[0]["n"] == 2
+    # An unfinished seed (interrupted, or still training in another process) is in no number, and is named.
+    shutil.copytree(results / "k4" / "seed1", results / "k4" / "seed2")
+    partial = results / "k4" / "seed2" / "metrics.csv"
+    pd.read_csv(partial).iloc[:1].to_csv(partial, index=False)
+    every = common.with_trained_seeds(runs, str(results))
+    assert "k4/seed2" in [run.folder for run in every]
+    assert (common.collect(every, str(results))[["run", "seed"]].drop_duplicates().shape[0] == 8)
+    assert ("- `k4/seed2`: UNFINISHED at step 2 of 4, left out of every number and figure; the same command "
+            "continues it") in common.provenance_lines(every, str(results))
 
 
 def test_unknown_only_run_is_a_clear_error(capsys, tmp_path):
