@@ -552,11 +552,11 @@ def mean_curve(metrics, run, column, x="step"):
 
 def plot_mean(axis, metrics, run, column, x="step", label=None, **style):
     """Draws the mean over seeds, with a band of +-1 sd where there are several; a run with no result yet keeps
-    its legend entry, marked "not run"."""
+    its legend entry, marked "no result" (not run, or not finished)."""
     curve = mean_curve(metrics, run, column, x)
     n = int(curve["n"].max()) if len(curve) else 0
     if label:
-        label = f"{label} (n = {n})" if n > 1 else f"{label} (not run)" if n == 0 else label
+        label = f"{label} (n = {n})" if n > 1 else f"{label} (no result)" if n == 0 else label
     (line,) = axis.plot(curve[x], curve["mean"], label=label, **style)
     if n > 1:
         axis.fill_between(curve[x], curve["mean"] - curve["sd"], curve["mean"] + curve["sd"], alpha=0.2,

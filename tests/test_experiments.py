@@ -78,7 +78,7 @@ def test_verdict_says_beyond_or_within_noise():
     assert common.verdict(np.array([])).startswith("not run here")  # one of the runs has no seed yet
 
 
-def test_curve_legend_gives_seeds_and_marks_a_run_not_run():
+def test_curve_legend_gives_seeds_and_marks_a_run_with_no_result():
     from experiments import common
 
     metrics = pd.DataFrame({"run": ["a"] * 4 + ["b"] * 2, "seed": [0, 0, 1, 1, 0, 0], "step": [1, 2, 1, 2, 1, 2],
@@ -86,7 +86,7 @@ def test_curve_legend_gives_seeds_and_marks_a_run_not_run():
     _, axis = common.pyplot().subplots()
     for run in ("a", "b", "c"):
         common.plot_mean(axis, metrics, run, "val_accuracy", label=run.upper())
-    assert [line.get_label() for line in axis.get_lines()] == ["A (n = 2)", "B", "C (not run)"]
+    assert [line.get_label() for line in axis.get_lines()] == ["A (n = 2)", "B", "C (no result)"]
     assert axis.get_lines()[0].get_ydata().tolist() == pytest.approx([0.2, 0.3])  # the mean over seeds
 
 
