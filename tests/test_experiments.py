@@ -166,6 +166,7 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     # Its wall time is k = 2's two seeds', not the whole experiment's.
     hours = metrics.groupby(["run", "seed"])["elapsed_sec"].max() / 3600
     assert k2["wall_hours"] == pytest.approx(hours["k2"].sum(), rel=1e-4) and k2["wall_hours"] < hours.sum()
+    assert k2["schedule"] == "4 steps x 5, Adam lr 0.001 constant, flips"
     # Provenance: the commit of this code, the CPU, each session's precision, the sha256 of the data.
     commit, _ = provenance.git_state()
     assert f"commit {commit[:10]}" in report and provenance.cpu_model() in report
