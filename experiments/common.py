@@ -292,7 +292,8 @@ def numbers_frame(rows, module, mode, metrics):
                         "ours_mean": mean, "ours_sd": sd, "n": n, "comparable": row.get("comparable", True),
                         "test_images": row.get("test_images"), "schedule": row.get("schedule", ""),
                         "settings": row.get("settings", ""),
-                        "hardware": hardware(), "wall_hours": wall_hours(metrics, row.get("runs")), "date": datetime.date.today().isoformat()})
+                        "hardware": hardware(), "wall_hours": wall_hours(metrics, row.get("runs")),
+                        "date": datetime.date.today().isoformat()})
     return pd.DataFrame(records)
 
 
