@@ -218,12 +218,14 @@ def machine():
 
 
 def progress(folder):
-    """(the last step in a run folder's metrics.csv, the run's total steps), or None before its first report."""
+    """(a run folder's metrics.csv as a frame, its last step, the run's total steps), or None before its first
+    report; the run has finished when the last step reaches the total."""
     path = os.path.join(folder, run_folder.METRICS)
     if not os.path.exists(path):
         return None
-    steps = pd.read_csv(path)["step"]
-    return (int(steps.iloc[-1]) if len(steps) else 0), run_folder.saved_config(folder)[0].stages_steps
+    metrics = pd.read_csv(path)
+    last = int(metrics["step"].iloc[-1]) if len(metrics) else 0
+    return metrics, last, run_folder.saved_config(folder)[0].stages_steps
 
 
 def collect(runs, results_dir):
@@ -233,11 +235,10 @@ def collect(runs, results_dir):
     gives no rows."""
     frames = []
     for run in runs:
-        path = os.path.join(results_dir, run.folder, run_folder.METRICS)
         done = progress(os.path.join(results_dir, run.folder))
-        if done is None or done[0] < done[1]:
+        if done is None or done[1] < done[2]:
             continue
-        frame = pd.read_csv(path)
+        frame = done[0]
         timing = os.path.join(results_dir, run.folder, run_folder.TIMING)
         if os.path.exists(timing):
             frame = frame.merge(pd.read_csv(timing), on="step", how="left")
@@ -358,8 +359,8 @@ def provenance_lines(runs, results_dir):
             lines.append(f"- `{run.folder}`: not run here{needs}; its command is under Runs")
             continue
         done = progress(folder)
-        if done is None or done[0] < done[1]:
-            reached = f"at step {done[0]:,} of {done[1]:,}" if done else "before its first report"
+        if done is None or done[1] < done[2]:
+            reached = f"at step {done[1]:,} of {done[2]:,}" if done else "before its first report"
             lines.append(f"- `{run.folder}`: UNFINISHED {reached}, left out of every number and figure; the same "
                          f"command continues it")
             continue

@@ -90,30 +90,31 @@ def _name(k):
 def report_rows(metrics, mode, args):
     budget = "" if mode == "full" else f"{mode}: {SCHEDULE[mode][0] or 'a few steps of'} epochs, not 40; "
     schedule = _schedule(mode)
-    rows = [{"quantity": f"final test accuracy, {_name(k)}", "paper": None,
-             "ours": common.last(metrics, f"k{k}", "val_accuracy"), "test_images": 10000, "runs": [f"k{k}"], "schedule": schedule,
-             "settings": budget + "the paper reports curves, no numbers"} for k in BLOCKS]
-    rows += [{"quantity": f"best test accuracy at any report, {_name(k)}", "paper": None,
-              "ours": common.best(metrics, f"k{k}", "val_accuracy"), "runs": [f"k{k}"], "schedule": schedule,
-              "settings": budget + "Adam at a constant learning rate: test accuracy swings between reports, "
-                                   "so the last report alone can misrank k"} for k in BLOCKS]
+
+    def row(quantity, ours, settings, runs, paper=None, **extra):
+        return {"quantity": quantity, "paper": paper, "ours": ours, "runs": runs, "schedule": schedule,
+                "settings": budget + settings, **extra}
+
+    rows = [row(f"final test accuracy, {_name(k)}", common.last(metrics, f"k{k}", "val_accuracy"),
+                "the paper reports curves, no numbers", [f"k{k}"], test_images=10000) for k in BLOCKS]
+    rows += [row(f"best test accuracy at any report, {_name(k)}", common.best(metrics, f"k{k}", "val_accuracy"),
+                 "Adam at a constant learning rate: test accuracy swings between reports, so the last report alone "
+                 "can misrank k", [f"k{k}"]) for k in BLOCKS]
     for k in BLOCKS[1:]:  # the paper's claim, k by k: residual blocks help, by how much, beyond noise or not
         gain = common.paired(common.last(metrics, f"k{k}", "val_accuracy"), common.last(metrics, "k0", "val_accuracy"))
-        rows.append({"quantity": f"final test accuracy, k = {k} minus the plain CNN (seed by seed)", "paper": None,
-                     "ours": gain, "runs": [f"k{k}", "k0"], "schedule": schedule, "settings": budget + "the paper: residual blocks make the model 'much better'; "
-                                                         + common.verdict(gain, 10000)})
+        rows.append(row(f"final test accuracy, k = {k} minus the plain CNN (seed by seed)", gain,
+                        "the paper: residual blocks make the model 'much better'; " + common.verdict(gain, 10000),
+                        [f"k{k}", "k0"]))
     for k in BLOCKS:  # the loss rebound (Fig. 2) and the convergence (Fig. 3) near epoch 20, for every model
-        rows.append({"quantity": f"epoch of the lowest test loss, {_name(k)}", "paper": PAPER_REBOUND_EPOCH,
-                     "ours": _epoch_of_min_loss(metrics, f"k{k}"), "format": "{:.1f}", "runs": [f"k{k}"], "schedule": schedule,
-                     "settings": budget + "the paper's 20 is read off its Fig. 2"})
-        rows.append({"quantity": f"test loss at the last report minus its lowest (the rebound), {_name(k)}",
-                     "paper": None, "ours": _loss_rebound(metrics, f"k{k}"), "runs": [f"k{k}"], "schedule": schedule,
-                     "settings": budget + "the paper: the loss rises again after about 20 epochs (Fig. 2); "
-                                          "0 = no rebound"})
-        rows.append({"quantity": f"epoch test accuracy reaches 95% of its best, {_name(k)}",
-                     "paper": PAPER_REBOUND_EPOCH, "ours": _epoch_converged(metrics, f"k{k}"), "format": "{:.1f}",
-                     "runs": [f"k{k}"], "schedule": schedule,
-                     "settings": budget + "the paper: 'converges around 20 epochs' (Fig. 3)"})
+        runs_k = [f"k{k}"]
+        rows.append(row(f"epoch of the lowest test loss, {_name(k)}", _epoch_of_min_loss(metrics, f"k{k}"),
+                        "the paper's 20 is read off its Fig. 2", runs_k, PAPER_REBOUND_EPOCH, format="{:.1f}"))
+        rows.append(row(f"test loss at the last report minus its lowest (the rebound), {_name(k)}",
+                        _loss_rebound(metrics, f"k{k}"),
+                        "the paper: the loss rises again after about 20 epochs (Fig. 2); 0 = no rebound", runs_k))
+        rows.append(row(f"epoch test accuracy reaches 95% of its best, {_name(k)}", _epoch_converged(metrics, f"k{k}"),
+                        "the paper: 'converges around 20 epochs' (Fig. 3)", runs_k, PAPER_REBOUND_EPOCH,
+                        format="{:.1f}"))
     return rows
 
 

@@ -100,15 +100,17 @@ def report_rows(metrics, mode, args):
             schedule = _schedule(model, dataset, mode)
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest training accuracy",
                          "paper": paper_train, "ours": common.best(metrics, run, "train_accuracy"), "comparable": full,
-                         "runs": [run], "schedule": schedule, "settings": budget + window + ("; dropout on" if model == "alexnet" else "")})
+                         "runs": [run], "schedule": schedule,
+                         "settings": budget + window + ("; dropout on" if model == "alexnet" else "")})
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest test accuracy",
                          "paper": paper_test, "ours": common.best(metrics, run, "val_accuracy"), "comparable": full,
                          "test_images": 10000, "runs": [run], "schedule": schedule, "settings": budget.rstrip("; ")})
     for dataset, dataset_name in DATASETS.items():
         for model, model_name in MODELS.items():  # the plateau rule: is each run's highest test accuracy its end?
-            gains = common.late_gain(metrics, f"{model}_{dataset}", "val_accuracy")
+            run = f"{model}_{dataset}"
+            gains = common.late_gain(metrics, run, "val_accuracy")
             rows.append({"quantity": f"{model_name}, {dataset_name}: best test accuracy of the last 20% of steps "
-                                     f"minus the best before", "paper": None, "ours": gains, "runs": [f"{model}_{dataset}"],
+                                     f"minus the best before", "paper": None, "ours": gains, "runs": [run],
                          "settings": budget + common.plateau_verdict(gains, 10000)})
     for dataset, dataset_name in DATASETS.items():
         for other in ("lenet5", "alexnet"):
