@@ -133,7 +133,8 @@ def default_split(config):
     return FOLDER_TEST_SPLIT if config.dataset == "folder" else 0.0
 
 
-def _steps(epochs, num_train_images, batch_size):
+def steps_for_epochs(epochs, num_train_images, batch_size):
+    """Steps of `batch_size` images that cover `epochs` passes over the training set (the last one partly)."""
     return math.ceil(epochs * num_train_images / batch_size)
 
 
@@ -188,8 +189,8 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
 
     check(config)
     transfer = resnet.is_transfer(config.model)
-    train_steps = config.train_steps or (_steps(config.epochs, num_train_images, config.batch_size) if config.epochs
-                                         else DEFAULT_TRAIN_STEPS)
+    train_steps = config.train_steps or (
+        steps_for_epochs(config.epochs, num_train_images, config.batch_size) if config.epochs else DEFAULT_TRAIN_STEPS)
     if config.report_freq > train_steps:
         raise ConfigError(f"--report_freq {config.report_freq} is larger than the {train_steps} training steps")
     if config.batch_size % replicas:
@@ -200,7 +201,7 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
     fine_tune_steps = fine_tune_rate = None
     if config.fine_tune_at is not None:
         fine_tune_steps = config.fine_tune_steps or (
-            _steps(config.fine_tune_epochs, num_train_images, config.batch_size) if config.fine_tune_epochs
+            steps_for_epochs(config.fine_tune_epochs, num_train_images, config.batch_size) if config.fine_tune_epochs
             else train_steps)
         fine_tune_rate = config.fine_tune_learning_rate or learning_rate / 10
     if config.profile_steps and config.profile_steps[1] > train_steps + (fine_tune_steps or 0):

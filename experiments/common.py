@@ -22,6 +22,7 @@ import os
 import platform
 import shlex
 import sys
+import typing
 
 import numpy as np
 import pandas as pd
@@ -153,7 +154,7 @@ def compute_plan(runs, measure=None):
     for run in runs:
         config = run.config
         images = TRAIN_IMAGES.get(config.dataset) or _count_images(config.data_dir)
-        steps = config.train_steps or run_config._steps(config.epochs, images, config.batch_size)
+        steps = config.train_steps or run_config.steps_for_epochs(config.epochs, images, config.batch_size)
         shape = model_input_shape(config)
         key = (config.model, json_key(config.model_options), shape, config.batch_size, config.mixed_precision)
         if key not in rates:
@@ -217,15 +218,26 @@ def machine():
             f"{' with uncommitted changes' if dirty else ''}")
 
 
+class Progress(typing.NamedTuple):
+    """How far a run folder got: its metrics.csv as a frame, its last reported step and the run's total steps."""
+
+    metrics: pd.DataFrame
+    last_step: int
+    total_steps: int
+
+    @property
+    def finished(self):
+        return self.last_step >= self.total_steps
+
+
 def progress(folder):
-    """(a run folder's metrics.csv as a frame, its last step, the run's total steps), or None before its first
-    report; the run has finished when the last step reaches the total."""
+    """The run folder's Progress, or None before its first report."""
     path = os.path.join(folder, run_folder.METRICS)
     if not os.path.exists(path):
         return None
     metrics = pd.read_csv(path)
     last = int(metrics["step"].iloc[-1]) if len(metrics) else 0
-    return metrics, last, run_folder.saved_config(folder)[0].stages_steps
+    return Progress(metrics, last, run_folder.saved_config(folder)[0].stages_steps)
 
 
 def collect(runs, results_dir):
@@ -236,9 +248,9 @@ def collect(runs, results_dir):
     frames = []
     for run in runs:
         done = progress(os.path.join(results_dir, run.folder))
-        if done is None or done[1] < done[2]:
+        if done is None or not done.finished:
             continue
-        frame = done[0]
+        frame = done.metrics
         timing = os.path.join(results_dir, run.folder, run_folder.TIMING)
         if os.path.exists(timing):
             frame = frame.merge(pd.read_csv(timing), on="step", how="left")
@@ -359,8 +371,8 @@ def provenance_lines(runs, results_dir):
             lines.append(f"- `{run.folder}`: not run here{needs}; its command is under Runs")
             continue
         done = progress(folder)
-        if done is None or done[1] < done[2]:
-            reached = f"at step {done[1]:,} of {done[2]:,}" if done else "before its first report"
+        if done is None or not done.finished:
+            reached = f"at step {done.last_step:,} of {done.total_steps:,}" if done else "before its first report"
             lines.append(f"- `{run.folder}`: UNFINISHED {reached}, left out of every number and figure; the same "
                          f"command continues it")
             continue

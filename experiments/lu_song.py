@@ -82,7 +82,8 @@ def _schedule(model, dataset, mode):
     import run_config
 
     config = next(run.config for run in runs(mode) if run.name == f"{model}_{dataset}")
-    steps = config.train_steps or run_config._steps(config.epochs, common.TRAIN_IMAGES[dataset], config.batch_size)
+    images = common.TRAIN_IMAGES[dataset]
+    steps = config.train_steps or run_config.steps_for_epochs(config.epochs, images, config.batch_size)
     lr = resnet.MODELS[model].default_learning_rate
     epochs = f"{config.epochs} epochs, " if config.epochs else ""
     return f"{epochs}{steps:,} steps x {config.batch_size}, SGD lr {lr:g}, /10 at 50% and 75%, no augmentation"
