@@ -303,7 +303,8 @@ def numbers_frame(rows, module, mode, metrics):
         mean, sd, n = summary(row.get("ours"))
         records.append({"paper": module.TITLE, "mode": mode, "quantity": row["quantity"], "paper_value": row.get("paper"),
                         "ours_mean": mean, "ours_sd": sd, "n": n, "comparable": row.get("comparable", True),
-                        "test_images": row.get("test_images"), "schedule": row.get("schedule", ""),
+                        "test_images": row.get("test_images"), "format": row.get("format", "{:.4f}"),
+                        "schedule": row.get("schedule", ""),
                         "settings": row.get("settings", ""),
                         "hardware": hardware(), "wall_hours": wall_hours(metrics, row.get("runs")),
                         "date": datetime.date.today().isoformat()})

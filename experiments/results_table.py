@@ -21,8 +21,8 @@ import pandas as pd
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def _number(value, digits=4):
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+def _number(value, fmt="{:.4f}"):
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
 def _paper(value):
@@ -39,9 +39,9 @@ def table(results_root):
              "| wall time |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for frame in frames:
         for row in frame.to_dict("records"):
-            n = int(row["n"])
-            ours = "not run here" if not n else _number(row["ours_mean"]) + (
-                f" ± {_number(row['ours_sd'])} ({n})" if n > 1 else " (1)")
+            n, fmt = int(row["n"]), row["format"] if isinstance(row.get("format"), str) else "{:.4f}"
+            ours = "not run here" if not n else _number(row["ours_mean"], fmt) + (
+                f" ± {_number(row['ours_sd'], fmt)} ({n})" if n > 1 else " (1)")
             if n and isinstance(row.get("test_images"), float) and not math.isnan(row["test_images"]):
                 error = math.sqrt(row["ours_mean"] * (1 - row["ours_mean"]) / row["test_images"])
                 ours += f", binomial s.e. {error:.4f}"

@@ -331,16 +331,19 @@ def test_the_readme_results_table_is_built_from_full_mode_numbers(tmp_path):
         dict(quantity="ResNet-20 test error", paper_value=0.0875, ours_mean=0.0912, ours_sd=0.0021, n=3,
              test_images=10000, schedule="64,000 steps x 128", settings="JPEG CIFAR-10"),
         dict(quantity="ResNet-110 test error", paper_value=0.0643, ours_mean=float("nan"), ours_sd=float("nan"), n=0,
-             test_images=None, settings="not run here: `python cifar10_main.py --model resnet110`")])
+             test_images=None, settings="not run here: `python cifar10_main.py --model resnet110`"),
+        dict(quantity="epoch of the lowest loss", paper_value=20, ours_mean=39.9872, ours_sd=0.51, n=2,
+             test_images=None, format="{:.1f}")])
     numbers("Quick", "quick", [dict(quantity="x", paper_value=1.0, ours_mean=0.5, ours_sd=0.1, n=2, test_images=None,
                                     settings="")])
     text = results_table.table(str(tmp_path / "results"))
     lines = text.splitlines()
-    assert len(lines) == 4 and "Quick" not in text  # quick-mode numbers are no reproduction
+    assert len(lines) == 5 and "Quick" not in text  # quick-mode numbers are no reproduction
     assert lines[2] == ("| He | ResNet-20 test error | 0.0875 | 0.0912 ± 0.0021 (3), binomial s.e. 0.0029 | "
                         "64,000 steps x 128 | JPEG CIFAR-10 | AMD EPYC, 2 CPU cores, no GPU | 4.2 h, 2026-11-24 |")
     # A row without a schedule (numbers.csv written before the column existed) leaves the cell empty.
     assert lines[3].startswith("| He | ResNet-110 test error | 0.0643 | not run here |  | not run here: `python")
+    assert "| 20 | 40.0 ± 0.5 (2) |" in lines[4]  # the report's own format; 4 decimals where none is given
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n{results_table.BEGIN}\nold\n{results_table.END}\nafter\n")
     results_table.update(str(readme), text)
