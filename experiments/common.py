@@ -266,7 +266,8 @@ def report_table(rows):
     """Markdown table of paper vs ours; every number comes from the rows, the differences are computed here.
 
     A row has ``quantity``, ``paper`` (shown at the paper's own precision), ``ours`` (a number, or one value
-    per seed: shown as mean +- sd (n)), ``settings``, and optionally ``format`` (of ours), ``comparable``
+    per seed: shown as mean +- sd (n)), ``settings``, and optionally ``format`` (of ours), ``paper_format`` (where
+    ``{:g}`` would drop the paper's trailing zeros: Xu's 0.7540), ``comparable``
     (False: ours was taken at another step or epoch than the paper's, so no difference is printed) and
     ``test_images`` (adds the binomial standard error of one run's accuracy on that many images).
     """
@@ -282,7 +283,8 @@ def report_table(rows):
         if row.get("test_images") and n:
             error = (mean * (1 - mean) / row["test_images"]) ** 0.5
             settings = f"{settings}; binomial s.e. of one run {error:.4f}".lstrip("; ")
-        shown = "n/a" if paper is None else (f"{paper:g}" if isinstance(paper, float) else str(paper))
+        shown = "n/a" if paper is None else (row.get("paper_format", "{:g}").format(paper) if isinstance(paper, float)
+                                             else str(paper))
         lines.append(f"| {row['quantity']} | {shown} | {ours} | {difference} | {settings} |")
     return "\n".join(lines)
 
@@ -304,6 +306,7 @@ def numbers_frame(rows, module, mode, metrics):
         records.append({"paper": module.TITLE, "mode": mode, "quantity": row["quantity"], "paper_value": row.get("paper"),
                         "ours_mean": mean, "ours_sd": sd, "n": n, "comparable": row.get("comparable", True),
                         "test_images": row.get("test_images"), "format": row.get("format", "{:.4f}"),
+                        "paper_format": row.get("paper_format", "{:g}"),
                         "schedule": row.get("schedule", ""),
                         "settings": row.get("settings", ""),
                         "hardware": hardware(), "wall_hours": wall_hours(metrics, row.get("runs")),

@@ -100,11 +100,13 @@ def report_rows(metrics, mode, args):
             window = "ours: report-window mean"
             schedule = _schedule(model, dataset, mode)
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest training accuracy",
-                         "paper": paper_train, "ours": common.best(metrics, run, "train_accuracy"), "comparable": full,
+                         "paper": paper_train, "paper_format": "{:.5f}",
+                         "ours": common.best(metrics, run, "train_accuracy"), "comparable": full,
                          "runs": [run], "schedule": schedule,
                          "settings": budget + window + ("; dropout on" if model == "alexnet" else "")})
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest test accuracy",
-                         "paper": paper_test, "ours": common.best(metrics, run, "val_accuracy"), "comparable": full,
+                         "paper": paper_test, "paper_format": "{:.5f}",
+                         "ours": common.best(metrics, run, "val_accuracy"), "comparable": full,
                          "test_images": 10000, "runs": [run], "schedule": schedule, "settings": budget.rstrip("; ")})
     for dataset, dataset_name in DATASETS.items():
         for model, model_name in MODELS.items():  # the plateau rule: is each run's highest test accuracy its end?

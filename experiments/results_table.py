@@ -25,10 +25,10 @@ def _number(value, fmt="{:.4f}"):
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
-def _paper(value):
+def _paper(value, fmt):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{float(value):g}"
+    return (fmt if isinstance(fmt, str) else "{:g}").format(float(value))
 
 
 def table(results_root):
@@ -47,7 +47,8 @@ def table(results_root):
                 ours += f", binomial s.e. {error:.4f}"
             settings, schedule = (row.get(key) if isinstance(row.get(key), str) else "" for key in ("settings", "schedule"))
             when = f"{row['wall_hours']:.1f} h, {row['date']}" if n else ""
-            lines.append(f"| {row['paper']} | {row['quantity']} | {_paper(row['paper_value'])} | {ours} | {schedule} | "
+            paper = _paper(row["paper_value"], row.get("paper_format"))
+            lines.append(f"| {row['paper']} | {row['quantity']} | {paper} | {ours} | {schedule} | "
                          f"{settings} | {row['hardware'] if n else ''} | {when} |")
     if not frames:
         lines.append("| (no full-schedule result yet) | | | | | | | |")

@@ -88,7 +88,7 @@ def report_rows(metrics, mode, args):
     budget = "" if full else f"{mode}: {SCHEDULE[mode] or 'a few steps, not'} epochs, not 100; "
     rows = []
     for model, name in NAMES.items():
-        rows.append({"quantity": f"{name} test accuracy", "paper": PAPER_TEST_ACCURACY[model],
+        rows.append({"quantity": f"{name} test accuracy", "paper": PAPER_TEST_ACCURACY[model], "paper_format": "{:.4f}",
                      "ours": common.last(metrics, model, "val_accuracy"), "comparable": full, "test_images": 10000,
                      "settings": budget + "10-way head"})
     for model, name in NAMES.items():
@@ -98,7 +98,8 @@ def report_rows(metrics, mode, args):
             for quantity, paper, column in (("training loss", paper_loss, "train_loss"),
                                             ("training accuracy", paper_accuracy, "train_accuracy")):
                 rows.append({"quantity": f"Table {table}: {name} epoch {epoch} {quantity}", "paper": paper,
-                             "ours": _at_epoch(metrics, model, column, epoch), "settings": budget.rstrip("; ")})
+                             "paper_format": "{:.4f}", "ours": _at_epoch(metrics, model, column, epoch),
+                             "settings": budget.rstrip("; ")})
     return rows
 
 

@@ -56,6 +56,7 @@ def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
         {"quantity": "d", "paper": 0.1, "ours": float("nan")},
         {"quantity": "e", "paper": 0.947368, "ours": np.array([0.80, 0.84, 0.82]), "test_images": 10000},
         {"quantity": "f", "paper": 0.99665, "ours": [0.99], "comparable": False, "settings": "at epoch 3, not 30"},
+        {"quantity": "g", "paper": 0.754, "paper_format": "{:.4f}", "ours": 0.75},
     ]).splitlines()
     assert table[2] == "| a | 0.9 | 0.8500 | -0.0500 | quick |"
     assert table[3] == "| b | 20 | 25.0 | +5.0 |  |"
@@ -65,6 +66,7 @@ def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
     assert table[6] == "| e | 0.947368 | 0.8200 ± 0.0200 (n = 3) | -0.1274 | binomial s.e. of one run 0.0038 |"
     # Taken at another step than the paper's: no difference is printed.
     assert table[7] == "| f | 0.99665 | 0.9900 |  | at epoch 3, not 30 |"
+    assert table[8] == "| g | 0.7540 | 0.7500 | -0.0040 |  |"  # the paper's trailing zero, as it printed 0.7540
 
 
 def test_verdict_says_beyond_or_within_noise():
@@ -103,6 +105,7 @@ def test_lu_song_table1_comes_from_the_metrics(tmp_path):
     report = {row["quantity"]: row for row in lu_song.report_rows(metrics, "quick", None)}
     resnet = report["Table 1: ResNet (ResNet-20), CIFAR-10, highest test accuracy"]
     assert resnet["paper"] == 0.866 and list(resnet["ours"]) == [0.7]  # the maximum over the reports
+    assert "| 0.86600 | 0.7000 |" in common.report_table([resnet])  # as the paper prints it: 86.600%
     assert list(report["Table 1: LeNet-5, CIFAR-10, highest training accuracy"]["ours"]) == [0.45]
     gap = report["CIFAR-10: ResNet's highest test accuracy minus LeNet-5's"]
     assert gap["paper"] == pytest.approx(0.8660 - 0.6347) and list(gap["ours"]) == pytest.approx([0.7 - 0.5])
@@ -333,17 +336,20 @@ def test_the_readme_results_table_is_built_from_full_mode_numbers(tmp_path):
         dict(quantity="ResNet-110 test error", paper_value=0.0643, ours_mean=float("nan"), ours_sd=float("nan"), n=0,
              test_images=None, settings="not run here: `python cifar10_main.py --model resnet110`"),
         dict(quantity="epoch of the lowest loss", paper_value=20, ours_mean=39.9872, ours_sd=0.51, n=2,
-             test_images=None, format="{:.1f}")])
+             test_images=None, format="{:.1f}"),
+        dict(quantity="Table 2 loss", paper_value=0.754, paper_format="{:.4f}", ours_mean=0.8, ours_sd=None, n=1,
+             test_images=None)])
     numbers("Quick", "quick", [dict(quantity="x", paper_value=1.0, ours_mean=0.5, ours_sd=0.1, n=2, test_images=None,
                                     settings="")])
     text = results_table.table(str(tmp_path / "results"))
     lines = text.splitlines()
-    assert len(lines) == 5 and "Quick" not in text  # quick-mode numbers are no reproduction
+    assert len(lines) == 6 and "Quick" not in text  # quick-mode numbers are no reproduction
     assert lines[2] == ("| He | ResNet-20 test error | 0.0875 | 0.0912 ± 0.0021 (3), binomial s.e. 0.0029 | "
                         "64,000 steps x 128 | JPEG CIFAR-10 | AMD EPYC, 2 CPU cores, no GPU | 4.2 h, 2026-11-24 |")
     # A row without a schedule (numbers.csv written before the column existed) leaves the cell empty.
     assert lines[3].startswith("| He | ResNet-110 test error | 0.0643 | not run here |  | not run here: `python")
     assert "| 20 | 40.0 ± 0.5 (2) |" in lines[4]  # the report's own format; 4 decimals where none is given
+    assert "| Table 2 loss | 0.7540 | 0.8000 (1) |" in lines[5]  # and the paper's precision
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n{results_table.BEGIN}\nold\n{results_table.END}\nafter\n")
     results_table.update(str(readme), text)
