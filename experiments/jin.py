@@ -67,16 +67,18 @@ def notes(mode):
 LATE_EPOCHS = 5  # "late accuracy": the mean of the reports in the last 5 epochs
 SMOOTH_REPORTS = 5  # the lowest test loss is looked for on a centred mean of 5 reports
 REBOUND_WINDOW = 10  # the loss near epoch 20 (epochs 16-25) against the loss in the last 10 epochs
+REBOUND_START = PAPER_REBOUND_EPOCH - REBOUND_WINDOW // 2 + 1  # 16
 
 
-def _epochs(rows):
-    return rows["epoch"].round()
+def _window_mean(rows, column, epochs):
+    """The mean of ``column`` over one seed's reports in its last ``epochs`` epochs."""
+    epoch = rows["epoch"].round()
+    return rows.loc[epoch > epoch.max() - epochs, column].mean()
 
 
 def _late_mean(metrics, run, column):
     """Per seed: the mean of ``column`` over the reports of the last LATE_EPOCHS epochs."""
-    return common.per_seed(metrics, run, column,
-                           lambda rows, c: rows.loc[_epochs(rows) > _epochs(rows).max() - LATE_EPOCHS, c].mean())
+    return common.per_seed(metrics, run, column, lambda rows, c: _window_mean(rows, c, LATE_EPOCHS))
 
 
 def _epoch_of_min_loss(metrics, run):
@@ -90,13 +92,11 @@ def _loss_rebound(metrics, run):
     around the paper's epoch 20 (> 0: the loss rose again); NaN when the run ends before both windows exist."""
 
     def rebound(rows, c):
-        epochs = _epochs(rows)
-        start = PAPER_REBOUND_EPOCH - REBOUND_WINDOW // 2 + 1
-        around = (epochs >= start) & (epochs < start + REBOUND_WINDOW)
-        late = epochs > epochs.max() - REBOUND_WINDOW
-        if epochs.max() < start + 2 * REBOUND_WINDOW - 1:  # the two windows would overlap or be cut short
+        epoch = rows["epoch"].round()
+        if epoch.max() < REBOUND_START + 2 * REBOUND_WINDOW - 1:  # the two windows would overlap or be cut short
             return np.nan
-        return rows.loc[late, c].mean() - rows.loc[around, c].mean()
+        around = (epoch >= REBOUND_START) & (epoch < REBOUND_START + REBOUND_WINDOW)
+        return _window_mean(rows, c, REBOUND_WINDOW) - rows.loc[around, c].mean()
 
     return common.per_seed(metrics, run, "val_loss", rebound)
 
@@ -106,8 +106,7 @@ def _epoch_converged(metrics, run, share=0.95):
     which is one swing up)."""
 
     def converged(rows, c):
-        late = rows.loc[_epochs(rows) > _epochs(rows).max() - LATE_EPOCHS, c].mean()
-        return rows.loc[rows[c] >= share * late, "epoch"].iloc[0]
+        return rows.loc[rows[c] >= share * _window_mean(rows, c, LATE_EPOCHS), "epoch"].iloc[0]
 
     return common.per_seed(metrics, run, "val_accuracy", converged)
 
@@ -144,14 +143,14 @@ def report_rows(metrics, mode, args):
         rows.append(row(f"late test accuracy, k = {k} minus the plain CNN (seed by seed)", gain,
                         f"the paper: residual blocks make the model 'much better'; {late}; "
                         + common.verdict(gain, 10000), [f"k{k}", "k0"]))
-    start = PAPER_REBOUND_EPOCH - REBOUND_WINDOW // 2 + 1
     for k in BLOCKS:  # the loss rebound (Fig. 2) and the convergence (Fig. 3) near epoch 20, for every model
         runs_k = [f"k{k}"]
         rows.append(row(f"epoch of the lowest test loss (centred mean of {SMOOTH_REPORTS} reports), {_name(k)}",
                         _epoch_of_min_loss(metrics, f"k{k}"), "the paper's 20 is read off its Fig. 2", runs_k,
                         PAPER_REBOUND_EPOCH, format="{:.1f}"))
-        rows.append(row(f"test loss of the last {REBOUND_WINDOW} epochs minus that of epochs {start}-"
-                        f"{start + REBOUND_WINDOW - 1} (the rebound), {_name(k)}", _loss_rebound(metrics, f"k{k}"),
+        rows.append(row(f"test loss of the last {REBOUND_WINDOW} epochs minus that of epochs {REBOUND_START}-"
+                        f"{REBOUND_START + REBOUND_WINDOW - 1} (the rebound), {_name(k)}",
+                        _loss_rebound(metrics, f"k{k}"),
                         "the paper: the loss rises again after about 20 epochs (Fig. 2); > 0 = it rose; n/a when "
                         "the run is too short for both windows", runs_k))
         rows.append(row(f"epoch test accuracy reaches 95% of its late mean, {_name(k)}",

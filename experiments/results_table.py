@@ -21,14 +21,20 @@ import pandas as pd
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def _number(value, fmt="{:.4f}"):
+def _format(row, key, default):
+    """A text column of the row (a format, the settings); numbers.csv files written before the column existed, or
+    an empty cell, give NaN, so ``default``."""
+    return row[key] if isinstance(row.get(key), str) else default
+
+
+def _number(value, fmt):
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
 def _paper(value, fmt):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return (fmt if isinstance(fmt, str) else "{:g}").format(float(value))
+    return fmt.format(float(value))
 
 
 def table(results_root):
@@ -39,15 +45,15 @@ def table(results_root):
              "| wall time |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for frame in frames:
         for row in frame.to_dict("records"):
-            n, fmt = int(row["n"]), row["format"] if isinstance(row.get("format"), str) else "{:.4f}"
+            n, fmt = int(row["n"]), _format(row, "format", "{:.4f}")
             ours = "not run here" if not n else _number(row["ours_mean"], fmt) + (
                 f" ± {_number(row['ours_sd'], fmt)} ({n})" if n > 1 else " (1)")
             if n and isinstance(row.get("test_images"), float) and not math.isnan(row["test_images"]):
                 error = math.sqrt(row["ours_mean"] * (1 - row["ours_mean"]) / row["test_images"])
                 ours += f", binomial s.e. {error:.4f}"
-            settings, schedule = (row.get(key) if isinstance(row.get(key), str) else "" for key in ("settings", "schedule"))
+            settings, schedule = (_format(row, key, "") for key in ("settings", "schedule"))
             when = f"{row['wall_hours']:.1f} h, {row['date']}" if n else ""
-            paper = _paper(row["paper_value"], row.get("paper_format"))
+            paper = _paper(row["paper_value"], _format(row, "paper_format", "{:g}"))
             lines.append(f"| {row['paper']} | {row['quantity']} | {paper} | {ours} | {schedule} | "
                          f"{settings} | {row['hardware'] if n else ''} | {when} |")
     if not frames:
