@@ -428,9 +428,10 @@ def train(config, on_report=None, verbose=1, resume=False, overwrite=False):
                                      overwrite=overwrite, session_notes=session_notes)
     except ValueError as error:  # the engine's own checks (batch per input pipeline, --fine_tune_at layer)
         raise UsageError(str(error).splitlines()[0]) from None
+    test = (f"Test with: python cifar10_main.py --mode test --checkpoint {config.log_dir}" if result["model"] else
+            "Its models were removed with its checkpoint: only its reports are left")
     print(f"Done: val accuracy {result.get('val_accuracy', float('nan')):.4f} at step {result.get('step')}, "
-          f"best {result['best_val_accuracy']:.4f}. Test with: python cifar10_main.py --mode test --checkpoint "
-          f"{config.log_dir}")
+          f"best {result['best_val_accuracy']:.4f}. {test}")
     return result
 
 

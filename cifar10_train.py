@@ -500,7 +500,10 @@ def _fine_tune_stage(config, model, loss_scaling):
 def _open_folder(run, resume, overwrite, scratch_dir, session_notes):
     """Readies the run folder (the chief decides, the others follow the shared disk); restores the checkpoint.
 
-    Returns (the folder this process writes to, whether an earlier run was continued, whether it had finished).
+    Returns (the folder this process writes to, whether an earlier run was continued, whether it had finished,
+    the step it continues or finished at). A finished run whose checkpoint was removed (a committed result keeps
+    only its metrics) is finished at its last report; an unfinished one without a checkpoint is refused, as
+    restarting it would overwrite its reports.
     """
     config, chief = run.config, is_chief(run.strategy)
     checkpoints = os.path.join(config.log_dir, run_folder.CHECKPOINTS)
@@ -511,7 +514,13 @@ def _open_folder(run, resume, overwrite, scratch_dir, session_notes):
     latest = tf.train.latest_checkpoint(checkpoints) if resuming else None
     if latest:
         _restore(run, latest)
-    finished = resuming and run.restored_step() >= config.stages_steps
+    step = run.restored_step() if latest or not resuming else _reported_step(config.log_dir)
+    if 0 < step < config.stages_steps and not latest:
+        raise run_folder.RunFolderError(
+            f"--log_dir {config.log_dir} holds a run reported up to step {step} of {config.stages_steps} but no "
+            f"checkpoint ({run_folder.CHECKPOINTS}/) to continue it from; pass --overwrite to retrain it from step 0, "
+            f"or choose another --log_dir")
+    finished = resuming and step >= config.stages_steps
     if chief and not finished:  # only once the checkpoint restored: a run that cannot continue leaves the folder as it was
         earlier = run_folder.read_config(config.log_dir).get("sessions", [UNRECORDED]) if resuming else []
         # Precision may change between sessions (a CPU run resumed on a GPU): each session records its own.
@@ -520,7 +529,13 @@ def _open_folder(run, resume, overwrite, scratch_dir, session_notes):
                                    **session_notes)]
         run_folder.write_json(os.path.join(config.log_dir, run_folder.CONFIG),
                               run_config.to_json(config, run.info, sessions))
-    return (config.log_dir if chief else scratch_dir), resuming, finished
+    return (config.log_dir if chief else scratch_dir), resuming, finished, step
+
+
+def _reported_step(run_dir):
+    """The step of a run folder's last report in metrics.csv (0 without one)."""
+    rows = _load_csv(os.path.join(run_dir, run_folder.METRICS), float("inf"))
+    return int(rows[-1]["step"]) if rows else 0
 
 
 def _restore(run, path):
@@ -687,7 +702,8 @@ def train(config, data, strategy=None, verbose=1, on_report=None, resume=False, 
 
     Returns:
       dict with the last row of the metrics, ``best_val_accuracy``, ``step``,
-      ``log_dir``, ``num_replicas`` and the trained ``model``.
+      ``log_dir``, ``num_replicas`` and the trained ``model`` (None for a finished
+      run whose checkpoint was removed: its reports are all that is left).
     """
     strategy = strategy or tf.distribute.get_strategy()
     if config.batch_size % strategy.num_replicas_in_sync:
@@ -697,12 +713,14 @@ def train(config, data, strategy=None, verbose=1, on_report=None, resume=False, 
     with op_determinism(config.deterministic), tempfile.TemporaryDirectory(prefix="worker_") as scratch:
         # Build before touching the run folder, so a model that cannot be built leaves nothing behind.
         run = build_run(config, learn_data(config, data), strategy)
-        write_dir, resuming, finished = _open_folder(run, resume, overwrite, scratch, session_notes or {})
-        step = run.restored_step()
+        write_dir, resuming, finished, step = _open_folder(run, resume, overwrite, scratch, session_notes or {})
+        weightless = step != run.restored_step()  # finished, its checkpoint removed: the reports are all it has
         if verbose and resuming:
-            print(f"Resuming {config.log_dir} from step {step}" + (" (already finished)" if finished else ""))
+            print(f"Resuming {config.log_dir} from step {step}" + (" (already finished)" if finished else "")
+                  + ("; its checkpoint was removed: its reports are kept, its model is not" if weightless else ""))
         if finished:  # reported, not retrained: nothing in the folder changes
-            return _result(run, _load_csv(os.path.join(config.log_dir, run_folder.METRICS), step), step)
+            result = _result(run, _load_csv(os.path.join(config.log_dir, run_folder.METRICS), step), step)
+            return dict(result, model=None) if weightless else result
         reporter = Reporter(run, write_dir, resuming, step, verbose, data["x_train"][:6])
         step = _loop(run, reporter, *_datasets(run, data, step), step, verbose, on_report)
         # Keras' predict is not made for MultiWorkerMirroredStrategy (as fit): there, the images are left out.

@@ -4,6 +4,7 @@ import dataclasses
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -90,6 +91,24 @@ def test_same_run_again_is_finished_another_is_refused_resume_extends(trained_ru
     steps = pd.read_csv(log_dir / run_folder.METRICS)["step"].tolist()
     assert steps == [10, 20, 30, 40, 50] and result["step"] == 50
     assert json.loads((log_dir / run_folder.CONFIG).read_text())["run"]["train_steps"] == 50
+
+
+def test_a_committed_result_without_its_checkpoint_is_kept_never_retrained_over(trained_run, tmp_path):
+    """Results are committed without their checkpoints: the same command must report them, not train over them."""
+    log_dir = tmp_path / "committed"
+    shutil.copytree(trained_run[0], log_dir)
+    shutil.rmtree(log_dir / run_folder.CHECKPOINTS)
+    config = dataclasses.replace(run_folder.saved_config(str(log_dir))[0], log_dir=str(log_dir))
+    metrics = (log_dir / run_folder.METRICS).read_bytes()
+    again = cifar10_train.train(config, _tiny_data(), verbose=0)
+    assert (again["step"], again["model"]) == (config.stages_steps, None) and (log_dir / run_folder.METRICS).read_bytes() == metrics
+    assert again["val_accuracy"] == pytest.approx(pd.read_csv(log_dir / run_folder.METRICS)["val_accuracy"].iloc[-1])
+    # Unfinished and without a checkpoint: refused (restarting would overwrite its reports), nothing changes.
+    half = b"".join(metrics.splitlines(keepends=True)[:3])  # the header and the reports at steps 10 and 20
+    (log_dir / run_folder.METRICS).write_bytes(half)
+    with pytest.raises(run_folder.RunFolderError, match=f"reported up to step 20 of {config.stages_steps} but no checkpoint.*--overwrite"):
+        cifar10_train.train(config, _tiny_data(), verbose=0)
+    assert (log_dir / run_folder.METRICS).read_bytes() == half
 
 
 def test_overwrite_removes_the_old_runs_files_and_test_results_only(tmp_path):
