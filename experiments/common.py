@@ -204,14 +204,14 @@ def plan_text(plan, selected=None):
 def hardware():
     """The machine in a few words: CPU model, cores, GPUs."""
     gpus = tf.config.list_physical_devices("GPU")
-    return f"{provenance.cpu_model()}, {os.cpu_count()} CPU cores" + (f", {len(gpus)} GPU(s)" if gpus else ", no GPU")
+    return f"{provenance.cpu_description()}, {os.cpu_count()} CPU cores" + (f", {len(gpus)} GPU(s)" if gpus else ", no GPU")
 
 
 def machine():
     """One line naming the machine and code that wrote a report (each run's own are under Provenance)."""
     gpus = tf.config.list_physical_devices("GPU")
     commit, dirty = provenance.loaded_code_state()
-    return (f"{provenance.cpu_model()}, {os.cpu_count()} CPU cores, {len(gpus)} GPU(s), Python "
+    return (f"{provenance.cpu_description()}, {os.cpu_count()} CPU cores, {len(gpus)} GPU(s), Python "
             f"{platform.python_version()}, TF {tf.__version__}, mixed precision candidates for auto: "
             f"{'/'.join(cifar10_train.precision_candidates())} (each run's precision is under Provenance); "
             f"code at commit {commit[:10]}"

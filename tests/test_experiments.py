@@ -190,7 +190,7 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     assert k2["schedule"] == "4 steps x 5, Adam lr 0.001 constant, flips"
     # Provenance: the commit of this code, the CPU, each session's precision, the sha256 of the data.
     commit, _ = provenance.git_state()
-    assert f"commit {commit[:10]}" in report and provenance.cpu_model() in report
+    assert f"commit {commit[:10]}" in report and provenance.cpu_description() in report
     jin_precision = run_folder.saved_config(str(results / "k2" / "seed1"))[0].mixed_precision
     assert f"no GPU, precision {jin_precision}, TF_ENABLE_ONEDNN_OPTS 1, Python" in report
     assert hashlib.sha256((cifar_archive / "cifar-10-python.tar.gz").read_bytes()).hexdigest() in report
@@ -401,6 +401,17 @@ def test_a_long_process_credits_the_code_it_loaded_not_later_commits(monkeypatch
         assert provenance.loaded_code_state() == ("aaaa", False)  # a commit made mid-run is not this process's code
     finally:
         provenance.loaded_code_state.cache_clear()
+
+
+def test_the_cpu_is_named_with_its_widest_vector_extension(tmp_path):
+    # Two "AMD EPYC" machines here train 2-4x apart (AVX-512 against AVX2): a wall time needs the difference.
+    def described(flags):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n\n")
+        return provenance.cpu_description(str(tmp_path / "cpuinfo"))
+
+    assert described("fpu sse4_2 avx avx2 avx512f avx512bw") == "AMD EPYC (AVX-512)"
+    assert described("fpu sse4_2 avx avx2 fma") == "AMD EPYC (AVX2)"
+    assert described("fpu sse4_2") == "AMD EPYC"
 
 
 def test_the_plan_times_each_model_on_the_input_its_run_trains_on():
