@@ -509,8 +509,9 @@ def _open_folder(run, resume, overwrite, scratch_dir, session_notes):
     checkpoints = os.path.join(config.log_dir, run_folder.CHECKPOINTS)
     if chief:
         resuming = run_folder.prepare(config.log_dir, config, resume, overwrite)
-    else:
-        resuming = not overwrite and tf.train.latest_checkpoint(checkpoints) is not None
+    else:  # the chief's reports count too: a finished run without its checkpoint must end every worker at once
+        resuming = not overwrite and (tf.train.latest_checkpoint(checkpoints) is not None
+                                      or os.path.exists(os.path.join(config.log_dir, run_folder.METRICS)))
     latest = tf.train.latest_checkpoint(checkpoints) if resuming else None
     if latest:
         _restore(run, latest)

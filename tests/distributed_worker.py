@@ -30,5 +30,6 @@ args = cifar10_main.build_parser().parse_args([
     "--mixed_precision", "off",
 ])
 result = cifar10_main.run_train(args)
-weights = [np.asarray(w) for w in result["model"].trainable_weights]
+# A finished run whose checkpoint was removed comes back without a model: nothing to save but the replicas.
+weights = [np.asarray(w) for w in result["model"].trainable_weights] if result["model"] else []
 np.savez(weights_out, *weights, replicas=result["num_replicas"])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,22 +58,28 @@ def test_mirrored_on_two_logical_cpus(cifar_archive, tmp_path):
     _assert_same_training(weights, _single_device_weights(cifar_archive, tmp_path))
 
 
-def test_two_workers_end_with_identical_weights_and_chief_checkpoints(cifar_archive, tmp_path):
+def _two_workers(cifar_archive, log_dir, scratch, out_dir):
+    """Trains the worker script as a cluster of two local workers; returns their standard outputs."""
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    log_dir = tmp_path / "run"
-    scratch = tmp_path / "tmp"  # the workers' temporary folder: the non-chief's scratch saves go here
-    scratch.mkdir()
     processes = []
     for index in range(2):
         env = dict(os.environ, TMPDIR=str(scratch),
                    TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
-            [sys.executable, str(WORKER), "multi_worker", str(cifar_archive), str(log_dir), str(tmp_path / f"w{index}.npz")],
+            [sys.executable, str(WORKER), "multi_worker", str(cifar_archive), str(log_dir), str(out_dir / f"w{index}.npz")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=300) for p in processes]
     for p, (_, err) in zip(processes, outputs):
         assert p.returncode == 0, err[-2000:]
+    return [out for out, _ in outputs]
+
+
+def test_two_workers_end_with_identical_weights_and_chief_checkpoints(cifar_archive, tmp_path):
+    log_dir = tmp_path / "run"
+    scratch = tmp_path / "tmp"  # the workers' temporary folder: the non-chief's scratch saves go here
+    scratch.mkdir()
+    _two_workers(cifar_archive, log_dir, scratch, tmp_path)
     (replicas0, weights0), (replicas1, weights1) = _weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")
     assert replicas0 == replicas1 == 2
     for a, b in zip(weights0, weights1):
@@ -82,3 +89,9 @@ def test_two_workers_end_with_identical_weights_and_chief_checkpoints(cifar_arch
     assert (log_dir / "latest.keras").exists() and (log_dir / "ckpt").is_dir()
     assert sorted(os.listdir(log_dir / "ckpt"))
     assert not [name for name in os.listdir(scratch) if name.startswith("worker_")], "the non-chief's scratch folder is left"
+    # Committed without its checkpoint, the finished run ends both workers at once (none waits on the other).
+    shutil.rmtree(log_dir / "ckpt")
+    metrics = (log_dir / "metrics.csv").read_bytes()
+    outputs = _two_workers(cifar_archive, log_dir, scratch, tmp_path)
+    assert all("from step 4 (already finished)" in out for out in outputs)
+    assert (log_dir / "metrics.csv").read_bytes() == metrics
