@@ -181,6 +181,8 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     assert f"| late test accuracy, k = 4 minus the plain CNN (seed by seed) | n/a | {gains.mean():.4f} ± " \
            f"{gains.std():.4f} (n = 2) |" in report
     assert "(the rebound), k = 1 | n/a | n/a | n/a |" in report  # too short for the windows around epoch 20
+    epoch_rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| epoch ")]
+    assert len(epoch_rows) == 8 and all(cells[1] == "20" and cells[3] == "" for cells in epoch_rows)  # not epoch 20
     numbers = pd.read_csv(results / "numbers.csv")  # the report's rows as data, for the README's table
     k2 = numbers[numbers["quantity"] == "final test accuracy, k = 2"].iloc[0]
     assert (k2["ours_mean"], k2["n"], k2["mode"]) == (pytest.approx(finals.mean()), 2, "tiny")
