@@ -47,16 +47,24 @@ def loaded_code_state():
     return git_state()
 
 
-def cpu_model(cpuinfo="/proc/cpuinfo"):
-    """The CPU's model name from /proc/cpuinfo (what `lscpu` shows), else what platform knows."""
+def _first_processor(cpuinfo):
+    """The lines /proc/cpuinfo gives for its first processor (every core's are alike), or None without the file."""
     try:
         with open(cpuinfo) as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return handle.read().split("\n\n")[0].splitlines()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return None
+
+
+def _field(lines, names):
+    """The value of the first of ``lines`` whose field is one of ``names``, or None."""
+    return next((line.split(":", 1)[1].strip() for line in lines or [] if line.split(":")[0].strip() in names), None)
+
+
+def cpu_model(cpuinfo="/proc/cpuinfo", lines=None):
+    """The CPU's model name from /proc/cpuinfo (what `lscpu` shows), else what platform knows."""
+    return (_field(lines or _first_processor(cpuinfo), ("model name",))
+            or platform.processor() or platform.machine())
 
 
 # The widest vector instructions first: TensorFlow's CPU kernels run about twice as fast with AVX-512 as with AVX2
@@ -66,27 +74,21 @@ VECTOR_EXTENSIONS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), (
 
 def cpu_description(cpuinfo="/proc/cpuinfo"):
     """The CPU's model name with its widest vector extension, as reports print it: "AMD EPYC (AVX-512)"."""
-    try:
-        with open(cpuinfo) as handle:
-            flags = next((line.split(":", 1)[1].split() for line in handle
-                          if line.split(":")[0].strip() in ("flags", "Features")), [])
-    except OSError:
-        flags = []
+    lines = _first_processor(cpuinfo)
+    flags = (_field(lines, ("flags", "Features")) or "").split()
     extension = next((name for flag, name in VECTOR_EXTENSIONS if flag in flags), None)
-    return f"{cpu_model(cpuinfo)} ({extension})" if extension else cpu_model(cpuinfo)
+    return f"{cpu_model(lines=lines)} ({extension})" if extension else cpu_model(lines=lines)
 
 
 def cpu_signature():
     """The CPU's model name plus a short hash of its family, model, stepping and flags: two machines sold under
     one name ("AMD EPYC") but of other generations differ here."""
     fields = ("cpu family", "model", "stepping", "flags")
-    try:
-        with open("/proc/cpuinfo") as handle:
-            first = handle.read().split("\n\n")[0]
-    except OSError:
+    lines = _first_processor("/proc/cpuinfo")
+    if lines is None:
         return cpu_model()
-    lines = [line for line in first.splitlines() if line.split(":")[0].strip() in fields]
-    return f"{cpu_model()} {hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:12]}"
+    signed = [line for line in lines if line.split(":")[0].strip() in fields]
+    return f"{cpu_model(lines=lines)} {hashlib.sha256(chr(10).join(signed).encode()).hexdigest()[:12]}"
 
 
 @functools.lru_cache(maxsize=8)
