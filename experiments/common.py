@@ -297,20 +297,41 @@ def wall_hours(metrics, runs=None):
     return rows.groupby(["run", "seed"])["elapsed_sec"].max().sum() / 3600
 
 
-def numbers_frame(rows, module, mode, metrics):
+def trained_on(runs, results_dir, names=None):
+    """(hardware, date) of the sessions that trained the finished ``runs`` (those named in ``names``, default all):
+    the distinct machines in the order they were used and the day of the last session, as each run's config.json
+    recorded them; this machine and today when no run recorded a session (nothing trained yet)."""
+    machines, days = [], []
+    for run in runs:
+        folder = os.path.join(results_dir, run.folder)
+        done = progress(folder)
+        if (names is not None and run.name not in names) or done is None or not done.finished:
+            continue
+        for session in run_folder.read_config(folder).get("sessions", []):
+            if "cpu" in session:
+                gpus = f"{len(session['gpus'])} GPU(s)" if session["gpus"] else "no GPU"
+                machines.append(f"{session['cpu']}, {session['cpu_cores']} CPU cores, {gpus}")
+                days.append(session["started"][:10])
+    if not machines:
+        return hardware(), datetime.date.today().isoformat()
+    return " + ".join(dict.fromkeys(machines)), max(days)
+
+
+def numbers_frame(rows, module, mode, metrics, runs, results_dir):
     """The report's rows as data (numbers.csv): what experiments/results_table.py builds the README's table from.
-    A row naming its ``runs`` gets their wall time, any other row the whole experiment's."""
+    A row naming its ``runs`` gets their wall time, machines and last training day, any other row the whole
+    experiment's."""
     records = []
     for row in rows:
         mean, sd, n = summary(row.get("ours"))
+        machines, day = trained_on(runs, results_dir, row.get("runs"))
         records.append({"paper": module.TITLE, "mode": mode, "quantity": row["quantity"], "paper_value": row.get("paper"),
                         "ours_mean": mean, "ours_sd": sd, "n": n, "comparable": row.get("comparable", True),
                         "test_images": row.get("test_images"), "format": row.get("format", "{:.4f}"),
                         "paper_format": row.get("paper_format", "{:g}"),
                         "schedule": row.get("schedule", ""),
                         "settings": row.get("settings", ""),
-                        "hardware": hardware(), "wall_hours": wall_hours(metrics, row.get("runs")),
-                        "date": datetime.date.today().isoformat()})
+                        "hardware": machines, "wall_hours": wall_hours(metrics, row.get("runs")), "date": day})
     return pd.DataFrame(records)
 
 
@@ -474,7 +495,7 @@ def main(module, argv=None):
     command = " ".join(["python -m experiments." + name, shlex.join(sys.argv[1:] if argv is None else argv)]).strip()
     report = os.path.join(results_dir, "report.md")
     write_report(report, module, mode, command, rows, figures, notes, runs, results_dir)
-    numbers = numbers_frame(rows, module, mode, metrics)
+    numbers = numbers_frame(rows, module, mode, metrics, runs, results_dir)
     run_folder.atomic_write(os.path.join(results_dir, "numbers.csv"), lambda temp: numbers.to_csv(temp, index=False))
     print(f"\nWrote {report}, metrics.csv and {len(figures)} figure(s) in {results_dir}")
     print(report_table(rows))

@@ -190,6 +190,18 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     hours = metrics.groupby(["run", "seed"])["elapsed_sec"].max() / 3600
     assert k2["wall_hours"] == pytest.approx(hours["k2"].sum(), rel=1e-4) and k2["wall_hours"] < hours.sum()
     assert k2["schedule"] == "4 steps x 5, Adam lr 0.001 constant, flips"
+    # Its machine and day are those of the sessions that trained k = 2 (config.json), not the report writer's.
+    config_path = results / "k2" / "seed1" / run_folder.CONFIG
+    saved = json.loads(config_path.read_text())
+    first = saved["sessions"][0]
+    machine = f"{first['cpu']}, {first['cpu_cores']} CPU cores, no GPU"
+    assert (k2["hardware"], k2["date"]) == (machine, first["started"][:10])
+    later = {**first, "cpu": "Other CPU (AVX2)", "cpu_cores": 8, "started": "2099-01-02T03:04:05+00:00"}
+    config_path.write_text(json.dumps({**saved, "sessions": [first, later, first]}))
+    assert common.trained_on(runs, str(results), ["k2"]) == (
+        f"{machine} + Other CPU (AVX2), 8 CPU cores, no GPU", "2099-01-02")
+    assert common.trained_on(runs, str(results), ["k1"]) == (machine, first["started"][:10])
+    config_path.write_text(json.dumps(saved))
     # Provenance: the commit of this code, the CPU, each session's precision, the sha256 of the data.
     commit, _ = provenance.git_state()
     assert f"commit {commit[:10]}" in report and provenance.cpu_description() in report
