@@ -90,7 +90,7 @@ def report_rows(metrics, mode, args):
     for model, name in NAMES.items():
         rows.append({"quantity": f"{name} test accuracy", "paper": PAPER_TEST_ACCURACY[model], "paper_format": "{:.4f}",
                      "ours": common.last(metrics, model, "val_accuracy"), "comparable": full, "test_images": 10000,
-                     "settings": budget + "10-way head"})
+                     "settings": budget + "10-way head", "runs": [model]})
     for model, name in NAMES.items():
         table = 1 if model == "resnet18" else 2
         for epoch in TABLE_EPOCHS:  # all 20 pairs; n/a where our run did not reach the epoch
@@ -99,7 +99,7 @@ def report_rows(metrics, mode, args):
                                             ("training accuracy", paper_accuracy, "train_accuracy")):
                 rows.append({"quantity": f"Table {table}: {name} epoch {epoch} {quantity}", "paper": paper,
                              "paper_format": "{:.4f}", "ours": _at_epoch(metrics, model, column, epoch),
-                             "settings": budget.rstrip("; ")})
+                             "settings": budget.rstrip("; "), "runs": [model]})
     return rows
 
 

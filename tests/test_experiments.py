@@ -48,6 +48,18 @@ def test_report_of_no_finished_runs_says_n_a_instead_of_failing(name, tmp_path):
     assert all("| n/a |" in line for line in common.report_table(rows).splitlines()[2:])
 
 
+def test_xu_rows_carry_their_own_models_wall_time(tmp_path):
+    from experiments import xu
+    metrics = pd.DataFrame({"run": ["resnet18", "resnet18", "resnet50"], "seed": 0, "step": [1, 2, 1],
+                            "epoch": [1.0, 2.0, 1.0], "val_accuracy": 0.5, "train_loss": 1.0, "train_accuracy": 0.5,
+                            "elapsed_sec": [1800.0, 3600.0, 7200.0]})
+    numbers = common.numbers_frame(xu.report_rows(metrics, "full", None), xu, "full", metrics, xu.runs("full"),
+                                   str(tmp_path))
+    hours = numbers.set_index("quantity")["wall_hours"]
+    assert hours["ResNet18 test accuracy"] == 1 and hours["Table 2: ResNet50 epoch 1 training loss"] == 2
+    assert numbers["hardware"].eq(common.hardware()).all()  # nothing trained in tmp_path: this machine
+
+
 def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
     table = common.report_table([
         {"quantity": "a", "paper": 0.9, "ours": 0.85, "settings": "quick"},
