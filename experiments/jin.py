@@ -186,8 +186,8 @@ def figures(metrics, out_dir, mode, args):
         spreads = [sd for _, sd, _ in stats]
         axis.bar(positions, values, width, label=label, capsize=3,
                  yerr=[sd if sd == sd else 0 for sd in spreads] if any(sd == sd for sd in spreads) else None)
-        for position, value in zip(positions, values):
-            axis.text(position, value, f"{value:.3f}", ha="center", va="bottom", fontsize=6)
+        for position, value, sd in zip(positions, values, spreads):  # above the error bar, not across it
+            axis.text(position, value + (sd if sd == sd else 0), f"{value:.3f}", ha="center", va="bottom", fontsize=6)
     axis.set_xticks(range(len(BLOCKS)), [str(k) for k in BLOCKS])
     common.label_axis(axis, "residual blocks k (0 = plain CNN)", "test accuracy",
                       f"Jin 2023: test accuracy by k ({mode}; error bars: sd over seeds)")
