@@ -277,8 +277,7 @@ def report_table(rows):
         mean, sd, n = summary(row.get("ours"))
         ours = "n/a" if not n else fmt.format(mean) + (f" ± {fmt.format(sd)} (n = {n})" if n > 1 else "")
         numeric = isinstance(paper, (int, float)) and n > 0
-        difference = "n/a" if not numeric else ("" if row.get("comparable") is False else
-                                                ("+" if mean - paper >= 0 else "") + fmt.format(mean - paper))
+        difference = "n/a" if not numeric else "" if row.get("comparable") is False else _signed(fmt, mean - paper)
         settings = row.get("settings", "")
         if row.get("test_images") and n:
             error = (mean * (1 - mean) / row["test_images"]) ** 0.5
@@ -287,6 +286,12 @@ def report_table(rows):
                                              else str(paper))
         lines.append(f"| {row['quantity']} | {shown} | {ours} | {difference} | {settings} |")
     return "\n".join(lines)
+
+
+def _signed(fmt, value):
+    """``value`` in ``fmt`` with its sign; one that rounds to zero is +0 (19.99 - 20 shows +0.0, not -0.0)."""
+    text = fmt.format(value).lstrip("-")
+    return ("-" if value < 0 and float(text) != 0 else "+") + text
 
 
 def wall_hours(metrics, runs=None):

@@ -69,6 +69,7 @@ def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
         {"quantity": "e", "paper": 0.947368, "ours": np.array([0.80, 0.84, 0.82]), "test_images": 10000},
         {"quantity": "f", "paper": 0.99665, "ours": [0.99], "comparable": False, "settings": "at epoch 3, not 30"},
         {"quantity": "g", "paper": 0.754, "paper_format": "{:.4f}", "ours": 0.75},
+        {"quantity": "h", "paper": 20, "ours": 19.99, "format": "{:.1f}"},
     ]).splitlines()
     assert table[2] == "| a | 0.9 | 0.8500 | -0.0500 | quick |"
     assert table[3] == "| b | 20 | 25.0 | +5.0 |  |"
@@ -79,6 +80,7 @@ def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
     # Taken at another step than the paper's: no difference is printed.
     assert table[7] == "| f | 0.99665 | 0.9900 |  | at epoch 3, not 30 |"
     assert table[8] == "| g | 0.7540 | 0.7500 | -0.0040 |  |"  # the paper's trailing zero, as it printed 0.7540
+    assert table[9] == "| h | 20 | 20.0 | +0.0 |  |"  # a difference that rounds to zero has no minus sign
 
 
 def test_verdict_says_beyond_or_within_noise():
