@@ -109,6 +109,10 @@ def build_parser(module):
                         help="train only these runs (others are reused if present); with --force, retrain them")
     parser.add_argument("--force", action="store_true", help="retrain runs even if their folders hold them finished")
     parser.add_argument("--list", action="store_true", help="print the runs and their commands, then exit")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: write the report, metrics.csv, figures and numbers.csv from the runs "
+                             "finished so far (say while a long run trains in another process, or to keep a stopped "
+                             "run stopped); unfinished runs are named in it")
     parser.add_argument("--plan", action="store_true",
                         help="time each run's model on this machine, print the hours the runs need (written to "
                              "plan.md, which the report then opens with), then exit")
@@ -477,7 +481,7 @@ def main(module, argv=None):
         print(f"  {note}")
     os.makedirs(results_dir, exist_ok=True)
     for run in runs:
-        if args.only and run.name not in args.only:
+        if args.report or (args.only and run.name not in args.only):
             continue
         data_dir = getattr(args, DATA_FLAGS[run.config.dataset])
         print(f"\n=== {name}: run {run.folder} ({run.label})", flush=True)

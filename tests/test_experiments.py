@@ -236,6 +236,11 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     assert jin.main(argv + ["--only", "k0", "--force"]) == 0
     out = capsys.readouterr().out
     assert "run k0" in out and "run k1" not in out
+    # --report trains nothing, not even a seed the command names and nobody has trained.
+    assert jin.main([arg if arg != "2" else "3" for arg in argv] + ["--report"]) == 0
+    out = capsys.readouterr().out
+    assert "Resuming" not in out and "Training" not in out and not (results / "k0" / "seed2").exists()
+    assert "- `k0/seed2`: not run here" in (results / "report.md").read_text()
     # A later command with fewer seeds (one seed of a long run) keeps every seed trained so far in the report.
     one_seed = [arg if arg != "2" else "1" for arg in argv]
     assert jin.main(one_seed + ["--only", "k0"]) == 0
