@@ -309,7 +309,7 @@ def wall_hours(metrics, runs=None):
 def trained_on(runs, results_dir, names=None):
     """(hardware, date) of the sessions that trained the finished ``runs`` (those named in ``names``, default all):
     the distinct machines in the order they were used and the day of the last session, as each run's config.json
-    recorded them; this machine and today when no run recorded a session (nothing trained yet)."""
+    recorded them; both empty when none of the runs has finished (a row that says "not run here")."""
     machines, days = [], []
     for run in runs:
         folder = os.path.join(results_dir, run.folder)
@@ -317,13 +317,11 @@ def trained_on(runs, results_dir, names=None):
         if (names is not None and run.name not in names) or done is None or not done.finished:
             continue
         for session in run_folder.read_config(folder).get("sessions", []):
-            if "cpu" in session:
-                gpus = f"{len(session['gpus'])} GPU(s)" if session["gpus"] else "no GPU"
-                machines.append(f"{session['cpu']}, {session['cpu_cores']} CPU cores, {gpus}")
-                days.append(session["started"][:10])
-    if not machines:
-        return hardware(), datetime.date.today().isoformat()
-    return " + ".join(dict.fromkeys(machines)), max(days)
+            gpus = f"{len(session.get('gpus', []))} GPU(s)" if session.get("gpus") else "no GPU"
+            machines.append(f"{session['cpu']}, {session['cpu_cores']} CPU cores, {gpus}" if "cpu" in session
+                            else "machine not recorded")
+            days.append(session.get("started", "")[:10])
+    return " + ".join(dict.fromkeys(machines)), max(days, default="")
 
 
 def numbers_frame(rows, module, mode, metrics, runs, results_dir):
