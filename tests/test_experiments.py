@@ -60,6 +60,17 @@ def test_xu_rows_carry_their_own_models_wall_time(tmp_path):
     assert numbers["hardware"].eq("").all() and numbers["date"].eq("").all()  # nothing trained: no machine, no day
 
 
+def test_he2016_report_keeps_the_test_metrics_of_a_seed_whose_model_was_not_kept(tmp_path, capsys):
+    from experiments import he2016
+    seed = tmp_path / "resnet20" / "seed0"
+    seed.mkdir(parents=True)
+    (seed / "test_metrics.json").write_text('{"test_error": 0.1259}')  # as committed: no latest.keras, no ckpt/
+    args = common.build_parser(he2016).parse_args(["--results_dir", str(tmp_path)])
+    he2016._test_last_models(str(tmp_path), args)
+    assert (seed / "test_metrics.json").read_text() == '{"test_error": 0.1259}'
+    assert "its test_metrics.json stays as it was" in capsys.readouterr().out
+
+
 def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
     table = common.report_table([
         {"quantity": "a", "paper": 0.9, "ours": 0.85, "settings": "quick"},
