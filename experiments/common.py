@@ -306,17 +306,26 @@ def wall_hours(metrics, runs=None):
     return rows.groupby(["run", "seed"])["elapsed_sec"].max().sum() / 3600
 
 
-def trained_on(runs, results_dir, names=None):
-    """(hardware, date) of the sessions that trained the finished ``runs`` (those named in ``names``, default all):
-    the distinct machines in the order they were used and the day of the last session, as each run's config.json
-    recorded them; both empty when none of the runs has finished (a row that says "not run here")."""
-    machines, days = [], []
+def finished_sessions(runs, results_dir):
+    """(run name, sessions) of every finished run, its config.json read once for all of a report's rows."""
+    pairs = []
     for run in runs:
         folder = os.path.join(results_dir, run.folder)
         done = progress(folder)
-        if (names is not None and run.name not in names) or done is None or not done.finished:
+        if done is not None and done.finished:
+            pairs.append((run.name, run_folder.read_config(folder).get("sessions", [])))
+    return pairs
+
+
+def trained_on(sessions_by_run, names=None):
+    """(hardware, date) of the sessions that trained the runs of ``finished_sessions`` named in ``names`` (default
+    all): the distinct machines in the order they were used and the day of the last session, as each run's
+    config.json recorded them; both empty when none of them has finished (a row that says "not run here")."""
+    machines, days = [], []
+    for name, sessions in sessions_by_run:
+        if names is not None and name not in names:
             continue
-        for session in run_folder.read_config(folder).get("sessions", []):
+        for session in sessions:
             gpus = f"{len(session.get('gpus', []))} GPU(s)" if session.get("gpus") else "no GPU"
             machines.append(f"{session['cpu']}, {session['cpu_cores']} CPU cores, {gpus}" if "cpu" in session
                             else "machine not recorded")
@@ -328,10 +337,10 @@ def numbers_frame(rows, module, mode, metrics, runs, results_dir):
     """The report's rows as data (numbers.csv): what experiments/results_table.py builds the README's table from.
     A row naming its ``runs`` gets their wall time, machines and last training day, any other row the whole
     experiment's."""
-    records = []
+    records, sessions_by_run = [], finished_sessions(runs, results_dir)
     for row in rows:
         mean, sd, n = summary(row.get("ours"))
-        machines, day = trained_on(runs, results_dir, row.get("runs"))
+        machines, day = trained_on(sessions_by_run, row.get("runs"))
         records.append({"paper": module.TITLE, "mode": mode, "quantity": row["quantity"], "paper_value": row.get("paper"),
                         "ours_mean": mean, "ours_sd": sd, "n": n, "comparable": row.get("comparable", True),
                         "test_images": row.get("test_images"), "format": row.get("format", "{:.4f}"),

@@ -83,14 +83,26 @@ def _at_epoch(metrics, run, column, epoch):
     return common.per_seed(metrics, run, column, pick)
 
 
+def _schedule(mode):
+    """The schedule column of the README's table, from the runs' own settings."""
+    import run_config
+
+    config = runs(mode)[0].config
+    steps = config.train_steps or run_config.steps_for_epochs(config.epochs, common.TRAIN_IMAGES["cifar10"],
+                                                              config.batch_size)
+    epochs = f"{config.epochs} epochs, " if config.epochs else ""
+    return f"{epochs}{steps:,} steps x {config.batch_size}, SGD lr {config.learning_rate:g} constant, crop + flip"
+
+
 def report_rows(metrics, mode, args):
     full = mode == "full"
     budget = "" if full else f"{mode}: {SCHEDULE[mode] or 'a few steps, not'} epochs, not 100; "
+    schedule = _schedule(mode)
     rows = []
     for model, name in NAMES.items():
         rows.append({"quantity": f"{name} test accuracy", "paper": PAPER_TEST_ACCURACY[model], "paper_format": "{:.4f}",
                      "ours": common.last(metrics, model, "val_accuracy"), "comparable": full, "test_images": 10000,
-                     "settings": budget + "10-way head", "runs": [model]})
+                     "settings": budget + "10-way head", "runs": [model], "schedule": schedule})
     for model, name in NAMES.items():
         table = 1 if model == "resnet18" else 2
         for epoch in TABLE_EPOCHS:  # all 20 pairs; n/a where our run did not reach the epoch
@@ -99,7 +111,7 @@ def report_rows(metrics, mode, args):
                                             ("training accuracy", paper_accuracy, "train_accuracy")):
                 rows.append({"quantity": f"Table {table}: {name} epoch {epoch} {quantity}", "paper": paper,
                              "paper_format": "{:.4f}", "ours": _at_epoch(metrics, model, column, epoch),
-                             "settings": budget.rstrip("; "), "runs": [model]})
+                             "settings": budget.rstrip("; "), "runs": [model], "schedule": schedule})
     return rows
 
 

@@ -58,6 +58,7 @@ def test_xu_rows_carry_their_own_models_wall_time(tmp_path):
     hours = numbers.set_index("quantity")["wall_hours"]
     assert hours["ResNet18 test accuracy"] == 1 and hours["Table 2: ResNet50 epoch 1 training loss"] == 2
     assert numbers["hardware"].eq("").all() and numbers["date"].eq("").all()  # nothing trained: no machine, no day
+    assert numbers["schedule"].eq("100 epochs, 39,063 steps x 128, SGD lr 0.01 constant, crop + flip").all()
 
 
 def test_he2016_report_keeps_the_test_metrics_of_a_seed_whose_model_was_not_kept(tmp_path, capsys):
@@ -224,9 +225,10 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     later = {**first, "cpu": "Other CPU (AVX2)", "cpu_cores": 8, "started": "2099-01-02T03:04:05+00:00"}
     old = {"from_step": 4, "commit": "0" * 40}  # a session recorded before config.json named the machine
     config_path.write_text(json.dumps({**saved, "sessions": [first, later, first, old]}))
-    assert common.trained_on(runs, str(results), ["k2"]) == (
+    sessions_by_run = common.finished_sessions(runs, str(results))
+    assert common.trained_on(sessions_by_run, ["k2"]) == (
         f"{machine} + Other CPU (AVX2), 8 CPU cores, no GPU + machine not recorded", "2099-01-02")
-    assert common.trained_on(runs, str(results), ["k1"]) == (machine, first["started"][:10])
+    assert common.trained_on(sessions_by_run, ["k1"]) == (machine, first["started"][:10])
     config_path.write_text(json.dumps(saved))
     # Provenance: the commit of this code, the CPU, each session's precision, the sha256 of the data.
     commit, _ = provenance.git_state()
