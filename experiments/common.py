@@ -157,8 +157,7 @@ def compute_plan(runs, measure=None):
     rates, rows = {}, []
     for run in runs:
         config = run.config
-        images = TRAIN_IMAGES.get(config.dataset) or _count_images(config.data_dir)
-        steps = config.train_steps or run_config.steps_for_epochs(config.epochs, images, config.batch_size)
+        steps = total_steps(config)
         shape = model_input_shape(config)
         key = (config.model, json_key(config.model_options), shape, config.batch_size, config.mixed_precision)
         if key not in rates:
@@ -169,6 +168,12 @@ def compute_plan(runs, measure=None):
                      "precision": precision, "images_per_sec": round(rate, 1),
                      "hours": (steps * config.batch_size + validated / 3) / rate / 3600})
     return pd.DataFrame(rows)
+
+
+def total_steps(config):
+    """A run's training steps: its ``train_steps``, or its epochs over the dataset's training images."""
+    images = TRAIN_IMAGES.get(config.dataset) or _count_images(config.data_dir)
+    return config.train_steps or run_config.steps_for_epochs(config.epochs, images, config.batch_size)
 
 
 def json_key(options):

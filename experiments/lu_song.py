@@ -79,11 +79,9 @@ def notes(mode):
 def _schedule(model, dataset, mode):
     """The run's schedule in words, for the results table, from the run's own settings."""
     import resnet
-    import run_config
 
     config = next(run.config for run in runs(mode) if run.name == f"{model}_{dataset}")
-    images = common.TRAIN_IMAGES[dataset]
-    steps = config.train_steps or run_config.steps_for_epochs(config.epochs, images, config.batch_size)
+    steps = common.total_steps(config)
     lr = resnet.MODELS[model].default_learning_rate
     epochs = f"{config.epochs} epochs, " if config.epochs else ""
     return f"{epochs}{steps:,} steps x {config.batch_size}, SGD lr {lr:g}, /10 at 50% and 75%, no augmentation"

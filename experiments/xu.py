@@ -85,11 +85,8 @@ def _at_epoch(metrics, run, column, epoch):
 
 def _schedule(mode):
     """The schedule column of the README's table, from the runs' own settings."""
-    import run_config
-
     config = runs(mode)[0].config
-    steps = config.train_steps or run_config.steps_for_epochs(config.epochs, common.TRAIN_IMAGES["cifar10"],
-                                                              config.batch_size)
+    steps = common.total_steps(config)
     epochs = f"{config.epochs} epochs, " if config.epochs else ""
     return f"{epochs}{steps:,} steps x {config.batch_size}, SGD lr {config.learning_rate:g} constant, crop + flip"
 
