@@ -166,7 +166,8 @@ def compute_plan(runs, measure=None):
         validated = (steps // config.report_freq) * TEST_IMAGES.get(config.dataset, 0)
         rows.append({"run": run.folder, "model": config.model, "steps": steps, "batch": config.batch_size,
                      "precision": precision, "images_per_sec": round(rate, 1),
-                     "hours": (steps * config.batch_size + validated / 3) / rate / 3600})
+                     "hours": (steps * config.batch_size + validated / 3) / rate / 3600,
+                     "measured_on": f"{hardware()}, {datetime.date.today().isoformat()}"})
     return pd.DataFrame(rows)
 
 
@@ -402,19 +403,30 @@ def write_report(path, module, mode, command, rows, figures, notes, runs, result
     run_folder.write_text(path, text)
 
 
+def _planned_needs(results_dir):
+    """Run folder -> ": needs about N hours on <machine, date> (plan.md ...)" from plan.csv, or {} without a plan.
+
+    The hours are those of the machine the plan was measured on, which need not be the one writing the report
+    (the same 2-core EPYC name covered machines 2-4x apart); plans made before plan.csv named it say so."""
+    path = os.path.join(results_dir, PLAN_CSV)
+    if not os.path.exists(path):
+        return {}
+    plan = pd.read_csv(path)
+    measured_on = plan.get("measured_on", pd.Series("the machine plan.md was measured on", index=plan.index))
+    return {run: f": needs about {hours:.1f} hours on {where} (plan.md; machines differ)"
+            for run, hours, where in zip(plan["run"], plan["hours"], measured_on)}
+
+
 def provenance_lines(runs, results_dir):
     """Which code, machine, software and data made each run's numbers, from its config.json and timing.csv."""
     lines = ["Every number above is computed from the `metrics.csv` rows of the run folders: the model at each "
              "report (`latest`), never `best.keras` (chosen on the validation data, which is the test set where "
              "`validation_split` is 0).", ""]
-    planned = os.path.join(results_dir, PLAN_CSV)
-    planned_hours = pd.read_csv(planned).set_index("run")["hours"].to_dict() if os.path.exists(planned) else {}
+    needs = _planned_needs(results_dir)
     for run in runs:
         folder = os.path.join(results_dir, run.folder)
         if not os.path.exists(os.path.join(folder, run_folder.CONFIG)):
-            needs = (f": needs about {planned_hours[run.folder]:.1f} hours here (plan.md)"
-                     if run.folder in planned_hours else "")
-            lines.append(f"- `{run.folder}`: not run here{needs}; its command is under Runs")
+            lines.append(f"- `{run.folder}`: not run here{needs.get(run.folder, '')}; its command is under Runs")
             continue
         done = progress(folder)
         if done is None or not done.finished:

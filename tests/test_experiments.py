@@ -1,5 +1,6 @@
 """experiments/: run lists build and parse, the report computes differences, one experiment runs end to end."""
 
+import datetime
 import hashlib
 import json
 import importlib
@@ -182,10 +183,16 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
         assert f"| {run.folder} | jin_cnn | {config.train_steps} x {config.batch_size} | off | 500 | {hours:.2f} |" in plan
     planned = pd.read_csv(results / "plan.csv")  # the same plan as data, every run, with or without --only
     assert planned["run"].tolist() == [run.folder for run in runs]
-    # A run not made is reported as such, with the hours the plan says it needs here.
+    # A run not made is reported as such, with the hours the plan says it needs on the machine it was measured on.
+    measured_on = f"{common.hardware()}, {datetime.date.today().isoformat()}"
+    assert planned["measured_on"].tolist() == [measured_on] * len(runs)
     assert common.provenance_lines(runs[:1], str(results))[-1] == (
-        f"- `{runs[0].folder}`: not run here: needs about {planned['hours'][0]:.1f} hours here (plan.md); "
-        "its command is under Runs")
+        f"- `{runs[0].folder}`: not run here: needs about {planned['hours'][0]:.1f} hours on {measured_on} "
+        "(plan.md; machines differ); its command is under Runs")
+    # A plan.csv from before it named its machine says whose hours they are without naming it.
+    planned.drop(columns="measured_on").to_csv(results / "plan.csv", index=False)
+    assert "hours on the machine plan.md was measured on (plan.md" in common.provenance_lines(runs[:1], str(results))[-1]
+    planned.to_csv(results / "plan.csv", index=False)
     k0 = planned[planned["run"].str.startswith("k0/")]
     assert f"Planned here (--only k0): {k0['hours'].sum():.1f} hours for 2 run(s)" in common.plan_text(planned, ["k0"])
     assert jin.main(argv) == 0
