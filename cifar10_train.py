@@ -633,7 +633,8 @@ class Reporter:
                                      elapsed_sec=time.time() - self.start_time))
         improved = val_accuracy > self.best_accuracy
         self.best_accuracy = max(self.best_accuracy, val_accuracy)
-        self._summaries(row, images_per_sec)
+        summaries.write_report_scalars(self.writers["train"], self.writers["validation"], row, self.best_accuracy,
+                                       images_per_sec)
         if self.verbose:
             print(f"\nstep {step}/{self.run.config.stages_steps}: train loss {train_loss:.4f} error {train_error:.4f} | "
                   f"val loss {val_loss:.4f} error {val_error:.4f} | lr {learning_rate:g} | {images_per_sec:.0f} img/s",
@@ -660,22 +661,6 @@ class Reporter:
                         tf.summary.scalar("learning_rate", self.logged_rate, step=step - 1)
                     tf.summary.scalar("learning_rate", rate, step=step)
                 self.logged_rate = rate
-
-    def _summaries(self, row, images_per_sec):
-        step = row["step"]
-        for prefix, writer in zip(("train", "val"), self.writers.values()):
-            with writer.as_default():
-                for name in ("loss", "error", "accuracy"):
-                    if row[f"{prefix}_{name}"] == row[f"{prefix}_{name}"]:  # no training numbers at step 0
-                        tf.summary.scalar(name, row[f"{prefix}_{name}"], step=step)
-        with self.writers["validation"].as_default():
-            tf.summary.scalar("best_accuracy", self.best_accuracy, step=step)
-        with self.writers["train"].as_default():
-            tf.summary.scalar("learning_rate", row["learning_rate"], step=step)
-            if images_per_sec == images_per_sec:  # none at the step-0 report
-                tf.summary.scalar("images_per_sec", images_per_sec, step=step)
-        for writer in self.writers.values():
-            writer.flush()
 
 
 # ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""What a run shows in TensorBoard beyond its scalars: hyperparameters, confusion matrix, misclassified images.
+"""What a run shows in TensorBoard: its reports' scalars, hyperparameters, confusion matrix, misclassified images.
 
+- ``write_report_scalars``: a report's loss, error, accuracy, best accuracy, learning rate and images/s.
 - ``write_hparams``: the run's settings for the HParams dashboard (one session per run folder), so
   ``tensorboard --logdir results/<paper>`` compares every run and seed in one table; its metrics
   are the scalars the engine writes (validation accuracy, error, loss and best accuracy; test
@@ -23,16 +24,18 @@ HPARAM_METRICS.append(hp.Metric("best_accuracy", group="validation"))
 
 
 def hparams_of(config, num_replicas):
-    """The settings the HParams dashboard shows, as bool/int/float/str (its only types)."""
-    return {
+    """The settings the HParams dashboard shows, as bool/int/float/str (its only types); ``num_replicas`` None
+    (not recorded: a run rebuilt from its CSVs) leaves the replicas out rather than guess them."""
+    settings = {
         "model": config.model, "model_options": ", ".join(f"{k}={v}" for k, v in sorted(config.model_options.items())),
         "dataset": config.dataset, "augment": config.augment, "optimizer": config.optimizer,
         "learning_rate": float(config.learning_rate), "lr_decay_at": " ".join(map(str, config.lr_decay_at)),
         "lr_schedule_steps": int(config.lr_schedule_steps or config.train_steps),
         "batch_size": int(config.batch_size), "weight_decay": float(config.weight_decay),
         "train_steps": int(config.stages_steps), "seed": int(config.seed),
-        "mixed_precision": config.mixed_precision, "replicas": int(num_replicas),
+        "mixed_precision": config.mixed_precision,
     }
+    return settings if num_replicas is None else dict(settings, replicas=int(num_replicas))
 
 
 def write_hparams(log_dir, config, num_replicas):
@@ -85,6 +88,26 @@ def write_evaluation_images(log_dir, split, step, images, labels, probabilities,
         tf.summary.image("misclassified", _figure_image(misclassified_figure(
             np.asarray(images), labels, probabilities, class_names)), step=step)
         tf.summary.flush()
+
+
+def write_report_scalars(train_writer, validation_writer, row, best_accuracy, images_per_sec):
+    """One report's scalars (a metrics.csv row): the engine writes them while training, and
+    experiments/replay_tensorboard.py rebuilds them from the committed CSVs. NaN values (no training numbers
+    or speed at the step-0 report) are left out."""
+    step = int(row["step"])
+    for prefix, writer in (("train", train_writer), ("val", validation_writer)):
+        with writer.as_default():
+            for name in ("loss", "error", "accuracy"):
+                if row[f"{prefix}_{name}"] == row[f"{prefix}_{name}"]:
+                    tf.summary.scalar(name, row[f"{prefix}_{name}"], step=step)
+    with validation_writer.as_default():
+        tf.summary.scalar("best_accuracy", best_accuracy, step=step)
+    with train_writer.as_default():
+        tf.summary.scalar("learning_rate", row["learning_rate"], step=step)
+        if images_per_sec == images_per_sec:
+            tf.summary.scalar("images_per_sec", images_per_sec, step=step)
+    for writer in (train_writer, validation_writer):
+        writer.flush()
 
 
 def write_test_scalars(log_dir, step, metrics):

@@ -67,6 +67,39 @@ def test_event_files_hold_hparams_images_and_learning_rate_steps(tiny_runs):
     assert [rate for _, rate in logged] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
 
 
+def test_replay_rebuilds_the_engines_report_scalars_hparams_and_test_from_the_committed_csvs(tiny_runs, tmp_path):
+    """experiments/replay_tensorboard: a results folder as committed (the experiment's metrics.csv with run and seed,
+    the run's config.json and test_metrics.json, no events) gives the scalars the engine wrote at each report."""
+    import pandas as pd
+    from experiments import replay_tensorboard
+
+    _, log_dir = tiny_runs
+    results = tmp_path / "results"
+    (results / "tiny" / "seed0").mkdir(parents=True)
+    for name in ("config.json", "test_metrics.json"):
+        (results / "tiny" / "seed0" / name).write_text((log_dir / name).read_text())
+    rows = pd.read_csv(log_dir / "metrics.csv").merge(pd.read_csv(log_dir / "timing.csv"), on="step")
+    rows.insert(0, "seed", 0)
+    rows.insert(0, "run", "tiny")
+    rows.to_csv(results / "metrics.csv", index=False)
+    assert replay_tensorboard.main([str(results)]) == 0
+    replayed = results / "tensorboard" / "tiny" / "seed0"
+    for split in ("train", "validation", "test"):
+        engine, rebuilt = _events(log_dir / split), _events(replayed / split)
+        scalars = {tag for tag, values in engine.items() if isinstance(values[0][1], float)}
+        assert scalars - {"learning_rate"} == set(rebuilt) - {"learning_rate"}, split
+        for tag in scalars:  # the engine also logs the learning rate where it steps between reports
+            reported = {step: value for step, value in engine[tag] if step in set(rows["step"]) or split == "test"}
+            assert [step for step, _ in rebuilt[tag]] == sorted(reported), (split, tag)
+            assert dict(rebuilt[tag]) == pytest.approx(reported, rel=1e-5), (split, tag)
+    assert _events(replayed)["_hparams_/session_start_info"][0][1] == "hparams"
+    # Replaying again replaces its own folder (no curve drawn twice); a folder it did not write is refused.
+    assert replay_tensorboard.main([str(results)]) == 0
+    assert len(glob.glob(str(replayed / "validation" / "events.out.tfevents.*"))) == 1
+    assert replay_tensorboard.main([str(results), "--logdir", str(log_dir)]) == 2
+    assert replay_tensorboard.main([str(tmp_path / "nowhere")]) == 2
+
+
 def _free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
