@@ -1,7 +1,7 @@
 """Where a run's numbers came from: the code, the machine, the software and the data.
 
 Every time a run starts or resumes, the engine appends one session to its config.json: the git
-commit (and whether the tree had uncommitted changes), the CPU model and its vector extension, the GPUs, the versions of
+commit (and the tracked files that differed from it, if any), the CPU model and its vector extension, the GPUs, the versions of
 Python, TensorFlow, Keras and NumPy, the sha256 of the dataset file(s), the command line and the
 step it started from. A run that spans machines or commits lists each.
 """
@@ -22,20 +22,21 @@ RESULT_PATHS = (":!experiments/results", ":!experiments/results_quick")
 
 
 def git_state(root=ROOT):
-    """(commit, dirty) of the checkout holding this code; ("unknown", None) outside a git checkout.
+    """(commit, uncommitted) of the checkout holding this code: the tracked paths that differ from the commit, ()
+    when clean; ("unknown", None) outside a git checkout.
 
-    Dirty means tracked code differs from the commit: a long run's own committed results changing
-    under experiments/results do not count.
+    A long run's own committed results changing under experiments/results do not count; the paths let a reader
+    tell a changed README from changed training code.
     """
     def git(*args):
         return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=10, check=True).stdout
 
     try:
         commit = git("rev-parse", "HEAD").strip()
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *RESULT_PATHS).strip())
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ".", *RESULT_PATHS)
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
-    return commit, dirty
+    return commit, tuple(line[3:].split(" -> ")[-1] for line in status.splitlines() if line.strip())
 
 
 @functools.lru_cache(maxsize=None)
@@ -134,12 +135,13 @@ def session(data_source, from_step):
     import numpy as np
     import tensorflow as tf
 
-    commit, dirty = loaded_code_state()
+    commit, uncommitted = loaded_code_state()
     return {
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "from_step": int(from_step),
         "commit": commit,
-        "dirty": dirty,
+        "dirty": None if uncommitted is None else bool(uncommitted),
+        "uncommitted": list(uncommitted or ()),
         "cpu": cpu_description(),
         "cpu_cores": os.cpu_count(),
         "gpus": [gpu.name for gpu in tf.config.list_physical_devices("GPU")],

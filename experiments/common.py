@@ -220,12 +220,11 @@ def hardware():
 def machine():
     """One line naming the machine and code that wrote a report (each run's own are under Provenance)."""
     gpus = tf.config.list_physical_devices("GPU")
-    commit, dirty = provenance.loaded_code_state()
+    commit, uncommitted = provenance.loaded_code_state()
     return (f"{provenance.cpu_description()}, {os.cpu_count()} CPU cores, {len(gpus)} GPU(s), Python "
             f"{platform.python_version()}, TF {tf.__version__}, mixed precision candidates for auto: "
             f"{'/'.join(cifar10_train.precision_candidates())} (each run's precision is under Provenance); "
-            f"code at commit {commit[:10]}"
-            f"{' with uncommitted changes' if dirty else ''}")
+            f"code at commit {commit[:10]}{_uncommitted_text(uncommitted)}")
 
 
 class Progress(typing.NamedTuple):
@@ -442,10 +441,19 @@ def provenance_lines(runs, results_dir):
     return lines
 
 
+def _uncommitted_text(paths, dirty=None):
+    """" with uncommitted changes to a.py, b.py" (the first four), or "" for a clean tree; sessions recorded before
+    the paths were (``dirty`` only) say "with uncommitted changes"."""
+    if paths:
+        more = f" and {len(paths) - 4} more" if len(paths) > 4 else ""
+        return f" with uncommitted changes to {', '.join(paths[:4])}{more}"
+    return " with uncommitted changes" if dirty else ""
+
+
 def _session_text(session):
     if "cpu" not in session:
         return f"from step {session.get('from_step', 0)}: {session.get('commit')}"
-    state = "uncommitted changes" if session["dirty"] else "clean"
+    state = _uncommitted_text(session.get("uncommitted"), session["dirty"]).strip() or "clean"
     gpus = ", ".join(session["gpus"]) or "no GPU"
     precision = f", precision {session['mixed_precision']}" if "mixed_precision" in session else ""
     precision += f", TF_ENABLE_ONEDNN_OPTS {session['onednn']}" if "onednn" in session else ""

@@ -441,18 +441,30 @@ def test_a_runs_own_results_changing_do_not_make_the_code_dirty(tmp_path):
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
     (tmp_path / "experiments" / "results" / "he2016" / "metrics.csv").write_text("step\n1000\n2000\n")
-    assert provenance.git_state(str(tmp_path))[1] is False  # a long run's committed results grew: still clean
+    assert provenance.git_state(str(tmp_path))[1] == ()  # a long run's committed results grew: still clean
     (tmp_path / "code.py").write_text("x = 2\n")
-    assert provenance.git_state(str(tmp_path))[1] is True
+    assert provenance.git_state(str(tmp_path))[1] == ("code.py",)
+
+
+def test_provenance_names_the_uncommitted_files(monkeypatch):
+    """A session and a report header say which tracked files differed from the commit, not only that some did."""
+    changed = ("README.md", "resnet.py", "cifar10_train.py", "augment.py", "summaries.py")
+    monkeypatch.setattr(provenance, "loaded_code_state", lambda: ("ab" * 20, changed))
+    session = provenance.session(None, from_step=0)
+    assert session["dirty"] is True and session["uncommitted"] == list(changed)
+    assert common.machine().endswith("code at commit ababababab with uncommitted changes to README.md, resnet.py, "
+                                     "cifar10_train.py, augment.py and 1 more")
+    monkeypatch.setattr(provenance, "loaded_code_state", lambda: ("ab" * 20, ()))
+    assert provenance.session(None, from_step=0)["uncommitted"] == [] and common.machine().endswith("ababababab")
 
 
 def test_a_long_process_credits_the_code_it_loaded_not_later_commits(monkeypatch):
-    states = iter([("aaaa", False), ("bbbb", True)])
+    states = iter([("aaaa", ()), ("bbbb", ("code.py",))])
     monkeypatch.setattr(provenance, "git_state", lambda root=provenance.ROOT: next(states))
     provenance.loaded_code_state.cache_clear()
     try:
-        assert provenance.loaded_code_state() == ("aaaa", False)
-        assert provenance.loaded_code_state() == ("aaaa", False)  # a commit made mid-run is not this process's code
+        assert provenance.loaded_code_state() == ("aaaa", ())
+        assert provenance.loaded_code_state() == ("aaaa", ())  # a commit made mid-run is not this process's code
     finally:
         provenance.loaded_code_state.cache_clear()
 
