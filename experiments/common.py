@@ -442,8 +442,8 @@ def provenance_lines(runs, results_dir):
 
 
 def _uncommitted_text(paths, dirty=None):
-    """" with uncommitted changes to a.py, b.py" (the first four), or "" for a clean tree; sessions recorded before
-    the paths were (``dirty`` only) say "with uncommitted changes"."""
+    """The text ' with uncommitted changes to a.py, b.py' (the first four paths), or '' for a clean tree; sessions
+    recorded before the paths were (``dirty`` only) get ' with uncommitted changes'."""
     if paths:
         more = f" and {len(paths) - 4} more" if len(paths) > 4 else ""
         return f" with uncommitted changes to {', '.join(paths[:4])}{more}"
