@@ -271,6 +271,17 @@ def collect(runs, results_dir):
     return merged[columns + [c for c in merged.columns if c not in columns]]
 
 
+def runs_without_folders(results_dir, metrics):
+    """The ``run/seed<k>`` the results folder's existing metrics.csv reports but ``metrics`` (collected from the run
+    folders now) lacks: runs whose folders were never committed or were deleted, which a rewrite would drop."""
+    path = os.path.join(results_dir, "metrics.csv")
+    if not os.path.exists(path):
+        return []
+    reported = pd.read_csv(path, usecols=["run", "seed"]).drop_duplicates()
+    present = set(zip(metrics["run"], metrics["seed"]))
+    return [f"{run}/seed{seed}" for run, seed in zip(reported["run"], reported["seed"]) if (run, seed) not in present]
+
+
 def report_table(rows):
     """Markdown table of paper vs ours; every number comes from the rows, the differences are computed here.
 
@@ -529,6 +540,12 @@ def main(module, argv=None):
             return 130
     runs = with_trained_seeds(runs, results_dir)
     metrics = collect(runs, results_dir)
+    lost = runs_without_folders(results_dir, metrics)
+    if lost:
+        print(f"{name}: error: {os.path.join(results_dir, 'metrics.csv')} holds finished runs whose run folders are "
+              f"gone ({', '.join(lost)}); a new report would lose their numbers: restore the folders, or move "
+              "metrics.csv away to start afresh", file=sys.stderr)
+        return 2
     run_folder.atomic_write(os.path.join(results_dir, "metrics.csv"),
                             lambda temp: metrics.to_csv(temp, index=False, float_format="%.6g"))
     figures = module.figures(metrics, results_dir, mode, args)

@@ -267,6 +267,13 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     assert jin.main(one_seed + ["--only", "k0"]) == 0
     numbers = pd.read_csv(results / "numbers.csv")
     assert numbers[numbers["quantity"] == "final test accuracy, k = 2"].iloc[0]["n"] == 2
+    # A finished run whose folder is gone (never committed, deleted) is not silently dropped from the report.
+    report_before = (results / "report.md").read_text()
+    shutil.move(results / "k2" / "seed1", tmp_path / "k2_seed1")
+    assert jin.main(argv + ["--report"]) == 2
+    assert "holds finished runs whose run folders are gone (k2/seed1)" in capsys.readouterr().err
+    assert (results / "report.md").read_text() == report_before and "k2,1," in (results / "metrics.csv").read_text()
+    shutil.move(tmp_path / "k2_seed1", results / "k2" / "seed1")
     # An unfinished seed (interrupted, or still training in another process) is in no number, and is named.
     shutil.copytree(results / "k4" / "seed1", results / "k4" / "seed2")
     partial = results / "k4" / "seed2" / "metrics.csv"
