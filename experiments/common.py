@@ -155,6 +155,7 @@ def compute_plan(runs, measure=None):
     """
     measure = measure or _model_rate
     rates, rows = {}, []
+    measured_on = f"{hardware()}, {datetime.date.today().isoformat()}"
     for run in runs:
         config = run.config
         steps = total_steps(config)
@@ -167,7 +168,7 @@ def compute_plan(runs, measure=None):
         rows.append({"run": run.folder, "model": config.model, "steps": steps, "batch": config.batch_size,
                      "precision": precision, "images_per_sec": round(rate, 1),
                      "hours": (steps * config.batch_size + validated / 3) / rate / 3600,
-                     "measured_on": f"{hardware()}, {datetime.date.today().isoformat()}"})
+                     "measured_on": measured_on})
     return pd.DataFrame(rows)
 
 
@@ -198,7 +199,7 @@ def _model_rate(config, shape):
 
 def plan_text(plan, selected=None):
     """The plan as the markdown a report starts with; ``selected`` (``--only``) names the runs meant to be run here."""
-    lines = [f"Measured on {hardware()}, {datetime.date.today().isoformat()}: each model alone on one in-memory batch, "
+    lines = [f"Measured on {plan['measured_on'].iloc[0]}: each model alone on one in-memory batch, "
              "so the hours are a lower bound.",
              "", "| run | model | steps x batch | precision | images/s | hours |", "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['run']} | {r['model']} | {r['steps']} x {r['batch']} | {r['precision']} | {r['images_per_sec']:.0f} | "
