@@ -86,7 +86,7 @@ def main(argv=None):
     logdir = args.logdir or os.path.join(args.results_dir, "tensorboard")
     try:
         written = replay(args.results_dir, logdir)
-    except (OSError, ValueError) as error:  # ConfigError and pandas' parse errors are ValueErrors
+    except (OSError, ValueError, run_folder.RunFolderError) as error:  # ConfigError, pandas' errors: ValueErrors
         print(f"replay_tensorboard: error: {error}", file=sys.stderr)
         return 2
     print(f"{len(written)} run(s) replayed into {logdir}: tensorboard --logdir {logdir}")

@@ -67,7 +67,8 @@ def test_event_files_hold_hparams_images_and_learning_rate_steps(tiny_runs):
     assert [rate for _, rate in logged] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
 
 
-def test_replay_rebuilds_the_engines_report_scalars_hparams_and_test_from_the_committed_csvs(tiny_runs, tmp_path):
+def test_replay_rebuilds_the_engines_report_scalars_hparams_and_test_from_the_committed_csvs(
+        tiny_runs, tmp_path, capsys):
     """experiments/replay_tensorboard: a results folder as committed (the experiment's metrics.csv with run and seed,
     the run's config.json and test_metrics.json, no events) gives the scalars the engine wrote at each report."""
     import pandas as pd
@@ -98,6 +99,9 @@ def test_replay_rebuilds_the_engines_report_scalars_hparams_and_test_from_the_co
     assert len(glob.glob(str(replayed / "validation" / "events.out.tfevents.*"))) == 1
     assert replay_tensorboard.main([str(results), "--logdir", str(log_dir)]) == 2
     assert replay_tensorboard.main([str(tmp_path / "nowhere")]) == 2
+    (results / "tiny" / "seed0" / "config.json").write_text("{not json")
+    assert replay_tensorboard.main([str(results)]) == 2
+    assert "replay_tensorboard: error: cannot read" in capsys.readouterr().err
 
 
 def _free_port():
