@@ -182,8 +182,17 @@ def build_parser():
                             "for small images; auto (the default) picks by input size")
     model.add_argument("--residual_blocks", type=int, default=None,
                        help="jin_cnn: number of residual blocks k after the Conv2D + MaxPooling2D stem (default 0: the plain CNN)")
+    model.add_argument("--conv_padding", choices=resnet.CONV_PADDINGS, default=None,
+                       help="CIFAR and ImageNet ResNets: where a stride-2 convolution pads. same = TensorFlow's "
+                            "(bottom and right only, so its output sits one pixel off option A's subsampled "
+                            "shortcut; the default, as every run before 2026-12-04); symmetric = one pixel on every "
+                            "side, as Caffe and PyTorch (He's and akamaster's code)")
     model.add_argument("--weight_decay", type=float, default=DEFAULTS.weight_decay,
-                       help="SGD-style weight decay on kernels (gradient += wd * w), He et al.'s 1e-4")
+                       help="SGD-style weight decay (gradient += wd * w), He et al.'s 1e-4")
+    model.add_argument("--weight_decay_scope", choices=resnet.WEIGHT_DECAY_SCOPES, default=DEFAULTS.weight_decay_scope,
+                       help="what --weight_decay decays: kernels = the conv and dense kernels only (every run before "
+                            "2026-12-04); all = every trainable parameter, batch-norm scales and offsets and biases "
+                            "included, as Caffe, fb.resnet.torch and akamaster's PyTorch code do"),
 
     transfer = parser.add_argument_group("transfer learning (the keras.applications models, *_imagenet)")
     transfer.add_argument("--weights", default=None,

@@ -168,7 +168,8 @@ def _images_per_sec(config, input_shape, batch, precision, rounds=3, seconds=1.0
     """Training speed of the model in one precision: the engine's step on one in-memory batch (the model alone)."""
     policy = _set_policy(precision)
     try:
-        model = resnet.build_model(config.model, input_shape, 10, config.weight_decay, **config.model_options)
+        model = resnet.build_model(config.model, input_shape, 10, config.weight_decay, config.weight_decay_scope,
+                                   **config.model_options)
     finally:
         keras.mixed_precision.set_global_policy(policy)
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
@@ -377,7 +378,8 @@ def build_for_training(config, input_shape, num_classes):
     """The model of a run, built with the run's precision policy (the policy is restored afterwards)."""
     previous = _set_policy(config.mixed_precision)
     try:
-        return resnet.build_model(config.model, input_shape, num_classes, config.weight_decay, **config.model_options)
+        return resnet.build_model(config.model, input_shape, num_classes, config.weight_decay,
+                                  config.weight_decay_scope, **config.model_options)
     finally:
         keras.mixed_precision.set_global_policy(previous)
 

@@ -5,7 +5,7 @@ Recognition", Section 4.2: a 3x3 conv with 16 filters, three stages of n
 residual blocks with 16/32/64 filters (stride 2 at the start of stages 2 and
 3), global average pooling and a dense layer: depth = 6n + 2.
 
-Two choices the papers disagree on are arguments:
+Three choices the papers disagree on are arguments:
 
 * ``shortcut`` (the stride-2 shortcut between stages; parameter-free for both A's):
   ``"A"`` is He et al.'s option A, the one He uses on CIFAR (and akamaster's
@@ -17,6 +17,12 @@ Two choices the papers disagree on are arguments:
   ReLU), our default because the default recipe is He's; ``True`` is the block
   Liang 2020 describes (BN-ReLU-conv twice, then add; a final BN-ReLU before
   pooling).
+* ``conv_padding`` (where a strided convolution pads; the CIFAR and ImageNet
+  ResNets take it): ``"same"`` is TensorFlow's, which on an even input pads
+  only the bottom and right, so output pixel i is centred on input pixel 2i+1
+  while option A's shortcut keeps pixel 2i; ``"symmetric"`` pads (k-1)/2 on
+  every side, as Caffe, Torch and PyTorch do (He's and akamaster's code), so
+  output i is centred on 2i, the pixel the shortcut keeps.
 
 Every model returns logits (no softmax). Train with
 ``SparseCategoricalCrossentropy(from_logits=True)``; ``cifar10_test`` applies
@@ -25,7 +31,10 @@ the softmax where probabilities are asked for.
 Weight decay: He et al. use SGD weight decay 1e-4, i.e. a gradient of 1e-4 * w.
 Keras' ``L2(l)`` adds ``l * sum(w**2)`` whose gradient is ``2 * l * w``, so we
 pass ``L2(weight_decay / 2)`` to make ``--weight_decay`` mean what the paper
-means (the old Keras CIFAR example's ``l2(1e-4)`` is in effect 2e-4).
+means (the old Keras CIFAR example's ``l2(1e-4)`` is in effect 2e-4). The
+builders decay the conv and dense kernels; ``build_model(...,
+weight_decay_scope="all")`` decays every trainable parameter (batch-norm scales
+and offsets, biases), as Caffe, fb.resnet.torch and akamaster's PyTorch code do.
 """
 
 import contextlib
@@ -41,18 +50,26 @@ from keras import layers
 
 BN_MOMENTUM = 0.9  # as in tensorflow/models' CIFAR ResNet; Keras' 0.99 lags on short runs
 BN_EPSILON = 1e-5
+CONV_PADDINGS = ("same", "symmetric")
+WEIGHT_DECAY_SCOPES = ("kernels", "all")
 
 
 def _l2(weight_decay):
     return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
 
 
-def _conv(x, filters, kernel_size, strides, weight_decay, name):
+def _conv(x, filters, kernel_size, strides, weight_decay, name, padding="same"):
+    """A bias-free conv. ``padding="symmetric"`` pads a strided conv by (k-1)/2 on every side (see module doc);
+    a stride-1 conv pads symmetrically either way."""
+    if padding not in CONV_PADDINGS:
+        raise ValueError(f"conv_padding must be one of {', '.join(CONV_PADDINGS)}, got {padding!r}")
+    if padding == "symmetric" and strides > 1 and kernel_size > 1:
+        x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
     return layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
-        padding="same",
+        padding="valid" if padding == "symmetric" and strides > 1 else "same",
         use_bias=False,  # a BN follows every conv, so a bias would be redundant
         kernel_initializer="he_normal",
         kernel_regularizer=_l2(weight_decay),
@@ -134,9 +151,9 @@ def _shortcut(x, filters, stride, shortcut, weight_decay, name):
     return layers.Concatenate(name=f"{name}_pad")([x, zeros])
 
 
-def basic_block_v1(x, filters, stride, shortcut, weight_decay, name):
+def basic_block_v1(x, filters, stride, shortcut, weight_decay, name, padding="same"):
     """He 2016a block: conv-BN-ReLU, conv-BN, add the shortcut, ReLU."""
-    residual = _conv(x, filters, 3, stride, weight_decay, f"{name}_conv1")
+    residual = _conv(x, filters, 3, stride, weight_decay, f"{name}_conv1", padding)
     residual = layers.ReLU(name=f"{name}_relu1")(_bn(residual, f"{name}_bn1"))
     residual = _bn(_conv(residual, filters, 3, 1, weight_decay, f"{name}_conv2"), f"{name}_bn2")
     x = _shortcut(x, filters, stride, shortcut, weight_decay, name)
@@ -144,10 +161,10 @@ def basic_block_v1(x, filters, stride, shortcut, weight_decay, name):
     return layers.ReLU(name=f"{name}_out")(x)
 
 
-def basic_block_preact(x, filters, stride, shortcut, weight_decay, name):
+def basic_block_preact(x, filters, stride, shortcut, weight_decay, name, padding="same"):
     """Liang 2020's block: BN-ReLU-conv twice; the shortcut starts from the block input."""
     residual = layers.ReLU(name=f"{name}_relu1")(_bn(x, f"{name}_bn1"))
-    residual = _conv(residual, filters, 3, stride, weight_decay, f"{name}_conv1")
+    residual = _conv(residual, filters, 3, stride, weight_decay, f"{name}_conv1", padding)
     residual = layers.ReLU(name=f"{name}_relu2")(_bn(residual, f"{name}_bn2"))
     residual = _conv(residual, filters, 3, 1, weight_decay, f"{name}_conv2")
     x = _shortcut(x, filters, stride, shortcut, weight_decay, name)
@@ -161,6 +178,7 @@ def resnet_v1(
     weight_decay=1e-4,
     shortcut="A",
     preactivation=False,
+    conv_padding="same",
 ):
     """He et al.'s CIFAR ResNet of depth 6n+2.
 
@@ -173,6 +191,8 @@ def resnet_v1(
         (Liang 2020: 2x2 average pooling + zero channels) or "B" (1x1 projection).
       preactivation: False for He 2016a's conv-BN-ReLU block (default), True for
         Liang 2020's BN-ReLU-conv block.
+      conv_padding: "same" (TensorFlow's) or "symmetric" (Caffe's and PyTorch's) for
+        the stride-2 convolutions (see module doc).
 
     Returns:
       A ``keras.Model`` mapping float images to logits ``[batch, num_classes]``.
@@ -191,7 +211,7 @@ def resnet_v1(
     for stage, filters in enumerate((16, 32, 64)):
         for index in range(blocks_per_stage):
             stride = 2 if stage > 0 and index == 0 else 1
-            x = block(x, filters, stride, shortcut, weight_decay, f"stage{stage + 1}_block{index + 1}")
+            x = block(x, filters, stride, shortcut, weight_decay, f"stage{stage + 1}_block{index + 1}", conv_padding)
     if preactivation:
         x = layers.ReLU(name="final_relu")(_bn(x, "final_bn"))
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -240,28 +260,31 @@ def _projection(x, filters, stride, weight_decay, name):
     return _bn(x, f"{name}_proj_bn")
 
 
-def _basic_block(x, filters, stride, weight_decay, name):
+def _basic_block(x, filters, stride, weight_decay, name, padding):
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
         shortcut = _projection(x, filters, stride, weight_decay, name)
-    x = layers.ReLU(name=f"{name}_relu1")(_bn(_conv(x, filters, 3, stride, weight_decay, f"{name}_conv1"), f"{name}_bn1"))
+    x = _conv(x, filters, 3, stride, weight_decay, f"{name}_conv1", padding)
+    x = layers.ReLU(name=f"{name}_relu1")(_bn(x, f"{name}_bn1"))
     x = _bn(_conv(x, filters, 3, 1, weight_decay, f"{name}_conv2"), f"{name}_bn2")
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, x]))
 
 
-def _bottleneck_block(x, filters, stride, weight_decay, name):
+def _bottleneck_block(x, filters, stride, weight_decay, name, padding):
     """1x1 reduce, 3x3, 1x1 expand (x4). The stride sits on the 3x3 conv, as in torchvision
     ("ResNet v1.5"); He et al. put it on the first 1x1. Parameter counts are the same."""
     shortcut = x
     if stride != 1 or x.shape[-1] != 4 * filters:
         shortcut = _projection(x, 4 * filters, stride, weight_decay, name)
     x = layers.ReLU(name=f"{name}_relu1")(_bn(_conv(x, filters, 1, 1, weight_decay, f"{name}_conv1"), f"{name}_bn1"))
-    x = layers.ReLU(name=f"{name}_relu2")(_bn(_conv(x, filters, 3, stride, weight_decay, f"{name}_conv2"), f"{name}_bn2"))
+    x = _conv(x, filters, 3, stride, weight_decay, f"{name}_conv2", padding)
+    x = layers.ReLU(name=f"{name}_relu2")(_bn(x, f"{name}_bn2"))
     x = _bn(_conv(x, 4 * filters, 1, 1, weight_decay, f"{name}_conv3"), f"{name}_bn3")
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, x]))
 
 
-def resnet_imagenet(depth, input_shape=(224, 224, 3), num_classes=1000, weight_decay=1e-4, stem="auto"):
+def resnet_imagenet(depth, input_shape=(224, 224, 3), num_classes=1000, weight_decay=1e-4, stem="auto",
+                    conv_padding="same"):
     """He et al.'s ImageNet ResNet-18/34/50/101/152, with bias-free convolutions.
 
     Trainable parameters match the published counts (11.69M ... 60.19M, as
@@ -274,6 +297,8 @@ def resnet_imagenet(depth, input_shape=(224, 224, 3), num_classes=1000, weight_d
       stem: "imagenet" (7x7/2 conv + 3x3/2 max-pool, for 224x224), "cifar"
         (3x3/1 conv, no pooling, as Xu trains on 32x32), or "auto": the
         CIFAR stem for inputs smaller than 64 pixels.
+      conv_padding: "same" (TensorFlow's) or "symmetric" (torchvision's) for the
+        strided convolutions and the stem's max-pool (see module doc).
     """
     if depth not in IMAGENET_RESNET_SPECS:
         raise ValueError(f"ImageNet ResNet depth must be one of {sorted(IMAGENET_RESNET_SPECS)}, got {depth}")
@@ -286,15 +311,18 @@ def resnet_imagenet(depth, input_shape=(224, 224, 3), num_classes=1000, weight_d
 
     inputs = keras.Input(shape=input_shape, name="image")
     if stem == "imagenet":
-        x = _conv(inputs, 64, 7, 2, weight_decay, "stem_conv")
+        x = _conv(inputs, 64, 7, 2, weight_decay, "stem_conv", conv_padding)
         x = layers.ReLU(name="stem_relu")(_bn(x, "stem_bn"))
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+        if conv_padding == "symmetric":  # after a ReLU, zeros pad a max-pool as PyTorch's -inf does
+            x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="valid" if conv_padding == "symmetric" else "same",
+                                name="stem_pool")(x)
     else:
         x = layers.ReLU(name="stem_relu")(_bn(_conv(inputs, 64, 3, 1, weight_decay, "stem_conv"), "stem_bn"))
     for stage, blocks in enumerate(stages):
         for index in range(blocks):
             stride = 2 if stage > 0 and index == 0 else 1
-            x = block(x, 64 * 2**stage, stride, weight_decay, f"stage{stage + 1}_block{index + 1}")
+            x = block(x, 64 * 2**stage, stride, weight_decay, f"stage{stage + 1}_block{index + 1}", conv_padding)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = layers.Dense(num_classes, kernel_regularizer=_l2(weight_decay), name="logits")(x)
     return keras.Model(inputs, outputs, name=f"resnet{depth}_{stem}")
@@ -699,7 +727,8 @@ def _transfer_spec(builder, application, module, paper):
 
 _CIFAR = (32, 32, 3)
 _IMAGENET = (224, 224, 3)
-_V1_OPTIONS = ("shortcut", "preactivation")
+_V1_OPTIONS = ("shortcut", "preactivation", "conv_padding")
+_IMAGENET_OPTIONS = ("stem", "conv_padding")
 _TRANSFER_OPTIONS = ("weights", "freeze_backbone")
 # Where He et al.'s learning rate of 0.1 does not fit a model. Measured here (2026-11-22): LeNet-5 on
 # MNIST at 0.1 with momentum 0.9 dies (11% accuracy after 300 steps; 96.6% at 0.01); AlexNet on
@@ -719,11 +748,11 @@ MODELS = {
     "resnet110_v2": ModelSpec(resnet110_v2, _CIFAR, "He et al. 2016b"),
     "resnet164_v2": ModelSpec(resnet164_v2, _CIFAR, "He et al. 2016b", 1.7),
     # torchvision's counts of the bias-free ImageNet ResNets (224x224, 1000 classes)
-    "resnet18": ModelSpec(resnet18, _IMAGENET, "He et al. 2016a; Xu", 11.69, options=("stem",)),
-    "resnet34": ModelSpec(resnet34, _IMAGENET, "He et al. 2016a", 21.80, options=("stem",)),
-    "resnet50": ModelSpec(resnet50, _IMAGENET, "He et al. 2016a; Xu", 25.56, options=("stem",)),
-    "resnet101": ModelSpec(resnet101, _IMAGENET, "He et al. 2016a", 44.55, options=("stem",)),
-    "resnet152": ModelSpec(resnet152, _IMAGENET, "He et al. 2016a", 60.19, options=("stem",)),
+    "resnet18": ModelSpec(resnet18, _IMAGENET, "He et al. 2016a; Xu", 11.69, options=_IMAGENET_OPTIONS),
+    "resnet34": ModelSpec(resnet34, _IMAGENET, "He et al. 2016a", 21.80, options=_IMAGENET_OPTIONS),
+    "resnet50": ModelSpec(resnet50, _IMAGENET, "He et al. 2016a; Xu", 25.56, options=_IMAGENET_OPTIONS),
+    "resnet101": ModelSpec(resnet101, _IMAGENET, "He et al. 2016a", 44.55, options=_IMAGENET_OPTIONS),
+    "resnet152": ModelSpec(resnet152, _IMAGENET, "He et al. 2016a", 60.19, options=_IMAGENET_OPTIONS),
     "inception_resnet_v1": ModelSpec(inception_resnet_v1, (299, 299, 3), "Szegedy et al. 2016; Liang 2020"),
     "inception_resnet_v1_small": ModelSpec(inception_resnet_v1_small, _CIFAR,
                                            "Szegedy et al. 2016 (32x32 variant); Liang 2020"),
@@ -792,13 +821,29 @@ def training_flops_per_image(model):
     return 2 * (3 * sum(counts) - (counts[0] if counts else 0))
 
 
-def build_model(name, input_shape, num_classes, weight_decay=1e-4, **options):
+def decay_every_parameter(model, weight_decay):
+    """Gives every trainable variable that has no regularizer (batch-norm scales and offsets, biases) the L2 term
+    of ``weight_decay``: the decay of Caffe, fb.resnet.torch and akamaster's code, which decay all parameters.
+
+    The term is set on the variables, so a model saved to ``.keras`` and loaded again has kernel decay only; the
+    engine always builds a run's model through ``build_model``, so training and resuming keep it.
+    """
+    for variable in model.trainable_weights:
+        if variable.regularizer is None:
+            variable.regularizer = _l2(weight_decay)
+    return model
+
+
+def build_model(name, input_shape, num_classes, weight_decay=1e-4, weight_decay_scope="kernels", **options):
     """Builds a registered model by name.
 
-    Unknown names list the valid ones; an option the builder does not take and
-    an input shape the model cannot handle are ``ModelInputError``s with a
-    one-line message.
+    ``weight_decay_scope``: "kernels" (the builders' conv and dense kernels) or "all" (every trainable
+    parameter, ``decay_every_parameter``). Unknown names list the valid ones; an option the builder does not
+    take and an input shape the model cannot handle are ``ModelInputError``s with a one-line message.
     """
+    if weight_decay_scope not in WEIGHT_DECAY_SCOPES:
+        raise ValueError(f"weight_decay_scope must be one of {', '.join(WEIGHT_DECAY_SCOPES)}, "
+                         f"got {weight_decay_scope!r}")
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     spec = MODELS[name]
@@ -806,10 +851,12 @@ def build_model(name, input_shape, num_classes, weight_decay=1e-4, **options):
     if unknown:
         raise ModelInputError(f"model {name} does not take option(s) {unknown}")
     try:
-        return spec.builder(input_shape=tuple(input_shape), num_classes=num_classes, weight_decay=weight_decay, **options)
+        model = spec.builder(input_shape=tuple(input_shape), num_classes=num_classes, weight_decay=weight_decay,
+                             **options)
     except ValueError as error:
         if tuple(input_shape) == tuple(spec.input_shape):
             raise
         raise ModelInputError(
             f"model {name} cannot take {tuple(input_shape)} images (it is meant for {spec.input_shape}): "
             f"{str(error).splitlines()[0]}") from None
+    return decay_every_parameter(model, weight_decay) if weight_decay_scope == "all" and weight_decay else model

@@ -17,7 +17,11 @@ import math
 import os
 from typing import Optional, Union
 
-VERSION = 3  # 2: the flat dict of 2026-11-23 with option A renamed; 1 (no version): option "A" was the average pool
+# 4: weight_decay_scope and conv_padding recorded (version 3 and before: kernels, same);
+# 3: the run/data layout; 2: the flat dict of 2026-11-23 with option A renamed; 1 (no version): option "A" was the
+# average pool
+VERSION = 4
+DEFAULT_CONV_PADDING = "same"  # TensorFlow's, what every run before version 4 used
 DATASETS = ("cifar10", "mnist", "folder")
 DEFAULT_AUGMENT = {"cifar10": "he", "mnist": "none", "folder": "imagenet"}
 DEFAULT_TRAIN_STEPS = 64000  # He et al. 2016a: stop at 64k iterations
@@ -51,7 +55,8 @@ class RunConfig:
     # model
     model: str = "resnet20"  # a name of resnet.MODELS
     model_options: dict = dataclasses.field(default_factory=dict)  # builder options (shortcut, stem, weights, ...)
-    weight_decay: float = 1e-4  # SGD-style: gradient += weight_decay * w, on kernels
+    weight_decay: float = 1e-4  # SGD-style: gradient += weight_decay * w
+    weight_decay_scope: str = "kernels"  # kernels (conv and dense) or all (batch-norm scales, offsets, biases too)
     # optimisation
     train_steps: Optional[int] = None  # optimizer steps of the first stage; None: from epochs, else 64000
     epochs: Optional[float] = None  # instead of train_steps: passes over the training images
@@ -147,6 +152,9 @@ def check(config):
     transfer = resnet.is_transfer(config.model)
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASETS)}")
+    if config.weight_decay_scope not in resnet.WEIGHT_DECAY_SCOPES:
+        raise ConfigError(f"--weight_decay_scope {config.weight_decay_scope!r}: choose one of "
+                          f"{', '.join(resnet.WEIGHT_DECAY_SCOPES)}")
     if config.train_steps and config.epochs:
         raise ConfigError("give --train_steps or --epochs, not both")
     if config.train_steps and config.report_freq > config.train_steps:
@@ -209,6 +217,8 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
     options = dict(config.model_options)
     if transfer:
         options.setdefault("weights", "imagenet")
+    if "conv_padding" in resnet.MODELS[config.model].options:  # recorded, so a later default cannot change the run
+        options.setdefault("conv_padding", DEFAULT_CONV_PADDING)
     try:
         precision = cifar10_train.resolve_mixed_precision(config.mixed_precision)
     except ValueError as error:
@@ -260,12 +270,14 @@ def from_json(saved):
     if not isinstance(saved, dict):
         raise ConfigError("config.json does not hold a JSON object")
     version = saved.get("config_version", 1)
-    if version == VERSION:
+    if version in (3, VERSION):
         run, data = saved.get("run"), saved.get("data")
     elif version in (1, 2) and "model" in saved:
         run, data = _from_flat(saved, version)
     else:
         raise ConfigError(f"config.json has config_version {version}; this code reads 1 to {VERSION}")
+    if version < 4 and isinstance(run, dict):
+        run = _before_version_4(run)
     fields = {field.name for field in dataclasses.fields(RunConfig)}
     try:
         unknown = set(run) - fields
@@ -274,6 +286,18 @@ def from_json(saved):
         return RunConfig(**run), (DataInfo(**data) if data else None)
     except TypeError as error:
         raise ConfigError(f"config.json is incomplete or malformed ({error})") from None
+
+
+def _before_version_4(run):
+    """A run saved before weight_decay_scope and conv_padding were recorded: kernel decay, TensorFlow's padding."""
+    import resnet
+
+    run = dict(run, weight_decay_scope=run.get("weight_decay_scope", "kernels"))
+    spec = resnet.MODELS.get(run.get("model"))
+    if spec is not None and "conv_padding" in spec.options:
+        run["model_options"] = dict(run.get("model_options") or {})
+        run["model_options"].setdefault("conv_padding", DEFAULT_CONV_PADDING)
+    return run
 
 
 def _from_flat(saved, version):
@@ -306,7 +330,7 @@ def differences(saved, config):
 # A config as the command that reproduces it
 
 # Model options that are flags of their own; booleans are flags without a value.
-OPTION_FLAGS = ("shortcut", "preactivation", "stem", "residual_blocks", "weights", "freeze_backbone")
+OPTION_FLAGS = ("shortcut", "preactivation", "conv_padding", "stem", "residual_blocks", "weights", "freeze_backbone")
 _NOT_FLAGS = ("model_options",)
 
 

@@ -32,6 +32,7 @@ def hparams_of(config, num_replicas):
         "learning_rate": float(config.learning_rate), "lr_decay_at": " ".join(map(str, config.lr_decay_at)),
         "lr_schedule_steps": int(config.lr_schedule_steps or config.train_steps),
         "batch_size": int(config.batch_size), "weight_decay": float(config.weight_decay),
+        "weight_decay_scope": config.weight_decay_scope,
         "train_steps": int(config.stages_steps), "seed": int(config.seed),
         "mixed_precision": config.mixed_precision,
     }

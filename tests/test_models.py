@@ -1,5 +1,6 @@
 """Model builders: parameter counts against He et al. Table 6, shapes, variants, errors."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -84,9 +85,60 @@ def test_weight_decay_is_sgd_style():
     assert np.isclose(float(sum(model.losses)), expected, rtol=1e-4)
 
 
+def _decayed(model):
+    return {w.path.split("/")[-1] for w in model.trainable_weights if w.regularizer is not None}
+
+
+def test_weight_decay_scope_all_decays_batch_norm_and_biases():
+    """Caffe's, fb.resnet.torch's and akamaster's decay: batch-norm scales and offsets and the dense bias too."""
+    kernels_only = resnet.build_model("resnet20", (8, 8, 3), 2, 1e-4)
+    assert _decayed(kernels_only) == {"kernel"}
+    every = resnet.build_model("resnet20", (8, 8, 3), 2, 1e-4, weight_decay_scope="all")
+    assert _decayed(every) == {"kernel", "gamma", "beta", "bias"}
+    assert all(w.regularizer is not None for w in every.trainable_weights)
+    every.get_layer("stem_bn").gamma.assign(np.full(16, 3.0, np.float32))  # a grown scale now costs its decay
+    expected = sum(0.5 * 1e-4 * float(np.sum(np.square(w.numpy()))) for w in every.trainable_weights)
+    assert np.isclose(float(sum(every.losses)), expected, rtol=1e-4)
+    with pytest.raises(ValueError, match="weight_decay_scope must be one of kernels, all"):
+        resnet.build_model("resnet20", (8, 8, 3), 2, weight_decay_scope="bn")
+
+
+def _stage2_conv_and_shortcut(conv_padding):
+    """Stage 2's first conv with its kernel set to the identity at the centre tap, and option A's shortcut."""
+    model = resnet.resnet_v1(8, input_shape=(8, 8, 3), num_classes=2, conv_padding=conv_padding)
+    conv = model.get_layer("stage2_block1_conv1")
+    kernel = np.zeros(conv.kernel.shape, np.float32)
+    kernel[1, 1, np.arange(16), np.arange(16)] = 1.0
+    conv.kernel.assign(kernel)
+    probe = type(model)(model.inputs[0], [conv.output, model.get_layer("stage2_block1_pad").output])
+    x = np.random.RandomState(0).randn(1, 8, 8, 3).astype(np.float32)
+    return [t.numpy()[..., :16] for t in probe(x, training=False)]
+
+
+def test_symmetric_padding_puts_the_stride2_conv_on_the_shortcuts_grid():
+    """Option A keeps input pixel 2i; a symmetric stride-2 conv is centred there too, TensorFlow's "same" on 2i+1."""
+    conv, shortcut = _stage2_conv_and_shortcut("symmetric")
+    assert conv.shape == shortcut.shape == (1, 4, 4, 16)
+    np.testing.assert_allclose(conv, shortcut, atol=1e-6)
+    conv, shortcut = _stage2_conv_and_shortcut("same")
+    assert not np.allclose(conv, shortcut, atol=1e-3)
+
+
+def test_conv_padding_keeps_parameters_and_shapes():
+    for name in ("resnet20", "resnet18"):
+        same = resnet.build_model(name, (32, 32, 3), 10, conv_padding="same")
+        symmetric = resnet.build_model(name, (32, 32, 3), 10, conv_padding="symmetric")
+        assert resnet.trainable_params(same) == resnet.trainable_params(symmetric)
+        assert [layer.output.shape for layer in same.layers if isinstance(layer, keras.layers.Conv2D)] == \
+               [layer.output.shape for layer in symmetric.layers if isinstance(layer, keras.layers.Conv2D)]
+    stem = resnet.build_model("resnet18", (64, 64, 3), 10, stem="imagenet", conv_padding="symmetric")
+    assert stem.get_layer("stem_pool").output.shape == (None, 16, 16, 64)
+    with pytest.raises(ValueError, match="conv_padding must be one of same, symmetric"):
+        resnet.build_model("resnet20", (32, 32, 3), 10, conv_padding="valid")
+
+
 # ---------------------------------------------------------------------------- issue 3: every paper's architecture
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import cifar10_train  # noqa: E402

@@ -73,18 +73,38 @@ OLD_FLAT_CONFIG = {
 def test_a_config_from_before_runconfig_loads_with_its_old_option_a(tmp_path):
     config, info = run_config.from_json(OLD_FLAT_CONFIG)
     # "A" (and the default) built Liang's average-pool shortcut then: the old run keeps its architecture.
-    assert config.model_options == {"shortcut": "A_avgpool"}
+    assert config.model_options == {"shortcut": "A_avgpool", "conv_padding": "same"}
     assert (config.train_steps, config.jit_compile, config.mixed_precision) == (400, "off", "bfloat16")
     assert info.input_shape == (32, 32, 3) and info.num_classes == 10 and info.norm["mean"][0] == 125.3
     # The same command with today's code builds He's option A: a different run, refused with the reason.
     run_folder.write_json(str(tmp_path / run_folder.CONFIG), OLD_FLAT_CONFIG)
-    today = dataclasses.replace(config, model_options={})
-    with pytest.raises(run_folder.RunFolderError, match=r"model_options: \{'shortcut': 'A_avgpool'\} -> \{\}"):
+    today = dataclasses.replace(config, model_options={"conv_padding": "same"})
+    with pytest.raises(run_folder.RunFolderError, match=r"model_options: \{'shortcut': 'A_avgpool', 'conv_padding': "
+                                                       r"'same'\} -> \{'conv_padding': 'same'\}"):
         run_folder.prepare(str(tmp_path), today)
 
 
+def test_a_run_saved_before_version_4_keeps_kernel_decay_and_tensorflows_padding():
+    """Runs saved before weight_decay_scope and conv_padding were recorded load as what they trained with, whatever
+    the defaults become; a resolved config records both, so its config.json never depends on a default."""
+    saved = {"config_version": 3, "run": dataclasses.asdict(RunConfig(model="resnet20", train_steps=4, report_freq=2)),
+             "data": None}
+    del saved["run"]["weight_decay_scope"]
+    config, _ = run_config.from_json(saved)
+    assert config.weight_decay_scope == "kernels" and config.model_options == {"conv_padding": "same"}
+    lenet = dict(saved, run=dict(saved["run"], model="lenet5"))
+    assert run_config.from_json(lenet)[0].model_options == {}  # a model without the option gets none
+    resolved = run_config.resolve(RunConfig(model="resnet20", weight_decay_scope="all",
+                                            model_options={"conv_padding": "symmetric"}, mixed_precision="off"), 1000)
+    written = {"config_version": run_config.VERSION, "run": dataclasses.asdict(resolved), "data": None}
+    assert run_config.from_json(json.loads(json.dumps(written)))[0] == resolved
+    assert run_config.resolve(RunConfig(mixed_precision="off"), 1000).model_options == {"conv_padding": "same"}
+    with pytest.raises(run_config.ConfigError, match="--weight_decay_scope 'bn': choose one of kernels, all"):
+        run_config.check(RunConfig(weight_decay_scope="bn"))
+
+
 @pytest.mark.parametrize("saved, message", [
-    ({"config_version": 99, "run": {}}, "config_version 99; this code reads 1 to 3"),
+    ({"config_version": 99, "run": {}}, "config_version 99; this code reads 1 to 4"),
     ({"config_version": 3, "run": {"model": "resnet20", "colour": "blue"}, "data": None}, "does not know: colour"),
     ([1, 2], "does not hold a JSON object"),
 ])
