@@ -6,7 +6,9 @@ An experiment module (``experiments/<paper>.py``) gives:
   ``figures(metrics, out_dir, mode, args) -> [paths]``
   and ``report_rows(metrics, mode, args) -> [row]``, where a row is a dict with ``quantity``, ``paper``
   (the paper's number, or None), ``ours`` (from the metrics, never typed) and ``settings`` (what
-  differs from the paper for that number).
+  differs from the paper for that number); optionally ``external_metrics(results_dir) -> frame``, the
+  rows of runs trained outside the engine (a peer implementation), in ``collect``'s columns, and
+  ``external_provenance(results_dir) -> [str]``, the report's provenance lines of those runs.
 Every run is a ``run_config.RunConfig`` trained through ``cifar10_main.train``, the CLI's own
 entry point, and is printed as the ``cifar10_main.py`` command that reproduces it. A run folder that already holds the same
 finished run is reused (the engine's rule); ``--force`` retrains.
@@ -401,6 +403,7 @@ def write_report(path, module, mode, command, rows, figures, notes, runs, result
         "## Provenance",
         "",
         *provenance_lines(runs, results_dir),
+        *(module.external_provenance(results_dir) if hasattr(module, "external_provenance") else []),
         "",
         "## Figures",
         "",
@@ -541,6 +544,8 @@ def main(module, argv=None):
             return 130
     runs = with_trained_seeds(runs, results_dir)
     metrics = collect(runs, results_dir)
+    if hasattr(module, "external_metrics"):  # runs trained outside the engine (he2016_matched's PyTorch peer)
+        metrics = pd.concat([metrics, module.external_metrics(results_dir)], ignore_index=True)
     lost = runs_without_folders(results_dir, metrics)
     if lost:
         print(f"{name}: error: {os.path.join(results_dir, 'metrics.csv')} holds finished runs whose run folders are "
