@@ -124,7 +124,7 @@ def command_line(argv=None):
     """The command that started this process, as typed from the checkout (``python -m experiments.x ...``)."""
     argv = list(sys.argv if argv is None else argv)
     program = os.path.relpath(os.path.abspath(argv[0]), ROOT) if argv and argv[0] else "python"
-    if program.startswith("experiments" + os.sep) and program.endswith(".py"):
+    if program.split(os.sep)[0] in ("experiments", "benchmarks") and program.endswith(".py"):
         program = "-m " + program[:-3].replace(os.sep, ".")
     return " ".join(["python", program, *argv[1:]])
 

@@ -31,7 +31,6 @@ import json
 import os
 import pickle
 import platform
-import shlex
 import sys
 import tarfile
 import time
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import provenance  # the standard library only, outside session(): no TensorFlow in the peer's process
 from benchmarks.pytorch_peer import ResNet20
 
 COLUMNS = ("step", "epoch", "learning_rate", "train_loss", "train_accuracy", "train_error", "train_batch_error",
@@ -50,8 +50,8 @@ STATE, SETTINGS = "peer_state.pt", "peer_config.json"
 
 
 def read_cifar10(data_dir):
-    """(x_train, y_train, x_test, y_test) as uint8 NHWC and int64, from the python-version pickles in a .tar.gz,
-    a folder holding one, or the extracted cifar-10-batches-py/."""
+    """(the file or folder read, (x_train, y_train, x_test, y_test) as uint8 NHWC and int64), from the
+    python-version pickles in a .tar.gz, a folder holding one, or the extracted cifar-10-batches-py/."""
     if os.path.isdir(data_dir) and not os.path.exists(os.path.join(data_dir, "data_batch_1")):
         nested = os.path.join(data_dir, "cifar-10-batches-py")
         archives = sorted(glob.glob(os.path.join(data_dir, "*.tar.gz")))
@@ -76,7 +76,7 @@ def read_cifar10(data_dir):
         return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.concatenate(
             [np.asarray(batches[name]["labels"], np.int64) for name in names])
 
-    return (*images([f"data_batch_{i}" for i in range(1, 6)]), *images(["test_batch"]))
+    return data_dir, (*images([f"data_batch_{i}" for i in range(1, 6)]), *images(["test_batch"]))
 
 
 def channel_stats(images):
@@ -152,18 +152,19 @@ def evaluate(model, images, labels, mean, std, batch_size=500):
     return loss / len(images), correct / len(images)
 
 
-def _session(args, step):
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+def _session(data_source, step):
+    """One start or resume of the peer run, as the engine's sessions record theirs (provenance.session)."""
+    commit, uncommitted = provenance.loaded_code_state()
     return {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "from_step": step, "torch": torch.__version__, "python": platform.python_version(), "cpu": cpu,
-            "cpu_cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "command": " ".join(shlex.quote(word) for word in sys.argv)}
+            "from_step": step, "commit": commit, "uncommitted": list(uncommitted or ()),
+            "torch": torch.__version__, "python": platform.python_version(), "cpu": provenance.cpu_description(),
+            "cpu_cores": os.cpu_count(), "threads": torch.get_num_threads(), "command": provenance.command_line(),
+            "data_sha256": provenance.data_sha256(data_source)}
 
 
 def train(args):
     torch.set_num_threads(os.cpu_count())
-    x_train, y_train, x_test, y_test = read_cifar10(args.data_dir)
+    source, (x_train, y_train, x_test, y_test) = read_cifar10(args.data_dir)
     mean, std = channel_stats(x_train)
     stream = Stream(x_train, y_train, mean, std, args.batch_size, args.seed, args.pad)
     model = akamaster_init(ResNet20(), args.seed).to(memory_format=torch.channels_last)
@@ -188,7 +189,7 @@ def train(args):
     if step >= args.train_steps:
         print(f"{args.log_dir}: finished at step {step}")
         return
-    sessions.append(_session(args, step))
+    sessions.append(_session(source, step))
     with open(settings_path, "w") as handle:
         json.dump({"settings": settings, "mean": list(mean), "std": list(std), "sessions": sessions}, handle, indent=1)
     test_mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)

@@ -172,8 +172,10 @@ def external_provenance(results_dir):
     """Lines naming each peer run's sessions (its folder has no config.json of the engine's)."""
     lines = []
     for seed, folder, saved, finished in _peer_folders(results_dir):
-        sessions = "; ".join(f"from step {s['from_step']} on {s['started']}: torch {s['torch']}, {s['cpu']} x "
-                             f"{s['cpu_cores']} cores, `{s['command']}`" for s in saved["sessions"])
+        sessions = "; ".join(f"from step {s['from_step']} on {s['started']}: commit {s['commit'][:10]}"
+                             f"{' (uncommitted changes to ' + ', '.join(s['uncommitted']) + ')' if s['uncommitted'] else ''}"
+                             f", torch {s['torch']}, {s['cpu']} x {s['cpu_cores']} cores, data sha256 "
+                             f"{s['data_sha256']}, `{s['command']}`" for s in saved["sessions"])
         lines.append(f"- `{PEER}/seed{seed}`{'' if finished else ' (UNFINISHED, not counted)'}: {sessions}")
     return lines
 
