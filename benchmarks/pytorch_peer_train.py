@@ -71,6 +71,9 @@ def read_cifar10(data_dir):
             batches = {os.path.basename(member.name): pickle.load(archive.extractfile(member), encoding="latin1")
                        for member in archive.getmembers() if "_batch" in member.name}
 
+    batches = {name: {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
+               for name, batch in batches.items()}  # Python 2 str keys read as str, pickles written by Python 3 as bytes
+
     def images(names):
         data = np.concatenate([batches[name]["data"] for name in names])
         return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.concatenate(

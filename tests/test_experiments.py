@@ -2,6 +2,7 @@
 
 import datetime
 import hashlib
+import os
 import json
 import importlib
 import shlex
@@ -12,12 +13,13 @@ import pandas as pd
 import pytest
 
 import cifar10_main
+import cifar10_train
 import provenance
 import run_folder
 import run_config
 from experiments import common
 
-EXPERIMENTS = ["he2016", "liang2020", "lu_song", "jin", "xu", "yuan"]
+EXPERIMENTS = ["he2016", "he2016_matched", "liang2020", "lu_song", "jin", "xu", "yuan"]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -38,7 +40,7 @@ def test_run_lists_build_and_every_run_is_a_valid_command(name, mode, tmp_path):
         assert any(note.startswith("REDUCED") for note in module.notes(mode))  # the reduction is said
 
 
-@pytest.mark.parametrize("name", ["he2016", "liang2020", "lu_song", "jin", "xu"])
+@pytest.mark.parametrize("name", ["he2016", "he2016_matched", "liang2020", "lu_song", "jin", "xu"])
 def test_report_of_no_finished_runs_says_n_a_instead_of_failing(name, tmp_path):
     module = importlib.import_module(f"experiments.{name}")
     args = common.build_parser(module).parse_args(["--results_dir", str(tmp_path)])
@@ -60,6 +62,63 @@ def test_xu_rows_carry_their_own_models_wall_time(tmp_path):
     assert hours["ResNet18 test accuracy"] == 1 and hours["Table 2: ResNet50 epoch 1 training loss"] == 2
     assert numbers["hardware"].eq("").all() and numbers["date"].eq("").all()  # nothing trained: no machine, no day
     assert numbers["schedule"].eq("100 epochs, 39,063 steps x 128, SGD lr 0.01 constant, crop + flip").all()
+
+
+def _peer_folder(folder, errors, steps):
+    """A finished-or-not peer run folder as benchmarks/pytorch_peer_train.py writes it."""
+    folder.mkdir(parents=True)
+    reported = list(range(500, 500 * len(errors) + 1, 500))
+    pd.DataFrame({"step": reported, "val_error": errors, "val_loss": 0.5}).to_csv(folder / "metrics.csv", index=False)
+    pd.DataFrame({"step": reported, "images_per_sec": 500.0, "elapsed_sec": 60.0}).to_csv(folder / "timing.csv",
+                                                                                          index=False)
+    session = {"started": "2026-12-04T00:00:00+00:00", "from_step": 0, "commit": "abc1234567", "uncommitted": [],
+               "torch": "2.13.0", "cpu": "AMD EPYC", "cpu_cores": 2, "data_sha256": "c389", "command": "python -m x"}
+    (folder / "peer_config.json").write_text(json.dumps({"settings": {"train_steps": steps}, "sessions": [session]}))
+
+
+def test_matched_runs_pair_the_tensorflow_arms_and_judge_the_peer_unpaired(tmp_path):
+    from experiments import he2016_matched as matched
+    _peer_folder(tmp_path / "peer" / "seed0", [0.30, 0.20], 1000)
+    _peer_folder(tmp_path / "peer" / "seed1", [0.30, 0.22], 1000)
+    _peer_folder(tmp_path / "peer" / "seed2", [0.30], 1000)  # training elsewhere: left out, named unfinished
+    peer = matched.external_metrics(str(tmp_path))
+    assert sorted(peer["seed"].unique()) == [0, 1] and set(peer["run"]) == {"peer"}
+    ours = pd.DataFrame({"run": ["ours", "ours", "decay_all", "decay_all"], "seed": [0, 1, 0, 1], "step": 1000,
+                         "val_error": [0.25, 0.27, 0.20, 0.23], "val_loss": 0.6})
+    rows = {row["quantity"]: row for row in matched.report_rows(pd.concat([ours, peer]), "quick", None)}
+    decay = rows["decay on every parameter minus ours as it was: test error"]
+    np.testing.assert_allclose(decay["ours"], [-0.05, -0.04])  # seed by seed
+    assert "beyond noise" in decay["settings"]
+    peer_row = rows["PyTorch peer, same recipe minus ours as it was: test error"]
+    np.testing.assert_allclose(peer_row["ours"], [0.21 - 0.26])  # the difference of the means
+    assert "unpaired" in peer_row["settings"]
+    lines = matched.external_provenance(str(tmp_path))
+    assert len(lines) == 3 and "UNFINISHED" in lines[2] and "commit abc1234567" in lines[0]
+
+
+def test_the_peer_writes_the_engines_columns_and_keeps_a_finished_run(tmp_path, cifar_archive):
+    """benchmarks/pytorch_peer_train.py, where its virtual environment exists (PyTorch is never a requirement)."""
+    import subprocess
+    root = provenance.ROOT
+    python = f"{root}/.venv-peer/bin/python"
+    if not os.path.exists(python):
+        pytest.skip("no .venv-peer with PyTorch (python -m venv .venv-peer && .venv-peer/bin/pip install "
+                    "torch==2.13.0 numpy pandas)")
+
+    def peer(steps):
+        command = [python, "-m", "benchmarks.pytorch_peer_train", "--data_dir", str(cifar_archive), "--train_steps",
+                   str(steps), "--report_freq", "1", "--save_freq", "1", "--batch_size", "4", "--log_dir",
+                   str(tmp_path / "peer")]
+        return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+
+    assert peer(2).returncode == 0
+    first = pd.read_csv(tmp_path / "peer" / "metrics.csv")
+    assert tuple(first.columns) == tuple(cifar10_train.CSV_COLUMNS) and list(first["step"]) == [1, 2]
+    refused = peer(3)  # other settings in the same folder: refused, not mixed
+    assert refused.returncode != 0 and "other settings" in refused.stderr
+    again = peer(2)  # the same command on a finished run trains nothing
+    assert again.returncode == 0 and "finished at step 2" in again.stdout
+    assert pd.read_csv(tmp_path / "peer" / "metrics.csv").equals(first)
 
 
 def test_he2016_report_keeps_the_test_metrics_of_a_seed_whose_model_was_not_kept(tmp_path, capsys):
