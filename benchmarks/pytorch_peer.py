@@ -21,16 +21,18 @@ from torch import nn
 class BasicBlock(nn.Module):
     """conv-BN-ReLU-conv-BN, plus the shortcut, then ReLU (He et al. 2016a, Fig. 2)."""
 
-    def __init__(self, channels_in, channels_out, stride):
+    def __init__(self, channels_in, channels_out, stride, conv_padding="symmetric"):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False)
+        # "same" is TensorFlow's padding of a stride-2 conv on an even input: one row and column, bottom and right.
+        self.pad_same = conv_padding == "same" and stride > 1
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride, 0 if self.pad_same else 1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels_out)
         self.conv2 = nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels_out)
         self.stride, self.extra_channels = stride, channels_out - channels_in
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn1(self.conv1(F.pad(x, (0, 1, 0, 1)) if self.pad_same else x)))
         out = self.bn2(self.conv2(out))
         shortcut = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
         if self.extra_channels:  # option A: the new channels are zeros
@@ -39,13 +41,13 @@ class BasicBlock(nn.Module):
 
 
 class ResNet20(nn.Module):
-    def __init__(self, num_classes=10, blocks_per_stage=3):
+    def __init__(self, num_classes=10, blocks_per_stage=3, conv_padding="symmetric"):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
         layers, channels = [], 16
         for stage, width in enumerate((16, 32, 64)):
             for block in range(blocks_per_stage):
-                layers.append(BasicBlock(channels, width, 2 if stage and not block else 1))
+                layers.append(BasicBlock(channels, width, 2 if stage and not block else 1, conv_padding))
                 channels = width
         self.blocks = nn.Sequential(*layers)
         self.fc = nn.Linear(64, num_classes)

@@ -11,7 +11,8 @@ divided by 10 at 50% and 75% of the steps (the suite's step-for-step schedule), 
 mode every ``--report_freq`` steps. What differs and cannot be removed: PyTorch's kernels and its random streams
 (another initialisation and data order for the same seed), PyTorch's initialisers as akamaster uses them
 (kaiming-normal conv and dense kernels, uniform dense bias; the suite draws truncated He-normal kernels and a zero
-bias), the zero channels of option A appended after the kept ones (akamaster splits them; a permutation).
+bias), the zero channels of option A appended after the kept ones (akamaster splits them; a permutation). Its
+stride-2 convolutions pad every side, as PyTorch does (``--conv_padding same`` pads as TensorFlow does).
 
 It writes the suite's run-folder files, so the experiment reports read it as any run: ``metrics.csv`` (the engine's
 columns), ``timing.csv`` and ``peer_config.json`` (settings and one entry per session: torch version, CPU, command,
@@ -170,7 +171,7 @@ def train(args):
     source, (x_train, y_train, x_test, y_test) = read_cifar10(args.data_dir)
     mean, std = channel_stats(x_train)
     stream = Stream(x_train, y_train, mean, std, args.batch_size, args.seed, args.pad)
-    model = akamaster_init(ResNet20(), args.seed).to(memory_format=torch.channels_last)
+    model = akamaster_init(ResNet20(conv_padding=args.conv_padding), args.seed).to(memory_format=torch.channels_last)
     decayed = [p for p in model.parameters() if args.weight_decay_scope == "all" or p.ndim > 1]
     others = [p for p in model.parameters() if not any(p is q for q in decayed)]
     optimizer = torch.optim.SGD([{"params": decayed, "weight_decay": args.weight_decay},
@@ -249,6 +250,9 @@ def build_parser():
     parser.add_argument("--weight_decay", type=float, default=1e-4, help="coupled SGD weight decay")
     parser.add_argument("--weight_decay_scope", choices=("kernels", "all"), default="kernels",
                         help="kernels: conv and dense kernels (the suite's default); all: every parameter (akamaster)")
+    parser.add_argument("--conv_padding", choices=("symmetric", "same"), default="symmetric",
+                        help="stride-2 convolutions: symmetric = one pixel on every side (PyTorch's own, akamaster); "
+                             "same = TensorFlow's, bottom and right only (the suite's --conv_padding same)")
     parser.add_argument("--pad", choices=("mean", "black"), default="mean",
                         help="mean: zero-pad the normalised image (He's text, the suite's he recipe); black: pad the "
                              "raw image (torchvision's RandomCrop, akamaster)")

@@ -22,17 +22,12 @@ Seeds pair the TensorFlow arms (the same seed: the same initial weights and batc
       --results_dir experiments/results/he2016_matched
 """
 
-import glob
-import json
 import os
 import sys
 
 from dataclasses import replace
 
-import numpy as np
-import pandas as pd
-
-from experiments import common
+from experiments import common, peer
 from experiments.he2016 import RECIPE
 
 TITLE = "He et al. 2016a, matched short runs"
@@ -49,7 +44,7 @@ ARMS = {  # name -> (label, what differs from ours, settings)
     "bfloat16": ("bfloat16", "--mixed_precision bfloat16", replace(BASELINE, mixed_precision="bfloat16")),
 }
 PEER, PEER_LABEL = "peer", "PyTorch peer, same recipe"
-PEER_SETTINGS = "peer_config.json"
+PEER_MATCH = "symmetric"  # the TensorFlow arm with the peer's settings: PyTorch pads every side, decay on kernels
 TEST_IMAGES = 10000
 
 
@@ -62,34 +57,15 @@ def runs(mode, args=None):
 def peer_command(mode, seed, results_dir, data_dir="DATA"):
     """The command that trains the peer's seed into this experiment's folder (in the peer's virtual environment)."""
     steps, report, batch = SCHEDULE[mode]
-    return (f".venv-peer/bin/python -m benchmarks.pytorch_peer_train --data_dir {data_dir} --train_steps {steps} "
-            f"--report_freq {report} --save_freq {report} --batch_size {batch} --seed {seed} "
-            f"--log_dir {os.path.join(results_dir, PEER, f'seed{seed}')}")
-
-
-def _peer_folders(results_dir):
-    """(seed, folder, settings, finished) of every peer run folder in the results."""
-    found = []
-    for folder in sorted(glob.glob(os.path.join(results_dir, PEER, "seed*"))):
-        metrics, settings = os.path.join(folder, "metrics.csv"), os.path.join(folder, PEER_SETTINGS)
-        if not (os.path.exists(metrics) and os.path.exists(settings)):
-            continue
-        with open(settings) as handle:
-            saved = json.load(handle)
-        last = pd.read_csv(metrics)["step"].max()
-        found.append((int(folder.rsplit("seed", 1)[1]), folder, saved, last >= saved["settings"]["train_steps"]))
-    return found
+    return peer.command(os.path.join(results_dir, PEER, f"seed{seed}"), steps, report, batch, seed, data_dir)
 
 
 def external_metrics(results_dir):
-    """The finished peer runs' reports, as the engine's runs are collected."""
-    frames = []
-    for seed, folder, _, finished in _peer_folders(results_dir):
-        if finished:
-            frame = pd.read_csv(os.path.join(folder, "metrics.csv")).merge(
-                pd.read_csv(os.path.join(folder, "timing.csv")), on="step", how="left")
-            frames.append(frame.assign(run=PEER, seed=seed, label=PEER_LABEL, group=""))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return peer.metrics(results_dir, PEER, PEER_LABEL)
+
+
+def external_provenance(results_dir):
+    return peer.provenance_lines(results_dir, PEER)
 
 
 def notes(mode):
@@ -102,27 +78,16 @@ def notes(mode):
         "value; He's 8.75% is for 64k.",
         "The TensorFlow arms differ from `ours` in the one setting their row names; a seed gives them the same "
         "initial weights and batches, so their differences are paired by seed.",
-        "The peer (benchmarks/pytorch_peer_train.py) shares the data files, the normalisation statistics (checked "
-        "equal to the engine's to 1e-9), the padding, crops, flips, schedule, optimizer and kernel-only decay; it "
-        "differs in PyTorch's kernels and random streams and in akamaster's initialisers (kaiming-normal kernels, "
-        "uniform dense bias; ours: truncated He-normal, zero bias). Its seeds are not paired with ours: its "
-        "difference is judged unpaired. Train it in its own virtual environment, one command per seed: "
+        "The peer (benchmarks/pytorch_peer_train.py) shares the data files, the normalisation statistics (equal to "
+        "the engine's: the same arithmetic), the mean-colour padding, crops, flips, schedule, optimizer and "
+        "kernel-only decay; its stride-2 convolutions pad every side (PyTorch's own), so its TensorFlow "
+        "counterpart is the `symmetric` arm, and its difference is given against both. It differs in PyTorch's "
+        "kernels and random streams and in akamaster's initialisers (kaiming-normal kernels, uniform dense bias; "
+        "ours: truncated He-normal, zero bias). Its seeds are not paired with ours: its differences are judged "
+        "unpaired. Train it in its own virtual environment, one command per seed: "
         + "; ".join(f"`{peer_command(mode, seed, 'experiments/results/he2016_matched')}`" for seed in (0, 1)),
         "CIFAR-10 here is the JPEG-q75-derived copy (../shared/datasets/README.md), for every arm alike.",
     ] + ([] if mode == "full" else [f"REDUCED ({mode}): {steps} steps instead of 8,000: a check of the path."])
-
-
-def _unpaired(first, second):
-    """The difference of two arms' means and whether it is beyond noise (2 s.e. of the difference of means)."""
-    (m1, s1, n1), (m2, s2, n2) = common.summary(first), common.summary(second)
-    if not (n1 and n2):
-        return np.array([]), "not run here: one of the two arms has no result"
-    if n1 < 2 or n2 < 2:
-        return np.array([m1 - m2]), common.verdict(np.array([m1 - m2]), TEST_IMAGES)
-    margin = 2 * (s1**2 / n1 + s2**2 / n2) ** 0.5
-    side = "beyond" if abs(m1 - m2) > margin else "within"
-    return np.array([m1 - m2]), (f"unpaired: {side} noise, |difference of means| vs 2 s.e. = {margin:.4f} "
-                                 f"(n = {n1} and {n2})")
 
 
 def report_rows(metrics, mode, args):
@@ -136,16 +101,16 @@ def report_rows(metrics, mode, args):
             rows.append({"quantity": f"{labels[name]}: {what} at step {steps:,}", "paper": None, "runs": [name],
                          "ours": common.last(metrics, name, column), "schedule": _schedule(mode),
                          "settings": flags[name], **({"test_images": TEST_IMAGES} if column == "val_error" else {})})
-    baseline = common.last(metrics, "ours", "val_error")
-    for name in names[1:]:
-        other = common.last(metrics, name, "val_error")
+    pairs = [(name, "ours") for name in names[1:]] + [(PEER, PEER_MATCH)]
+    for name, against in pairs:
+        other, base = common.last(metrics, name, "val_error"), common.last(metrics, against, "val_error")
         if name == PEER:
-            difference, said = _unpaired(other, baseline)
+            difference, said = peer.unpaired(other, base, TEST_IMAGES)
         else:
-            difference = common.paired(other, baseline)
+            difference = common.paired(other, base)
             said = common.verdict(difference, TEST_IMAGES)
-        rows.append({"quantity": f"{labels[name]} minus ours as it was: test error", "paper": None,
-                     "runs": [name, "ours"], "ours": difference, "schedule": _schedule(mode),
+        rows.append({"quantity": f"{labels[name]} minus {labels[against]}: test error", "paper": None,
+                     "runs": [name, against], "ours": difference, "schedule": _schedule(mode),
                      "settings": f"{flags[name]}; {said}"})
     return rows
 
@@ -166,18 +131,6 @@ def figures(metrics, out_dir, mode, args):
     common.label_axis(axes[0], "step", "test error", f"He's recipe at {SCHEDULE[mode][0]:,} steps: test error")
     common.label_axis(axes[1], "step", "test loss", "test loss")
     return [common.save_figure(figure, os.path.join(out_dir, "matched_runs.png"))]
-
-
-def external_provenance(results_dir):
-    """Lines naming each peer run's sessions (its folder has no config.json of the engine's)."""
-    lines = []
-    for seed, folder, saved, finished in _peer_folders(results_dir):
-        sessions = "; ".join(f"from step {s['from_step']} on {s['started']}: commit {s['commit'][:10]}"
-                             f"{' (uncommitted changes to ' + ', '.join(s['uncommitted']) + ')' if s['uncommitted'] else ''}"
-                             f", torch {s['torch']}, {s['cpu']} x {s['cpu_cores']} cores, data sha256 "
-                             f"{s['data_sha256']}, `{s['command']}`" for s in saved["sessions"])
-        lines.append(f"- `{PEER}/seed{seed}`{'' if finished else ' (UNFINISHED, not counted)'}: {sessions}")
-    return lines
 
 
 def main(argv=None):

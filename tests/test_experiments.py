@@ -92,6 +92,7 @@ def test_matched_runs_pair_the_tensorflow_arms_and_judge_the_peer_unpaired(tmp_p
     peer_row = rows["PyTorch peer, same recipe minus ours as it was: test error"]
     np.testing.assert_allclose(peer_row["ours"], [0.21 - 0.26])  # the difference of the means
     assert "unpaired" in peer_row["settings"]
+    assert "no result" in rows["PyTorch peer, same recipe minus symmetric stride-2 padding: test error"]["settings"]
     lines = matched.external_provenance(str(tmp_path))
     assert len(lines) == 3 and "UNFINISHED" in lines[2] and "commit abc1234567" in lines[0]
 

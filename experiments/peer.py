@@ -1,0 +1,82 @@
+"""The PyTorch peer's runs (benchmarks/pytorch_peer_train.py) inside an experiment's results: their command, their
+reports as the engine's runs are collected, their provenance, and the unpaired comparison with ours.
+
+The peer trains outside the engine, in its own virtual environment, so an experiment does not train it: it prints
+its command and reads its run folders, ``<results_dir>/<name>/seed<k>``.
+"""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from experiments import common
+
+SETTINGS = "peer_config.json"  # written by benchmarks/pytorch_peer_train.py
+
+
+def command(folder, steps, report, batch, seed, data_dir="DATA", flags=""):
+    """The command that trains one peer seed into ``folder`` (from the checkout, in the peer's virtual environment)."""
+    return (f".venv-peer/bin/python -m benchmarks.pytorch_peer_train --data_dir {data_dir} --train_steps {steps} "
+            f"--report_freq {report} --save_freq {report} --batch_size {batch} --seed {seed}"
+            f"{' ' + flags if flags else ''} --log_dir {folder}")
+
+
+def folders(results_dir, name):
+    """(seed, folder, saved peer_config.json, finished) of every peer run folder of ``name`` in the results."""
+    found = []
+    for folder in sorted(glob.glob(os.path.join(results_dir, name, "seed*"))):
+        metrics, settings = os.path.join(folder, "metrics.csv"), os.path.join(folder, SETTINGS)
+        if not (os.path.exists(metrics) and os.path.exists(settings)):
+            continue
+        with open(settings) as handle:
+            saved = json.load(handle)
+        last = pd.read_csv(metrics)["step"].max()
+        found.append((int(folder.rsplit("seed", 1)[1]), folder, saved, last >= saved["settings"]["train_steps"]))
+    return found
+
+
+def metrics(results_dir, name, label):
+    """The finished peer runs' reports with their timing, in ``common.collect``'s columns (empty without any)."""
+    frames = []
+    for seed, folder, _, finished in folders(results_dir, name):
+        if finished:
+            frame = pd.read_csv(os.path.join(folder, "metrics.csv")).merge(
+                pd.read_csv(os.path.join(folder, "timing.csv")), on="step", how="left")
+            frames.append(frame.assign(run=name, seed=seed, label=label, group=""))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def provenance_lines(results_dir, name):
+    """A report's provenance lines for the peer runs (their folders hold no config.json of the engine's)."""
+    lines = []
+    for seed, folder, saved, finished in folders(results_dir, name):
+        sessions = "; ".join(_session_text(session) for session in saved["sessions"])
+        hours = pd.read_csv(os.path.join(folder, "timing.csv"))["elapsed_sec"].iloc[-1] / 3600
+        state = f"wall time {hours:.2f} h" if finished else "UNFINISHED, left out of every number and figure"
+        lines.append(f"- `{name}/seed{seed}` (PyTorch peer, {state}): settings {saved['settings']}; sessions: "
+                     f"{sessions}")
+    return lines
+
+
+def _session_text(session):
+    changed = f" (uncommitted changes to {', '.join(session['uncommitted'])})" if session["uncommitted"] else ""
+    return (f"from step {session['from_step']} on {session['started']}: commit {session['commit'][:10]}{changed}, "
+            f"torch {session['torch']}, {session['cpu']} x {session['cpu_cores']} cores, data sha256 "
+            f"{session['data_sha256']}; `{session['command']}`")
+
+
+def unpaired(first, second, test_images):
+    """(the difference of two runs' mean per-seed values, in words whether it is beyond noise): seeds of two
+    implementations are not paired, so the margin is 2 s.e. of a difference of two means."""
+    (m1, s1, n1), (m2, s2, n2) = common.summary(first), common.summary(second)
+    if not (n1 and n2):
+        return np.array([]), "not run here: one of the two has no result"
+    if n1 < 2 or n2 < 2:
+        return np.array([m1 - m2]), common.verdict(np.array([m1 - m2]), test_images)
+    margin = 2 * (s1**2 / n1 + s2**2 / n2) ** 0.5
+    side = "beyond" if abs(m1 - m2) > margin else "within"
+    return np.array([m1 - m2]), (f"unpaired: {side} noise, |difference of means| vs 2 s.e. = {margin:.4f} "
+                                 f"(n = {n1} and {n2})")
