@@ -4,6 +4,7 @@
 pytest does not collect them; ``testpaths`` is ``tests/`` as well.)
 """
 
+import json
 import os
 
 import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
@@ -98,12 +99,13 @@ def resolve_checkpoint(path):
     """A run folder or a ``.keras`` file -> (model file, run folder, RunConfig, DataInfo).
 
     A run folder gives its ``latest.keras`` (the model at the end of training);
-    pass ``best.keras`` explicitly for the best-by-validation one.
+    pass ``best.keras`` explicitly for the best-by-validation one. A shipped folder
+    (``pretrained/<name>/``, with its manifest) gives ``<name>.keras``.
     """
     if not os.path.exists(path):
         raise CheckpointError(f"--checkpoint {path} does not exist")
     if os.path.isdir(path):
-        run_dir, model_path = path, os.path.join(path, run_folder.LATEST_MODEL)
+        run_dir, model_path = path, _folder_model(path)
         if not os.path.exists(model_path):
             raise CheckpointError(f"--checkpoint {path} holds no {run_folder.LATEST_MODEL}; has the run reached its first report?")
     else:
@@ -118,6 +120,23 @@ def resolve_checkpoint(path):
         raise CheckpointError(f"{os.path.join(run_dir, run_folder.CONFIG)} holds no data facts (classes, normalisation): "
                               f"the run never started training")
     return model_path, run_dir, config, info
+
+
+def _folder_model(folder):
+    """The model file a folder stands for: a run's latest.keras, or the .keras file its shipping manifest names."""
+    manifest = os.path.join(folder, run_folder.MANIFEST)
+    if os.path.exists(os.path.join(folder, run_folder.LATEST_MODEL)) or not os.path.exists(manifest):
+        return os.path.join(folder, run_folder.LATEST_MODEL)
+    try:
+        with open(manifest) as handle:
+            name = json.load(handle)["name"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{manifest} is damaged ({type(error).__name__}: {str(error)[:80]}); ship the run again "
+                              f"with experiments/ship_weights.py, or pass the .keras file itself") from None
+    model_path = os.path.join(folder, f"{name}.keras")
+    if not os.path.exists(model_path):
+        raise CheckpointError(f"--checkpoint {folder}: its {run_folder.MANIFEST} names {name}.keras, which is missing")
+    return model_path
 
 
 def load_model(model_path):

@@ -18,6 +18,7 @@ METRICS = "metrics.csv"
 TIMING = "timing.csv"
 LATEST_MODEL = "latest.keras"
 BEST_MODEL = "best.keras"
+MANIFEST = "manifest.json"  # a shipped folder (pretrained/<name>/): its model is <name>.keras, not latest.keras
 CHECKPOINTS = "ckpt"
 # What --mode test writes beside the models (by default into the run folder).
 TEST_PROBABILITIES = "test_probabilities.npy"

@@ -25,7 +25,7 @@ import provenance
 import run_config
 import run_folder
 
-MANIFEST = "manifest.json"
+MANIFEST = run_folder.MANIFEST
 LOSS_TOLERANCE = 1e-5  # relative: the same images and weights give the same loss up to float summation order
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 import cifar10_main
@@ -34,6 +35,16 @@ def test_a_shipped_run_scores_its_manifest_and_a_changed_file_does_not(finished_
     assert json.loads((tmp_path / "out" / "test_metrics.json").read_text())["accuracy"] == \
         pytest.approx(manifest["test"]["accuracy"])
     assert ship_weights.main(["--check", str(root / "tiny"), "--data_dir", str(cifar_archive)]) == 0
+    # The shipped folder works wherever a run folder does: test and predict by its folder.
+    assert cifar10_main.main(["--mode", "test", "--checkpoint", str(root / "tiny"), "--data_dir", str(cifar_archive),
+                              "--output", str(tmp_path / "by_folder")]) == 0
+    assert json.loads((tmp_path / "by_folder" / "test_metrics.json").read_text())["accuracy"] == \
+        pytest.approx(manifest["test"]["accuracy"])
+    image = tmp_path / "one.png"
+    import cv2
+    cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
+    assert cifar10_main.main(["--mode", "predict", "--checkpoint", str(root / "tiny"), "--images", str(image)]) == 0
+    assert "one.png" in capsys.readouterr().out
     # A manifest that claims one more correct image, or weights that changed, no longer check.
     manifest["test"]["correct"] += 1
     (root / "tiny" / "manifest.json").write_text(json.dumps(manifest))
@@ -64,3 +75,11 @@ def test_shipped_weights_score_their_manifest_on_the_shared_data(manifest):
     dataset = json.loads(manifest.read_text())["dataset"]
     data_dir = require_shared(SHARED_FOLDER[dataset])
     assert ship_weights.check(str(manifest.parent), str(data_dir)) == []
+
+
+def test_a_damaged_shipping_manifest_is_one_line(finished_run, tmp_path, capsys):
+    (finished_run / "latest.keras").rename(finished_run / "tiny.keras")
+    (finished_run / "manifest.json").write_text('{"name": "tin')  # cut short
+    assert cifar10_main.main(["--mode", "test", "--checkpoint", str(finished_run)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "manifest.json is damaged" in error[0]
