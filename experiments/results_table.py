@@ -1,13 +1,15 @@
-"""The README's results table, built from the experiments' numbers.csv files (never typed by hand).
+"""The results tables, built from the experiments' numbers.csv files (never typed by hand).
 
 Each full-schedule experiment writes ``experiments/results/<paper>/numbers.csv`` (its report's rows as
-data); this prints them as one markdown table, the way akamaster/pytorch_resnet_cifar10's README is
-read: quantity, the paper's number, ours (mean ± sd over n seeds), the schedule, what differs, hardware and
-wall time.
-Rows a paper states but we did not run keep their command and "not run here". ``--update README.md``
-replaces the table between the README's ``<!-- results:begin -->`` and ``<!-- results:end -->`` lines.
+data). ``table`` prints every row as one markdown table (experiments/RESULTS.md): quantity, the paper's
+number, ours (mean ± sd over n seeds), the schedule, what differs, hardware and wall time; rows a paper
+states but we did not run keep their command and "not run here". ``summary`` prints the headline rows
+(``HEADLINES``) one line each, the way akamaster/pytorch_resnet_cifar10's README is read (the README's
+first screen). ``--update FILE ...`` replaces each block a file has: the full table between
+``<!-- results:begin -->`` and ``<!-- results:end -->``, the summary between ``<!-- summary:begin -->`` and
+``<!-- summary:end -->``.
 
-  python -m experiments.results_table --update README.md
+  python -m experiments.results_table --update README.md experiments/RESULTS.md
 """
 
 import argparse
@@ -18,7 +20,22 @@ import sys
 
 import pandas as pd
 
+import run_folder
+
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+SUMMARY_BEGIN, SUMMARY_END = "<!-- summary:begin -->", "<!-- summary:end -->"
+# The rows the README's summary shows: (paper, the start of the quantity as the experiment's report names it).
+# Selectors only; every number comes from numbers.csv.
+HEADLINES = (
+    ("He et al. 2016a", "ResNet-20 ("),
+    ("Liang 2020", "ResNet-20 validation error at step 9775"),
+    ("Lu & Song", "Table 1: ResNet (ResNet-20), MNIST, highest test accuracy"),
+    ("Lu & Song", "Table 1: LeNet-5, MNIST, highest test accuracy"),
+    ("Lu & Song", "Table 1: ResNet (ResNet-20), CIFAR-10, highest test accuracy"),
+    ("Lu & Song", "Table 1: LeNet-5, CIFAR-10, highest test accuracy"),
+    ("Jin 2023", "late test accuracy, k = 4 minus the plain CNN"),
+    ("Xu", "ResNet18 test accuracy"),
+)
 
 
 def _format(row, key, default):
@@ -39,8 +56,7 @@ def _paper(value, fmt):
 
 def table(results_root):
     """Markdown of every full-mode numbers.csv under ``results_root`` (one row per reported quantity)."""
-    frames = [pd.read_csv(path) for path in sorted(glob.glob(os.path.join(results_root, "*", "numbers.csv")))]
-    frames = [frame for frame in frames if (frame["mode"] == "full").all()]
+    frames = _frames(results_root)
     lines = ["| paper | quantity | paper's value | ours: mean ± sd (n seeds) | schedule | settings, data | hardware "
              "| wall time |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for frame in frames:
@@ -61,30 +77,55 @@ def table(results_root):
     return "\n".join(lines)
 
 
-def update(readme, text):
-    """Replaces the block between the README's markers; a README without them is an error, not rewritten."""
+def _frames(results_root):
+    frames = [pd.read_csv(path) for path in sorted(glob.glob(os.path.join(results_root, "*", "numbers.csv")))]
+    return [frame for frame in frames if (frame["mode"] == "full").all()]
+
+
+def summary(results_root):
+    """Markdown of the HEADLINES rows: paper, quantity, the paper's value, ours (mean ± sd, n), data."""
+    rows = pd.concat(_frames(results_root), ignore_index=True) if _frames(results_root) else pd.DataFrame(
+        columns=["paper", "quantity"])
+    lines = ["| paper | quantity | paper's value | ours: mean ± sd (n seeds) |", "| --- | --- | --- | --- |"]
+    for paper, start in HEADLINES:
+        chosen = rows[(rows["paper"] == paper) & rows["quantity"].str.startswith(start)]
+        for row in chosen.to_dict("records"):
+            n, fmt = int(row["n"]), _format(row, "format", "{:.4f}")
+            ours = "not run here" if not n else _number(row["ours_mean"], fmt) + (
+                f" ± {_number(row['ours_sd'], fmt)} ({n})" if n > 1 else " (1)")
+            lines.append(f"| {paper} | {row['quantity']} | "
+                         f"{_paper(row['paper_value'], _format(row, 'paper_format', '{:g}'))} | {ours} |")
+    return "\n".join(lines)
+
+
+def update(path, blocks):
+    """Replaces, in ``path``, each ``(begin, end, text)`` block whose markers it has; a file with none of them is
+    an error, not rewritten."""
     try:
-        with open(readme) as handle:
+        with open(path) as handle:
             content = handle.read()
     except OSError as error:
-        raise SystemExit(f"results_table.py: error: cannot read {readme}: {error.strerror}") from None
-    if BEGIN not in content or END not in content:
-        raise SystemExit(f"results_table.py: error: {readme} has no {BEGIN} ... {END} block")
-    head, rest = content.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    with open(readme, "w") as handle:
-        handle.write(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+        raise SystemExit(f"results_table.py: error: cannot read {path}: {error.strerror}") from None
+    found = [(begin, end, text) for begin, end, text in blocks if begin in content and end in content]
+    if not found:
+        raise SystemExit(f"results_table.py: error: {path} has no {BEGIN} ... {END} or {SUMMARY_BEGIN} ... "
+                         f"{SUMMARY_END} block")
+    for begin, end, text in found:
+        head, rest = content.split(begin, 1)
+        content = f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}"
+    run_folder.write_text(path, content)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="results_table.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results_root", default=os.path.join("experiments", "results"),
                         help="folder of the experiments' full-schedule results (default: experiments/results)")
-    parser.add_argument("--update", metavar="README", help="write the table into this file between the markers")
+    parser.add_argument("--update", metavar="FILE", nargs="+",
+                        help="write the full table and the summary into these files, between their markers")
     args = parser.parse_args(argv)
-    text = table(args.results_root)
-    if args.update:
-        update(args.update, text)
+    text, short = table(args.results_root), summary(args.results_root)
+    for path in args.update or ():
+        update(path, [(BEGIN, END, text), (SUMMARY_BEGIN, SUMMARY_END, short)])
     print(text)
     return 0
 

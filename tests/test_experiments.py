@@ -476,9 +476,34 @@ def test_the_readme_results_table_is_built_from_full_mode_numbers(tmp_path):
     assert "| 20 | 40.0 ± 0.5 (2) |" in lines[4]  # the report's own format; 4 decimals where none is given
     assert "| Table 2 loss | 0.7540 | 0.8000 (1) |" in lines[5]  # and the paper's precision
     readme = tmp_path / "README.md"
-    readme.write_text(f"# title\n{results_table.BEGIN}\nold\n{results_table.END}\nafter\n")
-    results_table.update(str(readme), text)
-    assert readme.read_text() == f"# title\n{results_table.BEGIN}\n{text}\n{results_table.END}\nafter\n"
+    readme.write_text(f"# title\n{results_table.SUMMARY_BEGIN}\nold\n{results_table.SUMMARY_END}\nafter\n")
+    results_page = tmp_path / "RESULTS.md"
+    results_page.write_text(f"# all\n{results_table.BEGIN}\nold\n{results_table.END}\n")
+    assert results_table.main(["--results_root", str(tmp_path / "results"), "--update", str(readme),
+                               str(results_page)]) == 0
+    assert results_page.read_text() == f"# all\n{results_table.BEGIN}\n{text}\n{results_table.END}\n"
+    short = results_table.summary(str(tmp_path / "results"))
+    assert readme.read_text() == f"# title\n{results_table.SUMMARY_BEGIN}\n{short}\n{results_table.SUMMARY_END}\nafter\n"
+    unmarked = tmp_path / "notes.md"
+    unmarked.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="has no"):
+        results_table.update(str(unmarked), [(results_table.BEGIN, results_table.END, text)])
+    assert unmarked.read_text() == "# no markers\n"
+
+
+def test_every_headline_of_the_readme_summary_is_one_row_of_the_committed_results():
+    """The README's first screen shows HEADLINES: each must select exactly one full-schedule row, or the summary
+    would silently lose (or double) a paper's number."""
+    from experiments import results_table
+
+    rows = pd.concat(results_table._frames(str(provenance.ROOT) + "/experiments/results"), ignore_index=True)
+    for paper, start in results_table.HEADLINES:
+        assert ((rows["paper"] == paper) & rows["quantity"].str.startswith(start)).sum() == 1, (paper, start)
+    summary = results_table.summary(str(provenance.ROOT) + "/experiments/results")
+    assert len(summary.splitlines()) == 2 + len(results_table.HEADLINES)
+    readme = (provenance.ROOT + "/README.md")
+    with open(readme) as handle:
+        assert summary in handle.read()  # the README shows the committed numbers (rebuild with --update)
 
 
 def test_the_plateau_rule_compares_the_last_fifth_of_a_curve_with_what_came_before():

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import cifar10_main
 import cifar10_train
+import provenance
 import resnet
 import run_config
 import run_folder
@@ -187,3 +188,18 @@ def test_a_config_in_epochs_resolves_to_steps_and_stays_resolved():
     assert resolved.epochs is None and resolved.fine_tune_epochs is None
     assert run_config.resolve(resolved, 320) == resolved
     assert "--epochs" not in run_config.command(resolved) and "--train_steps 13" in run_config.command(resolved)
+
+
+def test_the_readmes_python_example_trains(cifar_archive, tmp_path, monkeypatch):
+    """The README's 'From Python' block, run as written but on tiny data and for two steps."""
+    import re
+
+    readme = (provenance.ROOT + "/README.md")
+    with open(readme) as handle:
+        block = re.search(r"```python\n(.*?)```", handle.read(), re.S).group(1)
+    assert "cifar10_main.train(config)" in block
+    tiny = (block.replace('"../shared/datasets/cifar10"', repr(str(cifar_archive)))
+            .replace("train_steps=2000", "train_steps=2").replace("report_freq=500", "report_freq=1, batch_size=5"))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(tiny, "README.md", "exec"), {})
+    assert (tmp_path / "runs" / "r20_2k" / "metrics.csv").exists()
