@@ -359,11 +359,18 @@ def _save_csv(rows, columns, path):
     run_folder.atomic_write(path, lambda temp: frame.to_csv(temp, index=False, float_format="%.6g"))
 
 
+# What to do with a damaged metrics.csv or timing.csv of a run folder.
+_DAMAGED_REPORTS = ("restore it (git checkout, a backup) and run the same command again, or pass --overwrite to "
+                    "retrain the run from step 0; nothing was changed")
+
+
 def _load_csv(path, up_to_step):
-    """Rows of an earlier (resumed) run up to the restored step; later rows were lost with the crash."""
+    """Rows of an earlier (resumed) run up to the restored step; later rows were lost with the crash. A damaged file
+    is a one-line RunFolderError (``run_folder.read_csv``)."""
     if not os.path.exists(path):
         return []
-    frame = pd.read_csv(path)
+    columns = run_folder.TIMING_COLUMNS if os.path.basename(path) == run_folder.TIMING else run_folder.METRICS_COLUMNS
+    frame = run_folder.read_csv(path, numeric=columns, what_to_do=_DAMAGED_REPORTS)
     return frame[frame["step"] <= up_to_step].to_dict("records")
 
 
@@ -514,10 +521,14 @@ def _open_folder(run, resume, overwrite, scratch_dir, session_notes):
     else:  # the chief's reports count too: a finished run without its checkpoint must end every worker at once
         resuming = not overwrite and (tf.train.latest_checkpoint(checkpoints) is not None
                                       or os.path.exists(os.path.join(config.log_dir, run_folder.METRICS)))
+    reported = 0
+    if resuming:  # damaged reports are refused before anything is restored or written
+        reported = _reported_step(config.log_dir)
+        _load_csv(os.path.join(config.log_dir, run_folder.TIMING), reported)
     latest = tf.train.latest_checkpoint(checkpoints) if resuming else None
     if latest:
         _restore(run, latest)
-    step = run.restored_step() if latest or not resuming else _reported_step(config.log_dir)
+    step = run.restored_step() if latest or not resuming else reported
     if 0 < step < config.stages_steps and not latest:
         raise run_folder.RunFolderError(
             f"--log_dir {config.log_dir} holds a run reported up to step {step} of {config.stages_steps} but no "

@@ -11,6 +11,9 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
+import pandas as pd
+
 import run_config
 
 CONFIG = "config.json"
@@ -97,6 +100,47 @@ def read_config(run_dir):
         raise RunFolderError(f"cannot read {path}: {error}") from None
 
 
+# The columns a reader relies on in each CSV the suite writes and reads back, all numeric.
+METRICS_COLUMNS = ("step", "val_loss", "val_accuracy")
+TIMING_COLUMNS = ("step", "images_per_sec", "elapsed_sec")
+RESTORE = "restore it (git checkout, a backup) or move it away and run again; nothing was changed"
+
+
+def read_csv(path, numeric=(), text=(), increasing_step=True, what_to_do=RESTORE):
+    """A CSV the suite wrote, read back checked: it parses, has the ``numeric`` columns with finite numbers and
+    the ``text`` columns, and (``increasing_step``) its steps rise row by row. A damaged file (a half-written copy,
+    an edit, a bad merge) is a RunFolderError naming it and ``what_to_do``, never a NaN that reads as a result."""
+    def damaged(why):
+        return RunFolderError(f"{path} is damaged ({why}): {what_to_do}")
+
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as error:  # pandas' ParserError and EmptyDataError are ValueErrors
+        raise damaged(str(error).strip().splitlines()[0][:100] or type(error).__name__) from None
+    missing = [column for column in (*numeric, *text) if column not in frame.columns]
+    if missing:
+        raise damaged(f"no {', '.join(missing)} column")
+    for column in numeric:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if not np.isfinite(values.to_numpy(dtype=float)).all():
+            row = int(np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float)))[0])
+            raise damaged(f"row {row + 1} has no number in {column}: {frame[column].iloc[row]!r}")
+        frame[column] = values
+    if increasing_step and "step" in numeric and (frame["step"].diff().dropna() <= 0).any():
+        raise damaged("its steps do not rise row by row")
+    return frame
+
+
+def make_folder(path, flag):
+    """Creates ``path`` (and its parents) if need be; a folder that cannot be made or written to is one
+    RunFolderError naming ``flag``."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=path).close()
+    except OSError as error:
+        raise RunFolderError(f"cannot write to {flag} {path}: {error.strerror}") from None
+
+
 def has_run(run_dir):
     return os.path.isdir(os.path.join(run_dir, CHECKPOINTS)) or os.path.exists(os.path.join(run_dir, CONFIG))
 
@@ -158,10 +202,5 @@ def prepare(run_dir, config, resume=False, overwrite=False):
             return True
     elif resume:
         raise RunFolderError(f"--resume given but --log_dir {run_dir} holds no run to resume")
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=run_dir)
-        probe.close()
-    except OSError as error:
-        raise RunFolderError(f"cannot write to --log_dir {run_dir}: {error.strerror}") from None
+    make_folder(run_dir, "--log_dir")
     return False

@@ -247,7 +247,7 @@ def progress(folder):
     path = os.path.join(folder, run_folder.METRICS)
     if not os.path.exists(path):
         return None
-    metrics = pd.read_csv(path)
+    metrics = run_folder.read_csv(path, numeric=run_folder.METRICS_COLUMNS)
     last = int(metrics["step"].iloc[-1]) if len(metrics) else 0
     return Progress(metrics, last, run_folder.saved_config(folder)[0].stages_steps)
 
@@ -265,7 +265,7 @@ def collect(runs, results_dir):
         frame = done.metrics
         timing = os.path.join(results_dir, run.folder, run_folder.TIMING)
         if os.path.exists(timing):
-            frame = frame.merge(pd.read_csv(timing), on="step", how="left")
+            frame = frame.merge(run_folder.read_csv(timing, numeric=run_folder.TIMING_COLUMNS), on="step", how="left")
         frames.append(frame.assign(run=run.name, seed=run.seed, label=run.label, group=run.group))
     columns = ["run", "seed", "label", "group"]
     if not frames:
@@ -280,7 +280,8 @@ def runs_without_folders(results_dir, metrics):
     path = os.path.join(results_dir, "metrics.csv")
     if not os.path.exists(path):
         return []
-    reported = pd.read_csv(path, usecols=["run", "seed"]).drop_duplicates()
+    reported = run_folder.read_csv(path, numeric=("seed", "step"), text=("run",), increasing_step=False)
+    reported = reported[["run", "seed"]].drop_duplicates()
     present = set(zip(metrics["run"], metrics["seed"]))
     return [f"{run}/seed{seed}" for run, seed in zip(reported["run"], reported["seed"]) if (run, seed) not in present]
 
@@ -425,7 +426,8 @@ def _planned_needs(results_dir):
     path = os.path.join(results_dir, PLAN_CSV)
     if not os.path.exists(path):
         return {}
-    plan = pd.read_csv(path)
+    plan = run_folder.read_csv(path, numeric=("hours",), text=("run",),
+                               what_to_do="make it again with --plan, or move it away; nothing was changed")
     measured_on = plan.get("measured_on", pd.Series("the machine plan.md was measured on", index=plan.index))
     return {run: f": needs about {hours:.1f} hours on {where} (plan.md; machines differ)"
             for run, hours, where in zip(plan["run"], plan["hours"], measured_on)}
@@ -450,7 +452,8 @@ def provenance_lines(runs, results_dir):
             continue
         saved = run_folder.read_config(folder)
         timing = os.path.join(folder, run_folder.TIMING)
-        hours = float(pd.read_csv(timing)["elapsed_sec"].iloc[-1]) / 3600 if os.path.exists(timing) else float("nan")
+        hours = (float(run_folder.read_csv(timing, numeric=run_folder.TIMING_COLUMNS)["elapsed_sec"].iloc[-1]) / 3600
+                 if os.path.exists(timing) else float("nan"))
         sessions = "; ".join(_session_text(s) for s in saved.get("sessions", [])) or "not recorded"
         lines.append(f"- `{run.folder}`: wall time {hours:.2f} h of training and validation; sessions: {sessions}")
     return lines
@@ -497,8 +500,17 @@ def label_axis(axis, xlabel, ylabel, title=None):
 
 
 def main(module, argv=None):
-    """Runs an experiment module end to end; returns the exit code."""
+    """Runs an experiment module end to end; returns the exit code. A results folder that cannot be made and a
+    damaged file in it (a run's metrics.csv, timing.csv or config.json, plan.csv) end with one error line, exit 2."""
     args = build_parser(module).parse_args(argv)
+    try:
+        return _main(module, args, argv)
+    except run_folder.RunFolderError as error:
+        print(f"{experiment_name(module)}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _main(module, args, argv):
     mode = "quick" if args.quick else "tiny" if args.tiny else "full"
     name = experiment_name(module)
     results_dir = args.results_dir = args.results_dir or os.path.join("results", name + ("" if mode == "full" else f"_{mode}"))
@@ -509,8 +521,8 @@ def main(module, argv=None):
               f"{', '.join(run.name for run in runs)}", file=sys.stderr)
         return 2
     if args.plan:
+        run_folder.make_folder(results_dir, "--results_dir")
         plan = compute_plan(runs)
-        os.makedirs(results_dir, exist_ok=True)
         text = plan_text(plan, args.only)
         run_folder.write_text(os.path.join(results_dir, "plan.md"), text + "\n")
         run_folder.atomic_write(os.path.join(results_dir, PLAN_CSV), lambda temp: plan.to_csv(temp, index=False))
@@ -526,7 +538,7 @@ def main(module, argv=None):
     print(f"{module.TITLE} ({mode} mode) -> {results_dir}")
     for note in notes:
         print(f"  {note}")
-    os.makedirs(results_dir, exist_ok=True)
+    run_folder.make_folder(results_dir, "--results_dir")
     for run in runs:
         if args.report or (args.only and run.name not in args.only):
             continue

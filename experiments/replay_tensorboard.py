@@ -18,7 +18,6 @@ import shutil
 import sys
 
 import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
-import pandas as pd
 import tensorflow as tf
 
 import run_config
@@ -36,7 +35,7 @@ def replay(results_dir, logdir):
     if not os.path.isfile(metrics_path):
         raise FileNotFoundError(f"{metrics_path}: no such file; give an experiment's results folder "
                                 "(e.g. experiments/results/jin)")
-    metrics = pd.read_csv(metrics_path)
+    metrics = run_folder.read_csv(metrics_path, numeric=("seed", "step"), text=("run",), increasing_step=False)
     missing = [column for column in COLUMNS if column not in metrics.columns]
     if missing:
         raise ValueError(f"{metrics_path} has no {', '.join(missing)} column(s): not an experiment's metrics.csv")

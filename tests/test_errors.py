@@ -181,6 +181,33 @@ def test_resume_with_another_model_leaves_the_folder_as_it_was(capsys, tmp_path,
     assert _folder_bytes(run) == before  # config.json, checkpoint, models, CSVs: not a byte changed
 
 
+def test_a_damaged_metrics_or_timing_csv_is_one_line_and_nothing_changes(capsys, tmp_path, cifar_archive):
+    """Issue 36: a damaged metrics.csv was resumed as 'already finished' with 'val accuracy nan ... best -1.0000'."""
+    run = tmp_path / "run"
+    command = ["--data_dir", str(cifar_archive), "--batch_size", "5", "--train_steps", "2", "--report_freq", "1",
+               "--model", "jin_cnn", "--log_dir", str(run)]
+    assert cifar10_main.main(command) == 0
+    capsys.readouterr()
+    metrics, timing = (run / "metrics.csv").read_text(), (run / "timing.csv").read_text()
+    damages = [
+        ("metrics.csv", metrics[:-len(metrics.splitlines()[-1]) // 2 - 1], "row 2 has no number in"),  # cut short
+        ("metrics.csv", metrics.replace(metrics.splitlines()[1].split(",")[0] + ",", "oops,", 1), "row 1 has no number"),
+        ("metrics.csv", "\n".join(line.split(",", 1)[1] for line in metrics.splitlines()), "no step column"),
+        ("metrics.csv", "\n".join([metrics.splitlines()[0], *reversed(metrics.splitlines()[1:])]), "do not rise"),
+        ("metrics.csv", "", "No columns to parse"),
+        ("timing.csv", timing.replace("elapsed_sec", "elapsed"), "no elapsed_sec column"),
+    ]
+    for name, text, why in damages:
+        (run / "metrics.csv").write_text(metrics)
+        (run / "timing.csv").write_text(timing)
+        (run / name).write_text(text)
+        before = _folder_bytes(run)
+        code, err = _run(capsys, command)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"{run / name} is damaged (" in err and why in err and "--overwrite" in err, err
+        assert _folder_bytes(run) == before, name  # nothing restored, appended or rewritten
+
+
 @pytest.mark.parametrize("tf_config, message", [
     (None, "--distribution_strategy multi_worker needs TF_CONFIG"),
     ("not json", "TF_CONFIG is not JSON"),

@@ -68,7 +68,8 @@ def _peer_folder(folder, errors, steps):
     """A finished-or-not peer run folder as benchmarks/pytorch_peer_train.py writes it."""
     folder.mkdir(parents=True)
     reported = list(range(500, 500 * len(errors) + 1, 500))
-    pd.DataFrame({"step": reported, "val_error": errors, "val_loss": 0.5}).to_csv(folder / "metrics.csv", index=False)
+    pd.DataFrame({"step": reported, "val_error": errors, "val_accuracy": 1 - np.array(errors), "val_loss": 0.5}).to_csv(
+        folder / "metrics.csv", index=False)
     pd.DataFrame({"step": reported, "images_per_sec": 500.0, "elapsed_sec": 60.0}).to_csv(folder / "timing.csv",
                                                                                           index=False)
     session = {"started": "2026-12-04T00:00:00+00:00", "from_step": 0, "commit": "abc1234567", "uncommitted": [],
@@ -356,6 +357,30 @@ def test_unknown_only_run_is_a_clear_error(capsys, tmp_path):
     assert [line.split(":")[0] for line in listed] == ["k2/seed0", "k2/seed1"]
 
 
+def test_an_uncreatable_results_dir_or_a_damaged_file_in_it_is_one_line(capsys, tmp_path):
+    from experiments import jin
+
+    (tmp_path / "a_file").write_text("")
+    for flags in (["--report"], ["--plan"]):
+        assert jin.main(["--tiny", *flags, "--results_dir", str(tmp_path / "a_file" / "results")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "jin: error: cannot write to --results_dir" in err, err
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "metrics.csv").write_text('run,seed,step\nk0,0,"1\n')  # an unclosed quote: a bad merge
+    (results / "plan.csv").write_text("run,hours\nk0/seed0,soon\n")
+    before = (results / "metrics.csv").read_bytes()
+    assert jin.main(["--tiny", "--report", "--results_dir", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{results / 'metrics.csv'} is damaged" in err, err
+    assert (results / "metrics.csv").read_bytes() == before
+    (results / "metrics.csv").unlink()
+    assert jin.main(["--tiny", "--report", "--results_dir", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "plan.csv is damaged (row 1 has no number in hours: 'soon')" in err, err
+    assert "again with --plan" in err
+
+
 def test_liang_run_follows_his_text_and_wenxinxus_defaults():
     """Issue 15's values: batch 128, report every 391 and at step 0, 0.1 /10 at 40k and 60k of 80k, weight decay
     2e-4 (gradient 2e-4 * w), ImageDataGenerator with per-image standardisation, the full test set validating."""
@@ -371,7 +396,8 @@ def test_liang_run_follows_his_text_and_wenxinxus_defaults():
     assert (resolved.batch_size, resolved.report_freq, resolved.report_at_start) == (128, 391, True)
     assert (resolved.train_steps, resolved.lr_schedule_steps, resolved.lr_decay_at) == (9775, 80000, (0.5, 0.75))
     assert (resolved.optimizer, resolved.learning_rate, resolved.momentum, resolved.weight_decay) == ("sgd", 0.1, 0.9, 2e-4)
-    assert resolved.model_options == {"preactivation": True, "shortcut": "A_avgpool"}
+    # wenxinxu's convolutions pad as TensorFlow's "SAME" does: the resolved run records it
+    assert resolved.model_options == {"preactivation": True, "shortcut": "A_avgpool", "conv_padding": "same"}
     assert resolved.augment == "liang" and resolved.validation_split == 0.0
     import augment
     import cifar10_train
