@@ -56,6 +56,7 @@ import cifar10_train  # noqa: E402
 import datasets  # noqa: E402
 import resnet  # noqa: E402
 import run_config  # noqa: E402
+import fileio  # noqa: E402
 import run_folder  # noqa: E402
 import summaries  # noqa: E402
 
@@ -141,7 +142,7 @@ def build_parser():
                              "PNG grid of originals and augmented versions (Liang's Fig. 5)")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", choices=datasets.DATASETS, default=DEFAULTS.dataset,
+    data.add_argument("--dataset", choices=run_config.DATASETS, default=DEFAULTS.dataset,
                       help="cifar10; mnist (the four official idx .gz files); folder (one subfolder per class, "
                            "or train/ and test/ folders of them, e.g. flower_photos)")
     data.add_argument("--data_dir", default=None,
@@ -488,7 +489,7 @@ def run_test(args):
     step = trained_step(run_dir, model_path)
     metrics.update(model_file=os.path.abspath(model_path), trained_step=step, num_images=int(len(dataset["y_test"])),
                    pretrained=config.pretrained)
-    run_folder.write_json(os.path.join(output, run_folder.TEST_METRICS), metrics)
+    fileio.write_json(os.path.join(output, run_folder.TEST_METRICS), metrics)
     # TensorBoard's test/ goes beside the run's train/, or into --output (the run folder is then left alone).
     summaries.write_evaluation_images(output, "test", step, dataset["x_test"], dataset["y_test"],
                                       result["probabilities"], info.class_names)
@@ -562,7 +563,7 @@ def run_augment_preview(args):
     grid = augment.augmentation_grid(images, recipe_name, norm, args.preview_versions, args.seed, model_size)
     output = args.output or f"augment_preview_{args.dataset}_{recipe_name}.png"
     height, width = grid.shape[0] // len(images), grid.shape[1] // (args.preview_versions + 1)
-    figure, axis = run_folder.pyplot().subplots(figsize=(1.4 * (args.preview_versions + 1), 1.4 * len(images) + 0.6))
+    figure, axis = fileio.pyplot().subplots(figsize=(1.4 * (args.preview_versions + 1), 1.4 * len(images) + 0.6))
     axis.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", interpolation="nearest")
     axis.set_xticks([width * (i + 0.5) for i in range(args.preview_versions + 1)],
                     ["original"] + [f"aug {i + 1}" for i in range(args.preview_versions)])
@@ -570,7 +571,7 @@ def run_augment_preview(args):
                     [data["class_names"][label] for label in data["y_train"][picked]])
     axis.set_title(f"--augment {recipe_name} on {args.dataset} (cf. Liang 2020, Fig. 5)")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    run_folder.save_figure(figure, output)
+    fileio.save_figure(figure, output)
     print(f"Wrote {output}: {len(images)} images x (1 original + {args.preview_versions} augmented), --augment {recipe_name}")
 
 

@@ -14,6 +14,7 @@ import tempfile
 import numpy as np
 import pandas as pd
 
+import fileio
 import run_config
 
 CONFIG = "config.json"
@@ -33,60 +34,10 @@ TEST_METRICS = "test_metrics.json"
 RUN_ENTRIES = (CONFIG, METRICS, TIMING, LATEST_MODEL, BEST_MODEL, CHECKPOINTS, "train", "validation", "test",
                TEST_PROBABILITIES, TEST_PREDICTIONS, TEST_CONFUSION_MATRIX, TEST_METRICS)
 EVENTS = "events.out.tfevents."  # the run's own TensorBoard events (its HParams session) sit in the folder itself
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class RunFolderError(Exception):
     """A problem with a run folder the user can fix; the message says how."""
-
-
-def atomic_write(path, write):
-    """Calls ``write(temp_path)`` then renames the result onto ``path``.
-
-    The temporary file sits in the same folder (same filesystem) and keeps the
-    final suffix, which ``model.save`` insists on.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=os.path.splitext(name)[1], dir=folder)
-    os.close(fd)
-    try:
-        write(temp)
-        os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, imported on first use (training never needs it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(figure, path, dpi=120):
-    """Lays out a matplotlib figure, writes it atomically and closes it; returns ``path``."""
-    figure.tight_layout()
-    atomic_write(path, lambda temp: figure.savefig(temp, dpi=dpi))
-    pyplot().close(figure)
-    return path
-
-
-def write_json(path, data):
-    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def write_text(path, text):
-    def write(temp):
-        with open(temp, "w") as handle:
-            handle.write(text)
-
-    atomic_write(path, write)
 
 
 def read_config(run_dir):

@@ -44,6 +44,7 @@ import tensorflow as tf  # noqa: E402
 import augment  # noqa: E402
 import cifar10_input  # noqa: E402
 import cifar10_train  # noqa: E402
+import hardware  # noqa: E402
 import resnet  # noqa: E402
 import run_config  # noqa: E402
 
@@ -165,7 +166,7 @@ def measure_model(name, args, images, labels, peaks):
         train_steps_fn(iterator, tf.constant(args.warmup))[0].numpy()  # tracing and the first batches
         steps_per_execution = args.steps_per_execution
         if feed == "auto":  # the engine's rule, sized from a timed step
-            steps_per_execution = cifar10_train.auto_steps_per_execution(time_training(train_steps_fn, iterator, 2, 1) / 2)
+            steps_per_execution = hardware.auto_steps_per_execution(time_training(train_steps_fn, iterator, 2, 1) / 2)
         runners[feed] = (train_steps_fn, iterator, steps_per_execution)
     # Rows take turns, round after round, so a slow moment of the machine hits them all alike.
     seconds = {feed: [] for feed in runners}
@@ -266,7 +267,7 @@ def measure(args):
     images, labels, source = load_images(args.data_dir, args.num_images, (32, 32, 3))
     print(f"batch {args.batch_size}, {args.steps} timed steps per row after {args.warmup} warm-up; {len(images)} "
           f"images: {source}; TF {tf.__version__}, {os.cpu_count()} CPU cores, native bfloat16: "
-          f"{cifar10_train.cpu_has_native_bfloat16()}, oneDNN: TF_ENABLE_ONEDNN_OPTS="
+          f"{hardware.cpu_has_native_bfloat16()}, oneDNN: TF_ENABLE_ONEDNN_OPTS="
           f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
     peaks = measure_peaks(args.matmul_size)
     results = {}

@@ -33,7 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cifar10_main  # noqa: E402  (imports TensorFlow quietly)
 import cifar10_train  # noqa: E402
+import hardware  # noqa: E402
 import provenance  # noqa: E402
+import fileio  # noqa: E402
 import run_config  # noqa: E402
 import run_folder  # noqa: E402
 
@@ -157,7 +159,7 @@ def compute_plan(runs, measure=None):
     """
     measure = measure or _model_rate
     rates, rows = {}, []
-    measured_on = f"{hardware()}, {datetime.date.today().isoformat()}"
+    measured_on = f"{hardware.describe()}, {datetime.date.today().isoformat()}"
     for run in runs:
         config = run.config
         steps = total_steps(config)
@@ -195,7 +197,7 @@ def _model_rate(config, shape):
     precision, rates = config.mixed_precision, None
     if precision == "auto":
         precision, rates, _ = cifar10_train.auto_precision(config, shape)
-    rate = rates[precision] if rates else cifar10_train._images_per_sec(config, shape, config.batch_size, precision)
+    rate = rates[precision] if rates else cifar10_train.images_per_sec(config, shape, config.batch_size, precision)
     return float(rate), precision
 
 
@@ -214,19 +216,13 @@ def plan_text(plan, selected=None):
     return "\n".join(lines)
 
 
-def hardware():
-    """The machine in a few words: CPU model, cores, GPUs."""
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"{provenance.cpu_description()}, {os.cpu_count()} CPU cores" + (f", {len(gpus)} GPU(s)" if gpus else ", no GPU")
-
-
 def machine():
     """One line naming the machine and code that wrote a report (each run's own are under Provenance)."""
     gpus = tf.config.list_physical_devices("GPU")
     commit, uncommitted = provenance.loaded_code_state()
     return (f"{provenance.cpu_description()}, {os.cpu_count()} CPU cores, {len(gpus)} GPU(s), Python "
             f"{platform.python_version()}, TF {tf.__version__}, mixed precision candidates for auto: "
-            f"{'/'.join(cifar10_train.precision_candidates())} (each run's precision is under Provenance); "
+            f"{'/'.join(hardware.precision_candidates())} (each run's precision is under Provenance); "
             f"code at commit {commit[:10]}{_uncommitted_text(uncommitted)}")
 
 
@@ -415,7 +411,7 @@ def write_report(path, module, mode, command, rows, figures, notes, runs, result
         commands,
         "",
     ])
-    run_folder.write_text(path, text)
+    fileio.write_text(path, text)
 
 
 def _planned_needs(results_dir):
@@ -481,12 +477,12 @@ def _session_text(session):
             f"`{session['command']}`")
 
 
-pyplot = run_folder.pyplot  # the experiments' figure code draws through common.pyplot()
+pyplot = fileio.pyplot  # the experiments' figure code draws through common.pyplot()
 
 
 def save_figure(figure, path):
     """Writes an experiment's figure (at the resolution of the committed results) atomically and closes it."""
-    return run_folder.save_figure(figure, path, dpi=110)
+    return fileio.save_figure(figure, path, dpi=110)
 
 
 def label_axis(axis, xlabel, ylabel, title=None):
@@ -524,8 +520,8 @@ def _main(module, args, argv):
         run_folder.make_folder(results_dir, "--results_dir")
         plan = compute_plan(runs)
         text = plan_text(plan, args.only)
-        run_folder.write_text(os.path.join(results_dir, "plan.md"), text + "\n")
-        run_folder.atomic_write(os.path.join(results_dir, PLAN_CSV), lambda temp: plan.to_csv(temp, index=False))
+        fileio.write_text(os.path.join(results_dir, "plan.md"), text + "\n")
+        fileio.atomic_write(os.path.join(results_dir, PLAN_CSV), lambda temp: plan.to_csv(temp, index=False))
         print(text)
         return 0
     if args.list:
@@ -564,7 +560,7 @@ def _main(module, args, argv):
               f"gone ({', '.join(lost)}); a new report would lose their numbers: restore the folders, or move "
               "metrics.csv away to start afresh", file=sys.stderr)
         return 2
-    run_folder.atomic_write(os.path.join(results_dir, "metrics.csv"),
+    fileio.atomic_write(os.path.join(results_dir, "metrics.csv"),
                             lambda temp: metrics.to_csv(temp, index=False, float_format="%.6g"))
     figures = module.figures(metrics, results_dir, mode, args)
     rows = module.report_rows(metrics, mode, args)
@@ -572,7 +568,7 @@ def _main(module, args, argv):
     report = os.path.join(results_dir, "report.md")
     write_report(report, module, mode, command, rows, figures, notes, runs, results_dir)
     numbers = numbers_frame(rows, module, mode, metrics, runs, results_dir)
-    run_folder.atomic_write(os.path.join(results_dir, "numbers.csv"), lambda temp: numbers.to_csv(temp, index=False))
+    fileio.atomic_write(os.path.join(results_dir, "numbers.csv"), lambda temp: numbers.to_csv(temp, index=False))
     print(f"\nWrote {report}, metrics.csv and {len(figures)} figure(s) in {results_dir}")
     print(report_table(rows))
     return 0

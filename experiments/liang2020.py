@@ -185,6 +185,7 @@ def his_validation(run_dir, data_dir=None):
     statistics (his ``batch_normalization_layer`` keeps no moving averages). Cached in the run folder."""
     import cifar10_input
     import cifar10_test
+    import fileio
     import pandas as pd
     import run_folder
 
@@ -200,7 +201,7 @@ def his_validation(run_dir, data_dir=None):
     result = cifar10_test.evaluate_with_batch_statistics(cifar10_test.load_model(model_path), data["x_test"],
                                                          data["y_test"], config.augment, info.norm)
     result.update(step=step, model_file=os.path.basename(model_path))
-    run_folder.write_text(path, json.dumps(result, indent=2) + "\n")
+    fileio.write_text(path, json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -20,6 +20,7 @@ import sys
 import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
 import tensorflow as tf
 
+import fileio
 import run_config
 import run_folder
 import summaries
@@ -60,7 +61,7 @@ def _prepare(logdir, results_dir):
                                   "new --logdir (replaying into existing event files would draw every curve twice)")
         shutil.rmtree(logdir)
     os.makedirs(logdir, exist_ok=True)
-    run_folder.write_text(os.path.join(logdir, MARKER), os.path.abspath(results_dir) + "\n")
+    fileio.write_text(os.path.join(logdir, MARKER), os.path.abspath(results_dir) + "\n")
 
 
 def _replay_run_files(run_dir, target, last_step):

@@ -20,7 +20,7 @@ import sys
 
 import pandas as pd
 
-import run_folder
+import fileio
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 SUMMARY_BEGIN, SUMMARY_END = "<!-- summary:begin -->", "<!-- summary:end -->"
@@ -113,7 +113,7 @@ def update(path, blocks):
     for begin, end, text in found:
         head, rest = content.split(begin, 1)
         content = f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}"
-    run_folder.write_text(path, content)
+    fileio.write_text(path, content)
 
 
 def main(argv=None):

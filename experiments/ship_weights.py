@@ -22,6 +22,7 @@ import time
 import cifar10_main  # noqa: F401  (first: it imports TensorFlow quietly)
 import cifar10_test
 import provenance
+import fileio
 import run_config
 import run_folder
 
@@ -62,7 +63,7 @@ def ship(run_dir, name, data_dir=None, root="pretrained"):
         "weights_sha256": provenance.data_sha256(weights), "shipped": time.strftime("%Y-%m-%d"),
         "test": score(weights, data_dir),
     }
-    run_folder.write_json(os.path.join(folder, MANIFEST), manifest)
+    fileio.write_json(os.path.join(folder, MANIFEST), manifest)
     return manifest
 
 

@@ -14,6 +14,7 @@ import pytest
 
 import cifar10_main
 import cifar10_train
+import hardware
 import provenance
 import run_folder
 import run_config
@@ -245,7 +246,7 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     planned = pd.read_csv(results / "plan.csv")  # the same plan as data, every run, with or without --only
     assert planned["run"].tolist() == [run.folder for run in runs]
     # A run not made is reported as such, with the hours the plan says it needs on the machine it was measured on.
-    measured_on = f"{common.hardware()}, {datetime.date.today().isoformat()}"
+    measured_on = f"{hardware.describe()}, {datetime.date.today().isoformat()}"
     assert planned["measured_on"].tolist() == [measured_on] * len(runs) and plan.startswith(f"Measured on {measured_on}:")
     assert common.provenance_lines(runs[:1], str(results))[-1] == (
         f"- `{runs[0].folder}`: not run here: needs about {planned['hours'][0]:.1f} hours on {measured_on} "

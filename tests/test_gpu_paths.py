@@ -17,6 +17,7 @@ import tensorflow as tf
 
 import cifar10_main
 import cifar10_train
+import hardware
 import run_config
 import run_folder
 from test_train import _config, _tiny_data
@@ -150,8 +151,8 @@ def _fake_gpus(monkeypatch, count, capability=(8, 0)):
                                                   ((6, 1), "off")])
 def test_auto_precision_on_gpus_follows_the_compute_capability(monkeypatch, capability, expected):
     _fake_gpus(monkeypatch, 2, capability)
-    assert cifar10_train.resolve_mixed_precision("auto") == expected
-    assert cifar10_train.resolve_mixed_precision("float16") == "float16"  # an explicit choice stands
+    assert hardware.resolve_mixed_precision("auto") == expected
+    assert hardware.resolve_mixed_precision("float16") == "float16"  # an explicit choice stands
 
 
 def test_xla_with_float16_on_several_replicas_is_refused(monkeypatch):

@@ -12,6 +12,7 @@ import cifar10_main
 import cifar10_train
 import provenance
 import resnet
+import fileio
 import run_config
 import run_folder
 from run_config import RunConfig
@@ -78,7 +79,7 @@ def test_a_config_from_before_runconfig_loads_with_its_old_option_a(tmp_path):
     assert (config.train_steps, config.jit_compile, config.mixed_precision) == (400, "off", "bfloat16")
     assert info.input_shape == (32, 32, 3) and info.num_classes == 10 and info.norm["mean"][0] == 125.3
     # The same command with today's code builds He's option A: a different run, refused with the reason.
-    run_folder.write_json(str(tmp_path / run_folder.CONFIG), OLD_FLAT_CONFIG)
+    fileio.write_json(str(tmp_path / run_folder.CONFIG), OLD_FLAT_CONFIG)
     today = dataclasses.replace(config, model_options={"conv_padding": "same"})
     with pytest.raises(run_folder.RunFolderError, match=r"model_options: \{'shortcut': 'A_avgpool', 'conv_padding': "
                                                        r"'same'\} -> \{'conv_padding': 'same'\}"):
