@@ -5,8 +5,8 @@ then reads the trace with xprof (installed with tensorboard-plugin-profile) and 
 share of the busy time, the table benchmarks/README.md quotes. ``--trace RUN_FOLDER`` summarises the
 trace a run already made instead (its newest). For example:
 
-  python benchmarks/profile_ops.py --data_dir ../shared/datasets/cifar10 --mixed_precision off
-  python benchmarks/profile_ops.py --trace runs/profile --steps 41 50
+  python -m benchmarks.profile_ops --data_dir ../shared/datasets/cifar10 --mixed_precision off
+  python -m benchmarks.profile_ops --trace runs/profile --steps 41 50
 """
 
 import argparse
@@ -17,7 +17,6 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
 
@@ -45,7 +44,7 @@ def newest_trace(run_folder, parser):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="profile_ops.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_ops", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", default=None, help="CIFAR-10 (as cifar10_main.py's --data_dir)")
     parser.add_argument("--model", default="resnet20", help="model to profile")
     parser.add_argument("--mixed_precision", default="off", help="precision of the traced steps")

@@ -1,6 +1,6 @@
 """Training throughput, every feed and speed option side by side in one process.
 
-  python benchmarks/throughput.py --model resnet20 --batch_size 128 --steps 60 --data_dir ../shared/datasets/cifar10
+  python -m benchmarks.throughput --model resnet20 --batch_size 128 --steps 60 --data_dir ../shared/datasets/cifar10
 
 For each model, images/s of the engine's training step (cifar10_train.build_step_functions) fed:
   default             the suite's tf.data pipeline (uint8 in memory, gathered, augmented and
@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
 
@@ -204,7 +203,7 @@ def measure_peer(args, images, labels):
     if importlib.util.find_spec("torch") is None:
         print(f"  {'resnet20':<14s} pytorch eager (peer): PyTorch is not installed here (never a requirement); "
               "to measure it beside TensorFlow:\n      python -m venv --system-site-packages .venv-torch && "
-              ".venv-torch/bin/pip install torch==2.13.0 && .venv-torch/bin/python benchmarks/throughput.py "
+              ".venv-torch/bin/pip install torch==2.13.0 && .venv-torch/bin/python -m benchmarks.throughput "
               "--models resnet20")
         return None
     with tempfile.TemporaryDirectory() as folder:
@@ -238,7 +237,7 @@ def print_ratios(name, rates):
 
 
 def main(argv=None):
-    parser = cifar10_main.OneLineParser(prog="throughput.py", description=__doc__.split("\n\n")[0])
+    parser = cifar10_main.OneLineParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=tuple(resnet.MODELS), default=["resnet20"],
                         help="models to measure, one after another")
     parser.add_argument("--feeds", nargs="+", choices=FEEDS, default=list(FEEDS), help="rows to measure")

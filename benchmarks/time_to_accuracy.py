@@ -1,7 +1,7 @@
 """Wall time until a model reaches a target test accuracy: the headline speed number.
 
-  python benchmarks/time_to_accuracy.py --data_dir ../shared/datasets/cifar10                  # ResNet-20 to 91.25%
-  python benchmarks/time_to_accuracy.py --data_dir ../shared/datasets/cifar10 --target 0.6 --max_minutes 15
+  python -m benchmarks.time_to_accuracy --data_dir ../shared/datasets/cifar10                  # ResNet-20 to 91.25%
+  python -m benchmarks.time_to_accuracy --data_dir ../shared/datasets/cifar10 --target 0.6 --max_minutes 15
 
 Trains with the suite's own command line (He et al.'s recipe and schedule unless flags after
 ``--`` say otherwise), validates on the test set every --check_every steps, and stops at the
@@ -17,13 +17,12 @@ import resource
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cifar10_main  # noqa: E402
 
 
 def main(argv=None):
-    parser = cifar10_main.OneLineParser(prog="time_to_accuracy.py", description=__doc__.split("\n\n")[0],
+    parser = cifar10_main.OneLineParser(prog="python -m benchmarks.time_to_accuracy", description=__doc__.split("\n\n")[0],
                                         epilog="Flags after -- go to cifar10_main.py (e.g. -- --mixed_precision off)")
     parser.add_argument("--model", default="resnet20", help="model to train")
     parser.add_argument("--target", type=float, default=0.9125, help="test accuracy to reach (He et al.: 0.9125)")

@@ -29,8 +29,6 @@ import typing
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import cifar10_main  # noqa: E402  (imports TensorFlow quietly)
 import cifar10_train  # noqa: E402
 import hardware  # noqa: E402

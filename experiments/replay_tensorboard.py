@@ -77,7 +77,8 @@ def _replay_run_files(run_dir, target, last_step):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.replay_tensorboard",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", help="an experiment's results folder holding metrics.csv, e.g. "
                                             "experiments/results/jin or experiments/results_quick/yuan")
     parser.add_argument("--logdir", help="where to write the event files (default: RESULTS_DIR/tensorboard, "

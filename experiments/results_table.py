@@ -117,7 +117,7 @@ def update(path, blocks):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="results_table.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.results_table", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results_root", default=os.path.join("experiments", "results"),
                         help="folder of the experiments' full-schedule results (default: experiments/results)")
     parser.add_argument("--update", metavar="FILE", nargs="+",
