@@ -24,9 +24,7 @@ so a resumed run sees the batches the uninterrupted one would have seen.
 
 import contextlib
 import dataclasses
-import json
 import os
-import platform
 import sys
 import tempfile
 import time

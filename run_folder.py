@@ -14,7 +14,6 @@ import tempfile
 import numpy as np
 import pandas as pd
 
-import fileio
 import run_config
 
 CONFIG = "config.json"

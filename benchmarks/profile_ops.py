@@ -18,7 +18,9 @@ import sys
 import tempfile
 
 
-import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
+import cifar10_main  # noqa: F401  (first: it imports TensorFlow quietly)
+import api
+import run_config
 
 
 def op_type_times(xplane_path):
@@ -59,12 +61,13 @@ def main(argv=None):
         times = op_type_times(newest_trace(args.trace, parser))
     else:
         with tempfile.TemporaryDirectory() as log_dir:
-            first, last = (str(step) for step in args.steps)
-            flags = ["--model", args.model, "--batch_size", str(args.batch_size), "--train_steps", last,
-                     "--report_freq", last, "--profile_steps", first, last, "--mixed_precision", args.mixed_precision,
-                     "--log_dir", log_dir] + (["--data_dir", args.data_dir] if args.data_dir else [])
-            if cifar10_main.main(flags) != 0:
-                return 1
+            config = run_config.RunConfig(model=args.model, batch_size=args.batch_size, train_steps=args.steps[1],
+                                          report_freq=args.steps[1], profile_steps=tuple(args.steps),
+                                          mixed_precision=args.mixed_precision, log_dir=log_dir, data_dir=args.data_dir)
+            try:
+                api.train(config)
+            except api.USER_ERRORS as error:
+                parser.error(str(error))
             times = op_type_times(newest_trace(log_dir, parser))
     total = sum(times.values())
     traced = args.steps[1] - args.steps[0] + 1

@@ -40,6 +40,7 @@ import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import api  # noqa: E402
 import augment  # noqa: E402
 import cifar10_input  # noqa: E402
 import cifar10_train  # noqa: E402
@@ -258,7 +259,7 @@ def main(argv=None):
 
     try:
         return measure(args)
-    except cifar10_main.USER_ERRORS as error:
+    except api.USER_ERRORS as error:
         parser.error(str(error))
 
 

@@ -12,13 +12,12 @@ the training process.
 """
 
 import dataclasses
-import os
 import resource
-import sys
 import tempfile
 
 
-import cifar10_main  # noqa: E402
+import cifar10_main  # (first: it imports TensorFlow quietly)
+import api
 
 
 def main(argv=None):
@@ -34,7 +33,7 @@ def main(argv=None):
     extra = [flag for flag in extra if flag != "--"]
 
     log_dir = args.log_dir or tempfile.mkdtemp(prefix=f"time_to_accuracy_{args.model}_")
-    config = dataclasses.replace(cifar10_main.config_from_flags(cifar10_main.build_parser().parse_args(extra)),
+    config = dataclasses.replace(cifar10_main.config_from_argv(extra),
                                  model=args.model, report_freq=args.check_every, log_dir=log_dir, validation_split=0.0,
                                  data_dir=args.data_dir)
     outcome = {}
@@ -46,8 +45,8 @@ def main(argv=None):
         return reached or out_of_time
 
     try:
-        cifar10_main.train(config, on_report=check)
-    except (cifar10_main.UsageError, *cifar10_main.USER_ERRORS) as error:
+        api.train(config, on_report=check)
+    except api.USER_ERRORS as error:
         parser.error(str(error))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     reached = outcome.get("val_accuracy", 0.0) >= args.target

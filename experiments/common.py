@@ -29,11 +29,12 @@ import typing
 import numpy as np
 import pandas as pd
 
-import cifar10_main  # noqa: E402  (imports TensorFlow quietly)
+import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
+import api  # noqa: E402
 import cifar10_train  # noqa: E402
+import fileio  # noqa: E402
 import hardware  # noqa: E402
 import provenance  # noqa: E402
-import fileio  # noqa: E402
 import run_config  # noqa: E402
 import run_folder  # noqa: E402
 
@@ -92,7 +93,7 @@ def experiment_name(module):
     return os.path.splitext(os.path.basename(module.__file__))[0]
 
 
-def build_parser(module):
+def experiment_parser(module):
     parser = cifar10_main.OneLineParser(
         prog=f"python -m experiments.{experiment_name(module)}",
         description=f"{module.TITLE}: {module.PAPER}. Trains the paper's runs, then writes metrics.csv, the figures "
@@ -496,7 +497,7 @@ def label_axis(axis, xlabel, ylabel, title=None):
 def main(module, argv=None):
     """Runs an experiment module end to end; returns the exit code. A results folder that cannot be made and a
     damaged file in it (a run's metrics.csv, timing.csv or config.json, plan.csv) end with one error line, exit 2."""
-    args = build_parser(module).parse_args(argv)
+    args = experiment_parser(module).parse_args(argv)
     try:
         return _main(module, args, argv)
     except run_folder.RunFolderError as error:
@@ -539,9 +540,9 @@ def _main(module, args, argv):
         data_dir = getattr(args, DATA_FLAGS[run.config.dataset])
         print(f"\n=== {name}: run {run.folder} ({run.label})", flush=True)
         try:
-            cifar10_main.train(run.located(data_dir, results_dir), overwrite=args.force)
+            api.train(run.located(data_dir, results_dir), overwrite=args.force)
             tf.keras.backend.clear_session()  # the next run starts from a clean Keras state and memory
-        except (cifar10_main.UsageError, *cifar10_main.USER_ERRORS, cifar10_train.TrainingError) as error:
+        except (*api.USER_ERRORS, cifar10_train.TrainingError) as error:
             print(f"{name}: error in run {run.folder}: {error}", file=sys.stderr)
             return 1 if isinstance(error, cifar10_train.TrainingError) else 2
         except KeyboardInterrupt:

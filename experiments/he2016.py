@@ -135,15 +135,13 @@ def figures(metrics, out_dir, mode, args):
 def _test_last_models(out_dir, args):
     """--mode test on each seed's last model: test_metrics.json, predictions and TensorBoard's test images. A seed
     whose model went with its checkpoint (a committed result) keeps the test_metrics.json it was tested into."""
-    import cifar10_main
+    import api
 
     for folder in sorted(glob.glob(os.path.join(out_dir, "resnet20", "seed*"))):
         if not os.path.exists(os.path.join(folder, run_folder.LATEST_MODEL)):
             print(f"{folder}: no {run_folder.LATEST_MODEL} (its model was not kept): its test_metrics.json stays as it was")
             continue
-        argv = ["--mode", "test", "--checkpoint", folder]
-        cifar10_main.run_test(cifar10_main.build_parser().parse_args(
-            argv + (["--data_dir", args.cifar10_dir] if args.cifar10_dir else [])))
+        api.test(folder, data_dir=args.cifar10_dir)
 
 
 def main(argv=None):

@@ -289,14 +289,12 @@ def figures(metrics, out_dir, mode, args):
 
 
 def augmentation_figure(out_dir, cifar10_dir):
-    """Fig. 5 through the CLI's own preview: originals, then ImageDataGenerator versions."""
-    import cifar10_main
+    """Fig. 5 through the suite's own preview (``--mode augment_preview``): originals, then ImageDataGenerator
+    versions."""
+    import api
 
-    path = os.path.join(out_dir, "fig5_augmentation.png")
-    argv = ["--mode", "augment_preview", "--augment", "liang", "--output", path]
-    cifar10_main.run_augment_preview(cifar10_main.build_parser().parse_args(
-        argv + (["--data_dir", cifar10_dir] if cifar10_dir else [])))
-    return [path]
+    return [api.augment_preview(RunConfig(augment="liang", data_dir=cifar10_dir),
+                                output=os.path.join(out_dir, "fig5_augmentation.png"))]
 
 
 def main(argv=None):

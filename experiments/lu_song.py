@@ -16,7 +16,6 @@ no optimiser or schedule: SGD momentum 0.9 on He et al.'s step schedule, lr 0.1 
 import os
 import sys
 
-from dataclasses import replace
 
 from experiments import common
 from run_config import RunConfig

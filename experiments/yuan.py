@@ -19,7 +19,6 @@ import fractions
 import os
 import sys
 
-from dataclasses import replace
 
 from experiments import common
 from run_config import RunConfig
@@ -116,7 +115,7 @@ def report_rows(metrics, mode, args):
 
 
 def figures(metrics, out_dir, mode, args):
-    import cifar10_main
+    import api
     import run_folder
 
     plt = common.pyplot()
@@ -130,10 +129,8 @@ def figures(metrics, out_dir, mode, args):
     common.label_axis(accuracy_axis, "epoch", "accuracy")
     figure.suptitle(f"Yuan: {rows['label'].iloc[0] if len(rows) else ''} fine-tuned on flower photos ({mode})")
     paths = [common.save_figure(figure, os.path.join(out_dir, "curves.png"))]
-    # The validation confusion matrix, by the CLI's own test mode on the run's held-out images.
-    run_dir = os.path.join(out_dir, "flowers", "seed0")
-    cifar10_main.run_test(cifar10_main.build_parser().parse_args(
-        ["--mode", "test", "--checkpoint", run_dir, "--output", out_dir]))
+    # The validation confusion matrix, by the suite's own test on the run's held-out images.
+    api.test(os.path.join(out_dir, "flowers", "seed0"), output=out_dir)
     return paths + [os.path.join(out_dir, run_folder.TEST_CONFUSION_MATRIX)]
 
 

@@ -7,7 +7,6 @@ norm (whose per-replica statistics would differ by design), with weight decay, i
 augmentation, so that every strategy computes the same updates up to float rounding.
 """
 
-import os
 import sys
 
 import tf_setup  # noqa: F401  (the checkout is on PYTHONPATH: tests/test_distributed.py sets it)

@@ -27,7 +27,7 @@ EXPERIMENTS = ["he2016", "he2016_matched", "liang2020", "lu_song", "jin", "xu", 
 @pytest.mark.parametrize("mode", common.MODES)
 def test_run_lists_build_and_every_run_is_a_valid_command(name, mode, tmp_path):
     module = importlib.import_module(f"experiments.{name}")
-    args = common.build_parser(module).parse_args(["--results_dir", str(tmp_path)])
+    args = common.experiment_parser(module).parse_args(["--results_dir", str(tmp_path)])
     runs = module.runs(mode, args)
     assert runs and len({run.name for run in runs}) == len(runs)
     for run in runs:
@@ -44,7 +44,7 @@ def test_run_lists_build_and_every_run_is_a_valid_command(name, mode, tmp_path):
 @pytest.mark.parametrize("name", ["he2016", "he2016_matched", "liang2020", "lu_song", "jin", "xu"])
 def test_report_of_no_finished_runs_says_n_a_instead_of_failing(name, tmp_path):
     module = importlib.import_module(f"experiments.{name}")
-    args = common.build_parser(module).parse_args(["--results_dir", str(tmp_path)])
+    args = common.experiment_parser(module).parse_args(["--results_dir", str(tmp_path)])
     metrics = common.collect(module.runs("quick", args), str(tmp_path))
     assert metrics.empty and "val_accuracy" in metrics.columns
     rows = module.report_rows(metrics, "quick", args)
@@ -129,7 +129,7 @@ def test_he2016_report_keeps_the_test_metrics_of_a_seed_whose_model_was_not_kept
     seed = tmp_path / "resnet20" / "seed0"
     seed.mkdir(parents=True)
     (seed / "test_metrics.json").write_text('{"test_error": 0.1259}')  # as committed: no latest.keras, no ckpt/
-    args = common.build_parser(he2016).parse_args(["--results_dir", str(tmp_path)])
+    args = common.experiment_parser(he2016).parse_args(["--results_dir", str(tmp_path)])
     he2016._test_last_models(str(tmp_path), args)
     assert (seed / "test_metrics.json").read_text() == '{"test_error": 0.1259}'
     assert "its test_metrics.json stays as it was" in capsys.readouterr().out
@@ -387,7 +387,7 @@ def test_liang_run_follows_his_text_and_wenxinxus_defaults():
     2e-4 (gradient 2e-4 * w), ImageDataGenerator with per-image standardisation, the full test set validating."""
     from experiments import liang2020
 
-    args = common.build_parser(liang2020).parse_args(["--main_steps", "9775"])
+    args = common.experiment_parser(liang2020).parse_args(["--main_steps", "9775"])
     runs = liang2020.runs("full", args)
     main = runs[0].config
     # Stopped at 9775, the main run is not the 80k sweep's depth-20 point: that is a run of its own.
@@ -461,7 +461,7 @@ def test_liangs_step_9775_is_revalidated_his_way_once_and_cached(cifar_archive, 
     assert liang2020.his_validation(str(run_dir), str(cifar_archive)) == first  # cached: not evaluated again
     # The report uses it only where the run's last model is the step-9775 one.
     metrics = pd.read_csv(run_dir / run_folder.METRICS).assign(run="resnet20_liang", seed=0)
-    args = common.build_parser(liang2020).parse_args(["--results_dir", str(tmp_path), "--cifar10_dir", str(cifar_archive)])
+    args = common.experiment_parser(liang2020).parse_args(["--results_dir", str(tmp_path), "--cifar10_dir", str(cifar_archive)])
     rows = liang2020._his_validation_rows(metrics, args)
     assert [row["ours"] for row in rows] == [[], []] and "only with --main_steps 9775" in rows[0]["settings"]
     # As if the run had stopped at step 9775: its metrics and its cached result say so (still not evaluated again).

@@ -198,9 +198,10 @@ def test_the_readmes_python_example_trains(cifar_archive, tmp_path, monkeypatch)
     readme = (provenance.ROOT + "/README.md")
     with open(readme) as handle:
         block = re.search(r"```python\n(.*?)```", handle.read(), re.S).group(1)
-    assert "cifar10_main.train(config)" in block
+    assert "api.train(config)" in block and 'api.test("runs/r20_2k")' in block
     tiny = (block.replace('"../shared/datasets/cifar10"', repr(str(cifar_archive)))
             .replace("train_steps=2000", "train_steps=2").replace("report_freq=500", "report_freq=1, batch_size=5"))
     monkeypatch.chdir(tmp_path)
     exec(compile(tiny, "README.md", "exec"), {})
     assert (tmp_path / "runs" / "r20_2k" / "metrics.csv").exists()
+    assert (tmp_path / "runs" / "r20_2k" / "test_metrics.json").exists()

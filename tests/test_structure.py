@@ -1,7 +1,6 @@
 """The house: the product's imports form a strict hierarchy, even through imports inside functions."""
 
 import ast
-from pathlib import Path
 
 from conftest import ROOT
 
