@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 import run_folder
-from experiments import common
+from experiments import stats
 
 SETTINGS = "peer_config.json"  # written by benchmarks/pytorch_peer_train.py
 
@@ -40,7 +40,7 @@ def folders(results_dir, name):
 
 
 def metrics(results_dir, name, label):
-    """The finished peer runs' reports with their timing, in ``common.collect``'s columns (empty without any)."""
+    """The finished peer runs' reports with their timing, in ``gather.collect``'s columns (empty without any)."""
     frames = []
     for seed, folder, _, finished in folders(results_dir, name):
         if finished:
@@ -74,11 +74,11 @@ def _session_text(session):
 def unpaired(first, second, test_images):
     """(the difference of two runs' mean per-seed values, in words whether it is beyond noise): seeds of two
     implementations are not paired, so the margin is 2 s.e. of a difference of two means."""
-    (m1, s1, n1), (m2, s2, n2) = common.summary(first), common.summary(second)
+    (m1, s1, n1), (m2, s2, n2) = stats.summary(first), stats.summary(second)
     if not (n1 and n2):
         return np.array([]), "not run here: one of the two has no result"
     if n1 < 2 or n2 < 2:
-        return np.array([m1 - m2]), common.verdict(np.array([m1 - m2]), test_images)
+        return np.array([m1 - m2]), stats.verdict(np.array([m1 - m2]), test_images)
     margin = 2 * (s1**2 / n1 + s2**2 / n2) ** 0.5
     side = "beyond" if abs(m1 - m2) > margin else "within"
     return np.array([m1 - m2]), (f"unpaired: {side} noise, |difference of means| vs 2 s.e. = {margin:.4f} "

@@ -16,7 +16,6 @@ import pytest
 import tensorflow as tf
 
 import api
-import cifar10_main
 import cifar10_train
 import hardware
 import run_config
