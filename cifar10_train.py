@@ -274,8 +274,8 @@ def _load_csv(path, up_to_step):
     is a one-line RunFolderError (``run_folder.read_csv``)."""
     if not os.path.exists(path):
         return []
-    columns = run_folder.TIMING_COLUMNS if os.path.basename(path) == run_folder.TIMING else run_folder.METRICS_COLUMNS
-    frame = run_folder.read_csv(path, numeric=columns, what_to_do=_DAMAGED_REPORTS)
+    read = run_folder.read_timing if os.path.basename(path) == run_folder.TIMING else run_folder.read_metrics
+    frame = read(path, _DAMAGED_REPORTS)
     return frame[frame["step"] <= up_to_step].to_dict("records")
 
 

@@ -50,16 +50,25 @@ def read_config(run_dir):
         raise RunFolderError(f"cannot read {path}: {error}") from None
 
 
-# The columns a reader relies on in each CSV the suite writes and reads back, all numeric.
-METRICS_COLUMNS = ("step", "val_loss", "val_accuracy")
-TIMING_COLUMNS = ("step", "images_per_sec", "elapsed_sec")
 RESTORE = "restore it (git checkout, a backup) or move it away and run again; nothing was changed"
 
 
-def read_csv(path, numeric=(), text=(), increasing_step=True, what_to_do=RESTORE):
+def read_metrics(path, what_to_do=RESTORE):
+    """A run's metrics.csv, checked (``read_csv``): every report has its step and validation loss and accuracy (the
+    training columns are empty at a report before training, Liang's step 0)."""
+    return read_csv(path, numeric=("step", "val_loss", "val_accuracy"), what_to_do=what_to_do)
+
+
+def read_timing(path, what_to_do=RESTORE):
+    """A run's timing.csv, checked: every report has its step and elapsed seconds (no images/s before training)."""
+    return read_csv(path, numeric=("step", "elapsed_sec"), present=("images_per_sec",), what_to_do=what_to_do)
+
+
+def read_csv(path, numeric=(), present=(), increasing_step=True, what_to_do=RESTORE):
     """A CSV the suite wrote, read back checked: it parses, has the ``numeric`` columns with finite numbers and
-    the ``text`` columns, and (``increasing_step``) its steps rise row by row. A damaged file (a half-written copy,
-    an edit, a bad merge) is a RunFolderError naming it and ``what_to_do``, never a NaN that reads as a result."""
+    the ``present`` columns, and (``increasing_step``) its steps rise row by row. A damaged file (a half-written
+    copy, an edit, a bad merge) is a RunFolderError naming it and ``what_to_do``, never a NaN that reads as a
+    result."""
     def damaged(why):
         return RunFolderError(f"{path} is damaged ({why}): {what_to_do}")
 
@@ -67,7 +76,7 @@ def read_csv(path, numeric=(), text=(), increasing_step=True, what_to_do=RESTORE
         frame = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as error:  # pandas' ParserError and EmptyDataError are ValueErrors
         raise damaged(str(error).strip().splitlines()[0][:100] or type(error).__name__) from None
-    missing = [column for column in (*numeric, *text) if column not in frame.columns]
+    missing = [column for column in (*numeric, *present) if column not in frame.columns]
     if missing:
         raise damaged(f"no {', '.join(missing)} column")
     for column in numeric:

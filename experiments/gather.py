@@ -27,7 +27,7 @@ def progress(folder):
     path = os.path.join(folder, run_folder.METRICS)
     if not os.path.exists(path):
         return None
-    metrics = run_folder.read_csv(path, numeric=run_folder.METRICS_COLUMNS)
+    metrics = run_folder.read_metrics(path)
     last = int(metrics["step"].iloc[-1]) if len(metrics) else 0
     return Progress(metrics, last, run_folder.saved_config(folder)[0].stages_steps)
 
@@ -45,7 +45,7 @@ def collect(runs, results_dir):
         frame = done.metrics
         timing = os.path.join(results_dir, run.folder, run_folder.TIMING)
         if os.path.exists(timing):
-            frame = frame.merge(run_folder.read_csv(timing, numeric=run_folder.TIMING_COLUMNS), on="step", how="left")
+            frame = frame.merge(run_folder.read_timing(timing), on="step", how="left")
         frames.append(frame.assign(run=run.name, seed=run.seed, label=run.label, group=run.group))
     columns = ["run", "seed", "label", "group"]
     if not frames:
@@ -60,7 +60,7 @@ def runs_without_folders(results_dir, metrics):
     path = os.path.join(results_dir, "metrics.csv")
     if not os.path.exists(path):
         return []
-    reported = run_folder.read_csv(path, numeric=("seed", "step"), text=("run",), increasing_step=False)
+    reported = run_folder.read_csv(path, numeric=("seed", "step"), present=("run",), increasing_step=False)
     reported = reported[["run", "seed"]].drop_duplicates()
     present = set(zip(metrics["run"], metrics["seed"]))
     return [f"{run}/seed{seed}" for run, seed in zip(reported["run"], reported["seed"]) if (run, seed) not in present]

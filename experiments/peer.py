@@ -34,7 +34,7 @@ def folders(results_dir, name):
             continue
         with open(settings) as handle:
             saved = json.load(handle)
-        last = run_folder.read_csv(metrics, numeric=run_folder.METRICS_COLUMNS)["step"].max()
+        last = run_folder.read_metrics(metrics)["step"].max()
         found.append((int(folder.rsplit("seed", 1)[1]), folder, saved, last >= saved["settings"]["train_steps"]))
     return found
 
@@ -44,9 +44,8 @@ def metrics(results_dir, name, label):
     frames = []
     for seed, folder, _, finished in folders(results_dir, name):
         if finished:
-            frame = run_folder.read_csv(os.path.join(folder, run_folder.METRICS), numeric=run_folder.METRICS_COLUMNS)
-            frame = frame.merge(run_folder.read_csv(os.path.join(folder, run_folder.TIMING),
-                                                    numeric=run_folder.TIMING_COLUMNS), on="step", how="left")
+            frame = run_folder.read_metrics(os.path.join(folder, run_folder.METRICS))
+            frame = frame.merge(run_folder.read_timing(os.path.join(folder, run_folder.TIMING)), on="step", how="left")
             frames.append(frame.assign(run=name, seed=seed, label=label, group=""))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -56,8 +55,7 @@ def provenance_lines(results_dir, name):
     lines = []
     for seed, folder, saved, finished in folders(results_dir, name):
         sessions = "; ".join(_session_text(session) for session in saved["sessions"])
-        hours = run_folder.read_csv(os.path.join(folder, run_folder.TIMING),
-                                    numeric=run_folder.TIMING_COLUMNS)["elapsed_sec"].iloc[-1] / 3600
+        hours = run_folder.read_timing(os.path.join(folder, run_folder.TIMING))["elapsed_sec"].iloc[-1] / 3600
         state = f"wall time {hours:.2f} h" if finished else "UNFINISHED, left out of every number and figure"
         lines.append(f"- `{name}/seed{seed}` (PyTorch peer, {state}): settings {saved['settings']}; sessions: "
                      f"{sessions}")

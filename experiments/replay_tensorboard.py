@@ -36,7 +36,7 @@ def replay(results_dir, logdir):
     if not os.path.isfile(metrics_path):
         raise FileNotFoundError(f"{metrics_path}: no such file; give an experiment's results folder "
                                 "(e.g. experiments/results/jin)")
-    metrics = run_folder.read_csv(metrics_path, numeric=("seed", "step"), text=("run",), increasing_step=False)
+    metrics = run_folder.read_csv(metrics_path, numeric=("seed", "step"), present=("run",), increasing_step=False)
     missing = [column for column in COLUMNS if column not in metrics.columns]
     if missing:
         raise ValueError(f"{metrics_path} has no {', '.join(missing)} column(s): not an experiment's metrics.csv")

@@ -130,7 +130,7 @@ def _planned_needs(results_dir):
     path = os.path.join(results_dir, plans.PLAN_CSV)
     if not os.path.exists(path):
         return {}
-    plan = run_folder.read_csv(path, numeric=("hours",), text=("run",),
+    plan = run_folder.read_csv(path, numeric=("hours",), present=("run",),
                                what_to_do="make it again with --plan, or move it away; nothing was changed")
     measured_on = plan.get("measured_on", pd.Series("the machine plan.md was measured on", index=plan.index))
     return {run: f": needs about {hours:.1f} hours on {where} (plan.md; machines differ)"
@@ -156,7 +156,7 @@ def provenance_lines(runs, results_dir):
             continue
         saved = run_folder.read_config(folder)
         timing = os.path.join(folder, run_folder.TIMING)
-        hours = (float(run_folder.read_csv(timing, numeric=run_folder.TIMING_COLUMNS)["elapsed_sec"].iloc[-1]) / 3600
+        hours = (float(run_folder.read_timing(timing)["elapsed_sec"].iloc[-1]) / 3600
                  if os.path.exists(timing) else float("nan"))
         sessions = "; ".join(_session_text(s) for s in saved.get("sessions", [])) or "not recorded"
         lines.append(f"- `{run.folder}`: wall time {hours:.2f} h of training and validation; sessions: {sessions}")

@@ -289,6 +289,14 @@ def test_step_0_report_last_batch_error_and_a_longer_schedule(tmp_path):
     np.testing.assert_allclose(metrics["learning_rate"], [0.05, 0.05, 0.05])
     batch_errors = metrics["train_batch_error"].iloc[1:] * 16  # one batch of 16: whole numbers of images
     np.testing.assert_allclose(batch_errors, np.round(batch_errors), atol=1e-6)
+    # The step-0 report has no images/s (nothing trained yet): read back as it was written, not as damage.
+    timing = run_folder.read_timing(str(log_dir / run_folder.TIMING))
+    assert np.isnan(timing["images_per_sec"].iloc[0]) and run_folder.read_metrics(str(log_dir / run_folder.METRICS)).equals(
+        metrics)
+    again = cifar10_train.train(_config(log_dir, train_steps=4, report_freq=2, steps_per_execution=1,
+                                        report_at_start=True, lr_decay_at=[0.5], lr_schedule_steps=8),
+                                _tiny_data(), verbose=0)
+    assert again["step"] == 4  # the finished run is reported again, not refused
 
 
 def _record_applied_rates(monkeypatch):
