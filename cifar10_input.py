@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 import augment as augment_recipes  # the recipes; `augment` names a recipe here
-from datasets import DataError, created_folder, fetch
+from downloads import DataError, created_folder, fetch
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # published on the CIFAR page

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 import cifar10_input
+import fileio
 import resnet  # noqa: F401  (registers the suite's layers, which saved .keras models name)
 import run_folder
 
@@ -155,13 +156,13 @@ def confusion_matrix(labels, predicted, num_classes):
 
 def plot_confusion_matrix(matrix, class_names, path, title):
     """A labelled confusion-matrix PNG (rows: true class, columns: predicted), counts in the cells."""
-    run_folder.save_figure(confusion_matrix_figure(matrix, class_names, title), path)
+    fileio.save_figure(confusion_matrix_figure(matrix, class_names, title), path)
 
 
 def confusion_matrix_figure(matrix, class_names, title):
     """The confusion matrix as a matplotlib figure (for the PNG file and TensorBoard's Images tab)."""
     size = max(4.0, 0.55 * len(class_names) + 2)
-    figure, axis = run_folder.pyplot().subplots(figsize=(size, size))
+    figure, axis = fileio.pyplot().subplots(figsize=(size, size))
     axis.imshow(matrix, cmap="Blues")
     ticks = range(len(class_names))
     axis.set_xticks(ticks, class_names, rotation=45, ha="right")
@@ -184,7 +185,7 @@ def write_image_predictions(path, files, probabilities, class_names):
     for index, name in enumerate(class_names):
         frame[f"p_{name}"] = probabilities[:, index]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    run_folder.atomic_write(path, lambda temp: frame.to_csv(temp, index=False, float_format="%.6g"))
+    fileio.atomic_write(path, lambda temp: frame.to_csv(temp, index=False, float_format="%.6g"))
 
 
 def write_predictions(probabilities, labels, class_names, output_dir, files=None):
@@ -195,7 +196,7 @@ def write_predictions(probabilities, labels, class_names, output_dir, files=None
     paths = {kind: os.path.join(output_dir, name) for kind, name in (
         ("probabilities", run_folder.TEST_PROBABILITIES), ("predictions", run_folder.TEST_PREDICTIONS),
         ("confusion_matrix", run_folder.TEST_CONFUSION_MATRIX))}
-    run_folder.atomic_write(paths["probabilities"], lambda temp: np.save(temp, probabilities))
+    fileio.atomic_write(paths["probabilities"], lambda temp: np.save(temp, probabilities))
     labels = np.asarray(labels)
     predicted = probabilities.argmax(axis=1)
     frame = pd.DataFrame({"index": np.arange(len(labels))})
@@ -210,7 +211,7 @@ def write_predictions(probabilities, labels, class_names, output_dir, files=None
     )
     for index, name in enumerate(class_names):
         frame[f"p_{name}"] = probabilities[:, index]
-    run_folder.atomic_write(paths["predictions"], lambda temp: frame.to_csv(temp, index=False, float_format="%.6g"))
+    fileio.atomic_write(paths["predictions"], lambda temp: frame.to_csv(temp, index=False, float_format="%.6g"))
     matrix = confusion_matrix(labels, predicted, len(class_names))
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     plot_confusion_matrix(matrix, class_names, paths["confusion_matrix"],

@@ -24,9 +24,7 @@ so a resumed run sees the batches the uninterrupted one would have seen.
 
 import contextlib
 import dataclasses
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -42,6 +40,8 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 import augment
 import cifar10_input
 import cifar10_test
+import fileio
+import hardware
 import provenance
 import resnet
 import summaries
@@ -58,7 +58,6 @@ CSV_COLUMNS = (
 TIMING_COLUMNS = ("step", "images_per_sec", "elapsed_sec")
 PRECISIONS = ("auto", "off", "float16", "bfloat16")
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
-SECONDS_PER_CALL = 0.25  # steps_per_execution=auto aims at tf.function calls of about this length
 
 
 # The sessions of a run started before provenance was recorded (config.json without "sessions").
@@ -69,102 +68,14 @@ class TrainingError(Exception):
     """Training cannot go on (for example the loss became NaN); the message says where."""
 
 
-# ----------------------------------------------------------------------------
-# Hardware-dependent choices: what "auto" means
-
-
-def cpu_has_native_bfloat16():
-    """True when the CPU has bfloat16 instructions (AVX512_BF16 or AMX), where mixed bfloat16 pays."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def resolve_mixed_precision(requested):
-    """``auto`` -> on GPUs, by the oldest GPU's compute capability: bfloat16 from 8.0 (Ampere; as fast as
-    float16 and needs no loss scaling), float16 from 7.0 (tensor cores), off below (float16 is slower there);
-    on CPUs, bfloat16 with native bfloat16 instructions (1.06-2.56x faster here, see benchmarks/README.md),
-    else off. An explicit float16 request without a GPU is refused: it is slower."""
-    gpus = tf.config.list_physical_devices("GPU")
-    has_gpu = bool(gpus)
-    if requested == "auto" and has_gpu:
-        capability = min(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
-                         for gpu in gpus)
-        return "bfloat16" if capability >= (8, 0) else ("float16" if capability >= (7, 0) else "off")
-    if requested == "auto":
-        return "bfloat16" if cpu_has_native_bfloat16() else "off"
-    if requested == "float16" and not has_gpu:
-        raise ValueError("--mixed_precision float16 needs a GPU (on CPU it is slower); use bfloat16 or off")
-    return requested
-
-
-def precision_candidates():
-    """The precisions ``auto`` may pick on this machine, the rule's choice first (see resolve_mixed_precision)."""
-    rule = resolve_mixed_precision("auto")
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        others = ["off"] if rule == "bfloat16" else []  # without native bfloat16 it is emulated: far slower
-    else:
-        others = ["off"] if rule != "off" else []
-    return [rule] + others
-
-
-def calibration_cache_path():
-    return os.environ.get("RESNET_SUITE_CACHE", os.path.join(os.path.expanduser("~"), ".keras", "resnet_suite",
-                                                             "precision.json"))
-
-
-def auto_precision(config, input_shape, replicas=1, measure=None):
-    """``--mixed_precision auto`` by measurement: (choice, {precision: images/s} or None, where it came from).
-
-    The first time a model, options, input, per-replica batch and machine are seen, a few timed training steps
-    in each candidate precision decide (about 15 s for ResNet-20); the answer is cached (``calibration_cache_path``),
-    so later runs start at once. Where only one precision can pay, or RESNET_SUITE_CALIBRATE=0, the rule decides
-    (CPU flags, GPU compute capability). ``measure(precision) -> images/s`` replaces the timing in tests.
-    """
-    candidates = precision_candidates()
-    if len(candidates) == 1 or os.environ.get("RESNET_SUITE_CALIBRATE") == "0":
-        return candidates[0], None, "rule"
+def auto_precision(config, input_shape, replicas=1):
+    """``--mixed_precision auto`` for a run (``hardware.auto_precision``), timed with the engine's own step."""
     batch = config.batch_size // replicas
-    key = json.dumps([platform.node(), provenance.cpu_signature(), os.cpu_count(),
-                      [d.name for d in tf.config.list_physical_devices("GPU")], tf.__version__, config.model,
-                      sorted(config.model_options.items()), list(input_shape), batch, candidates])
-    path = calibration_cache_path()
-    cache = _read_cache(path)
-    if key in cache:
-        return cache[key]["choice"], cache[key]["images_per_sec"], f"cached in {path}"
-    measure = measure or (lambda precision: _images_per_sec(config, input_shape, batch, precision))
-    rates = {precision: round(float(measure(precision)), 1) for precision in candidates}
-    choice = max(rates, key=rates.get)
-    cache[key] = {"choice": choice, "images_per_sec": rates, "measured": time.strftime("%Y-%m-%d")}
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        run_folder.write_json(path, cache)
-    except OSError as error:  # a read-only home: the run goes on, the next one measures again
-        print(f"warning: cannot keep the precision measurement in {path} ({error.strerror})", file=sys.stderr)
-        return choice, rates, "measured now, not cached"
-    return choice, rates, f"measured now, cached in {path}"
+    return hardware.auto_precision(config, input_shape, replicas,
+                                   lambda precision: images_per_sec(config, input_shape, batch, precision))
 
 
-def _read_cache(path):
-    """The calibration cache; an unreadable one is reported in one line and measured afresh."""
-    if not os.path.exists(path):
-        return {}
-    try:
-        with open(path) as handle:
-            cache = json.load(handle)
-        if isinstance(cache, dict) and all(isinstance(v, dict) and "choice" in v for v in cache.values()):
-            return cache
-    except (OSError, ValueError):
-        pass
-    print(f"warning: ignoring the unreadable precision cache {path}; measuring again", file=sys.stderr)
-    return {}
-
-
-def _images_per_sec(config, input_shape, batch, precision, rounds=3, seconds=1.0):
+def images_per_sec(config, input_shape, batch, precision, rounds=3, seconds=1.0):
     """Training speed of the model in one precision: the engine's step on one in-memory batch (the model alone)."""
     policy = _set_policy(precision)
     try:
@@ -189,12 +100,6 @@ def _images_per_sec(config, input_shape, batch, precision, rounds=3, seconds=1.0
             steps += 1
         best = max(best, steps * batch / (time.perf_counter() - start))
     return best
-
-
-def auto_steps_per_execution(seconds_per_step):
-    """``--steps_per_execution auto``: as many steps per tf.function call as fill about SECONDS_PER_CALL
-    (1 for ResNet-20 here, about 30 for LeNet-5), at most 100."""
-    return int(min(100, max(1, SECONDS_PER_CALL / max(seconds_per_step, 1e-6))))
 
 
 # ----------------------------------------------------------------------------
@@ -351,12 +256,12 @@ def _rates(totals):
 
 
 def _save_model(model, path):
-    run_folder.atomic_write(path, model.save)
+    fileio.atomic_write(path, model.save)
 
 
 def _save_csv(rows, columns, path):
     frame = pd.DataFrame(rows, columns=columns)
-    run_folder.atomic_write(path, lambda temp: frame.to_csv(temp, index=False, float_format="%.6g"))
+    fileio.atomic_write(path, lambda temp: frame.to_csv(temp, index=False, float_format="%.6g"))
 
 
 # What to do with a damaged metrics.csv or timing.csv of a run folder.
@@ -369,8 +274,8 @@ def _load_csv(path, up_to_step):
     is a one-line RunFolderError (``run_folder.read_csv``)."""
     if not os.path.exists(path):
         return []
-    columns = run_folder.TIMING_COLUMNS if os.path.basename(path) == run_folder.TIMING else run_folder.METRICS_COLUMNS
-    frame = run_folder.read_csv(path, numeric=columns, what_to_do=_DAMAGED_REPORTS)
+    read = run_folder.read_timing if os.path.basename(path) == run_folder.TIMING else run_folder.read_metrics
+    frame = read(path, _DAMAGED_REPORTS)
     return frame[frame["step"] <= up_to_step].to_dict("records")
 
 
@@ -541,7 +446,7 @@ def _open_folder(run, resume, overwrite, scratch_dir, session_notes):
         sessions = earlier + [dict(provenance.session(config.data_dir, run.restored_step()),
                                    mixed_precision=config.mixed_precision, jit_compile=config.jit_compile,
                                    **session_notes)]
-        run_folder.write_json(os.path.join(config.log_dir, run_folder.CONFIG),
+        fileio.write_json(os.path.join(config.log_dir, run_folder.CONFIG),
                               run_config.to_json(config, run.info, sessions))
     return (config.log_dir if chief else scratch_dir), resuming, finished, step
 
@@ -829,7 +734,7 @@ class _Pacer:
                 tf.profiler.experimental.stop()
                 self.profiling = False
         if self.auto and not self.first_call:  # the first call includes tracing
-            self.per_call = auto_steps_per_execution((time.time() - start) / num_steps)
+            self.per_call = hardware.auto_steps_per_execution((time.time() - start) / num_steps)
         self.first_call = False
         self.steps_timed += num_steps
         return totals

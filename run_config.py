@@ -22,7 +22,7 @@ from typing import Optional, Union
 # average pool
 VERSION = 4
 DEFAULT_CONV_PADDING = "same"  # TensorFlow's, what every run before version 4 used
-DATASETS = ("cifar10", "mnist", "folder")
+DATASETS = ("cifar10", "mnist", "folder")  # --dataset; datasets.load_dataset reads each
 DEFAULT_AUGMENT = {"cifar10": "he", "mnist": "none", "folder": "imagenet"}
 DEFAULT_TRAIN_STEPS = 64000  # He et al. 2016a: stop at 64k iterations
 FOLDER_TEST_SPLIT = 0.2  # an image folder without train/ and test/: Yuan's 8:2 split
@@ -192,7 +192,7 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
     ``data_source`` (the file or folder the loader read) replaces ``data_dir``. A resolved
     config resolves to itself.
     """
-    import cifar10_train  # imports TensorFlow: only where a run is about to start
+    import hardware  # imports TensorFlow: only where a run is about to start
     import resnet
 
     check(config)
@@ -220,7 +220,7 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
     if "conv_padding" in resnet.MODELS[config.model].options:  # recorded, so a later default cannot change the run
         options.setdefault("conv_padding", DEFAULT_CONV_PADDING)
     try:
-        precision = cifar10_train.resolve_mixed_precision(config.mixed_precision)
+        precision = hardware.resolve_mixed_precision(config.mixed_precision)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     if precision == "float16" and config.jit_compile == "on" and replicas > 1:

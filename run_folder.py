@@ -33,60 +33,10 @@ TEST_METRICS = "test_metrics.json"
 RUN_ENTRIES = (CONFIG, METRICS, TIMING, LATEST_MODEL, BEST_MODEL, CHECKPOINTS, "train", "validation", "test",
                TEST_PROBABILITIES, TEST_PREDICTIONS, TEST_CONFUSION_MATRIX, TEST_METRICS)
 EVENTS = "events.out.tfevents."  # the run's own TensorBoard events (its HParams session) sit in the folder itself
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class RunFolderError(Exception):
     """A problem with a run folder the user can fix; the message says how."""
-
-
-def atomic_write(path, write):
-    """Calls ``write(temp_path)`` then renames the result onto ``path``.
-
-    The temporary file sits in the same folder (same filesystem) and keeps the
-    final suffix, which ``model.save`` insists on.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=os.path.splitext(name)[1], dir=folder)
-    os.close(fd)
-    try:
-        write(temp)
-        os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, imported on first use (training never needs it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(figure, path, dpi=120):
-    """Lays out a matplotlib figure, writes it atomically and closes it; returns ``path``."""
-    figure.tight_layout()
-    atomic_write(path, lambda temp: figure.savefig(temp, dpi=dpi))
-    pyplot().close(figure)
-    return path
-
-
-def write_json(path, data):
-    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def write_text(path, text):
-    def write(temp):
-        with open(temp, "w") as handle:
-            handle.write(text)
-
-    atomic_write(path, write)
 
 
 def read_config(run_dir):
@@ -100,16 +50,25 @@ def read_config(run_dir):
         raise RunFolderError(f"cannot read {path}: {error}") from None
 
 
-# The columns a reader relies on in each CSV the suite writes and reads back, all numeric.
-METRICS_COLUMNS = ("step", "val_loss", "val_accuracy")
-TIMING_COLUMNS = ("step", "images_per_sec", "elapsed_sec")
 RESTORE = "restore it (git checkout, a backup) or move it away and run again; nothing was changed"
 
 
-def read_csv(path, numeric=(), text=(), increasing_step=True, what_to_do=RESTORE):
+def read_metrics(path, what_to_do=RESTORE):
+    """A run's metrics.csv, checked (``read_csv``): every report has its step and validation loss and accuracy (the
+    training columns are empty at a report before training, Liang's step 0)."""
+    return read_csv(path, numeric=("step", "val_loss", "val_accuracy"), what_to_do=what_to_do)
+
+
+def read_timing(path, what_to_do=RESTORE):
+    """A run's timing.csv, checked: every report has its step and elapsed seconds (no images/s before training)."""
+    return read_csv(path, numeric=("step", "elapsed_sec"), present=("images_per_sec",), what_to_do=what_to_do)
+
+
+def read_csv(path, numeric=(), present=(), increasing_step=True, what_to_do=RESTORE):
     """A CSV the suite wrote, read back checked: it parses, has the ``numeric`` columns with finite numbers and
-    the ``text`` columns, and (``increasing_step``) its steps rise row by row. A damaged file (a half-written copy,
-    an edit, a bad merge) is a RunFolderError naming it and ``what_to_do``, never a NaN that reads as a result."""
+    the ``present`` columns, and (``increasing_step``) its steps rise row by row. A damaged file (a half-written
+    copy, an edit, a bad merge) is a RunFolderError naming it and ``what_to_do``, never a NaN that reads as a
+    result."""
     def damaged(why):
         return RunFolderError(f"{path} is damaged ({why}): {what_to_do}")
 
@@ -117,7 +76,7 @@ def read_csv(path, numeric=(), text=(), increasing_step=True, what_to_do=RESTORE
         frame = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as error:  # pandas' ParserError and EmptyDataError are ValueErrors
         raise damaged(str(error).strip().splitlines()[0][:100] or type(error).__name__) from None
-    missing = [column for column in (*numeric, *text) if column not in frame.columns]
+    missing = [column for column in (*numeric, *present) if column not in frame.columns]
     if missing:
         raise damaged(f"no {', '.join(missing)} column")
     for column in numeric:

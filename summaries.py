@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
+import fileio
 import run_folder
 
 HPARAM_METRICS = [hp.Metric(tag, group=group) for group in ("validation", "test") for tag in ("accuracy", "error", "loss")]
@@ -51,7 +52,7 @@ def _figure_image(figure):
     """A matplotlib figure as a [1, H, W, 4] uint8 tensor for tf.summary.image."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
-    run_folder.pyplot().close(figure)
+    fileio.pyplot().close(figure)
     return tf.image.decode_png(buffer.getvalue(), channels=4)[tf.newaxis]
 
 
@@ -62,7 +63,7 @@ def misclassified_figure(images, labels, probabilities, class_names, count=16):
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
     columns = 4
     rows = max(1, int(np.ceil(len(wrong) / columns)))
-    figure, axes = run_folder.pyplot().subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    figure, axes = fileio.pyplot().subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, index in zip(axes.flat, wrong):

@@ -5,8 +5,8 @@ then reads the trace with xprof (installed with tensorboard-plugin-profile) and 
 share of the busy time, the table benchmarks/README.md quotes. ``--trace RUN_FOLDER`` summarises the
 trace a run already made instead (its newest). For example:
 
-  python benchmarks/profile_ops.py --data_dir ../shared/datasets/cifar10 --mixed_precision off
-  python benchmarks/profile_ops.py --trace runs/profile --steps 41 50
+  python -m benchmarks.profile_ops --data_dir ../shared/datasets/cifar10 --mixed_precision off
+  python -m benchmarks.profile_ops --trace runs/profile --steps 41 50
 """
 
 import argparse
@@ -17,9 +17,10 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
+import cifar10_main  # noqa: F401  (first: it imports TensorFlow quietly)
+import api
+import run_config
 
 
 def op_type_times(xplane_path):
@@ -45,7 +46,7 @@ def newest_trace(run_folder, parser):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="profile_ops.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_ops", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", default=None, help="CIFAR-10 (as cifar10_main.py's --data_dir)")
     parser.add_argument("--model", default="resnet20", help="model to profile")
     parser.add_argument("--mixed_precision", default="off", help="precision of the traced steps")
@@ -60,12 +61,13 @@ def main(argv=None):
         times = op_type_times(newest_trace(args.trace, parser))
     else:
         with tempfile.TemporaryDirectory() as log_dir:
-            first, last = (str(step) for step in args.steps)
-            flags = ["--model", args.model, "--batch_size", str(args.batch_size), "--train_steps", last,
-                     "--report_freq", last, "--profile_steps", first, last, "--mixed_precision", args.mixed_precision,
-                     "--log_dir", log_dir] + (["--data_dir", args.data_dir] if args.data_dir else [])
-            if cifar10_main.main(flags) != 0:
-                return 1
+            config = run_config.RunConfig(model=args.model, batch_size=args.batch_size, train_steps=args.steps[1],
+                                          report_freq=args.steps[1], profile_steps=tuple(args.steps),
+                                          mixed_precision=args.mixed_precision, log_dir=log_dir, data_dir=args.data_dir)
+            try:
+                api.train(config)
+            except api.USER_ERRORS as error:
+                parser.error(str(error))
             times = op_type_times(newest_trace(log_dir, parser))
     total = sum(times.values())
     traced = args.steps[1] - args.steps[0] + 1

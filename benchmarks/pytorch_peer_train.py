@@ -235,7 +235,7 @@ def train(args):
             window, started = np.zeros(3), time.time()
 
 
-def build_parser():
+def make_parser():
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.pytorch_peer_train",
         description="He et al.'s ResNet-20 recipe in PyTorch on the suite's CIFAR-10 files: the peer of issue 33. "
@@ -264,9 +264,9 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = make_parser().parse_args(argv)
     if args.train_steps < 1 or args.report_freq < 1 or args.save_freq % args.report_freq:
-        build_parser().error("--train_steps and --report_freq must be positive, --save_freq a multiple of "
+        make_parser().error("--train_steps and --report_freq must be positive, --save_freq a multiple of "
                              "--report_freq")
     train(args)
 

@@ -1,6 +1,6 @@
 """Training throughput, every feed and speed option side by side in one process.
 
-  python benchmarks/throughput.py --model resnet20 --batch_size 128 --steps 60 --data_dir ../shared/datasets/cifar10
+  python -m benchmarks.throughput --model resnet20 --batch_size 128 --steps 60 --data_dir ../shared/datasets/cifar10
 
 For each model, images/s of the engine's training step (cifar10_train.build_step_functions) fed:
   default             the suite's tf.data pipeline (uint8 in memory, gathered, augmented and
@@ -34,16 +34,17 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import api  # noqa: E402
 import augment  # noqa: E402
 import cifar10_input  # noqa: E402
 import cifar10_train  # noqa: E402
+import hardware  # noqa: E402
 import resnet  # noqa: E402
 import run_config  # noqa: E402
 
@@ -165,7 +166,7 @@ def measure_model(name, args, images, labels, peaks):
         train_steps_fn(iterator, tf.constant(args.warmup))[0].numpy()  # tracing and the first batches
         steps_per_execution = args.steps_per_execution
         if feed == "auto":  # the engine's rule, sized from a timed step
-            steps_per_execution = cifar10_train.auto_steps_per_execution(time_training(train_steps_fn, iterator, 2, 1) / 2)
+            steps_per_execution = hardware.auto_steps_per_execution(time_training(train_steps_fn, iterator, 2, 1) / 2)
         runners[feed] = (train_steps_fn, iterator, steps_per_execution)
     # Rows take turns, round after round, so a slow moment of the machine hits them all alike.
     seconds = {feed: [] for feed in runners}
@@ -203,7 +204,7 @@ def measure_peer(args, images, labels):
     if importlib.util.find_spec("torch") is None:
         print(f"  {'resnet20':<14s} pytorch eager (peer): PyTorch is not installed here (never a requirement); "
               "to measure it beside TensorFlow:\n      python -m venv --system-site-packages .venv-torch && "
-              ".venv-torch/bin/pip install torch==2.13.0 && .venv-torch/bin/python benchmarks/throughput.py "
+              ".venv-torch/bin/pip install torch==2.13.0 && .venv-torch/bin/python -m benchmarks.throughput "
               "--models resnet20")
         return None
     with tempfile.TemporaryDirectory() as folder:
@@ -237,7 +238,7 @@ def print_ratios(name, rates):
 
 
 def main(argv=None):
-    parser = cifar10_main.OneLineParser(prog="throughput.py", description=__doc__.split("\n\n")[0])
+    parser = cifar10_main.OneLineParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=tuple(resnet.MODELS), default=["resnet20"],
                         help="models to measure, one after another")
     parser.add_argument("--feeds", nargs="+", choices=FEEDS, default=list(FEEDS), help="rows to measure")
@@ -258,7 +259,7 @@ def main(argv=None):
 
     try:
         return measure(args)
-    except cifar10_main.USER_ERRORS as error:
+    except api.USER_ERRORS as error:
         parser.error(str(error))
 
 
@@ -266,7 +267,7 @@ def measure(args):
     images, labels, source = load_images(args.data_dir, args.num_images, (32, 32, 3))
     print(f"batch {args.batch_size}, {args.steps} timed steps per row after {args.warmup} warm-up; {len(images)} "
           f"images: {source}; TF {tf.__version__}, {os.cpu_count()} CPU cores, native bfloat16: "
-          f"{cifar10_train.cpu_has_native_bfloat16()}, oneDNN: TF_ENABLE_ONEDNN_OPTS="
+          f"{hardware.cpu_has_native_bfloat16()}, oneDNN: TF_ENABLE_ONEDNN_OPTS="
           f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
     peaks = measure_peaks(args.matmul_size)
     results = {}

@@ -1,7 +1,7 @@
 """Wall time until a model reaches a target test accuracy: the headline speed number.
 
-  python benchmarks/time_to_accuracy.py --data_dir ../shared/datasets/cifar10                  # ResNet-20 to 91.25%
-  python benchmarks/time_to_accuracy.py --data_dir ../shared/datasets/cifar10 --target 0.6 --max_minutes 15
+  python -m benchmarks.time_to_accuracy --data_dir ../shared/datasets/cifar10                  # ResNet-20 to 91.25%
+  python -m benchmarks.time_to_accuracy --data_dir ../shared/datasets/cifar10 --target 0.6 --max_minutes 15
 
 Trains with the suite's own command line (He et al.'s recipe and schedule unless flags after
 ``--`` say otherwise), validates on the test set every --check_every steps, and stops at the
@@ -12,18 +12,16 @@ the training process.
 """
 
 import dataclasses
-import os
 import resource
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import cifar10_main  # noqa: E402
+import cifar10_main  # (first: it imports TensorFlow quietly)
+import api
 
 
 def main(argv=None):
-    parser = cifar10_main.OneLineParser(prog="time_to_accuracy.py", description=__doc__.split("\n\n")[0],
+    parser = cifar10_main.OneLineParser(prog="python -m benchmarks.time_to_accuracy", description=__doc__.split("\n\n")[0],
                                         epilog="Flags after -- go to cifar10_main.py (e.g. -- --mixed_precision off)")
     parser.add_argument("--model", default="resnet20", help="model to train")
     parser.add_argument("--target", type=float, default=0.9125, help="test accuracy to reach (He et al.: 0.9125)")
@@ -35,7 +33,7 @@ def main(argv=None):
     extra = [flag for flag in extra if flag != "--"]
 
     log_dir = args.log_dir or tempfile.mkdtemp(prefix=f"time_to_accuracy_{args.model}_")
-    config = dataclasses.replace(cifar10_main.config_from_flags(cifar10_main.build_parser().parse_args(extra)),
+    config = dataclasses.replace(cifar10_main.config_from_argv(extra),
                                  model=args.model, report_freq=args.check_every, log_dir=log_dir, validation_split=0.0,
                                  data_dir=args.data_dir)
     outcome = {}
@@ -47,8 +45,8 @@ def main(argv=None):
         return reached or out_of_time
 
     try:
-        cifar10_main.train(config, on_report=check)
-    except (cifar10_main.UsageError, *cifar10_main.USER_ERRORS) as error:
+        api.train(config, on_report=check)
+    except api.USER_ERRORS as error:
         parser.error(str(error))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     reached = outcome.get("val_accuracy", 0.0) >= args.target

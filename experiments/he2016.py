@@ -20,7 +20,7 @@ import sys
 
 from dataclasses import replace
 
-from experiments import common
+from experiments import common, plots, stats
 import run_config
 import run_folder
 from run_config import RunConfig
@@ -86,10 +86,10 @@ def report_rows(metrics, mode, args):
     budget = "" if full else f"{mode}: {SCHEDULE[mode][0]} steps, not 64k; "
     return [
         {"quantity": f"ResNet-20 ({_params(20)} parameters) test error, last model (Table 6)", "paper": HE_TABLE6_ERROR[20],
-         "ours": common.last(metrics, "resnet20", "val_error"), "comparable": full, "test_images": 10000,
+         "ours": stats.last(metrics, "resnet20", "val_error"), "comparable": full, "test_images": 10000,
          "schedule": _schedule(mode), "settings": budget + "JPEG CIFAR-10"},
         {"quantity": "ResNet-20 test loss, last model", "paper": None,
-         "ours": common.last(metrics, "resnet20", "val_loss"), "schedule": _schedule(mode),
+         "ours": stats.last(metrics, "resnet20", "val_loss"), "schedule": _schedule(mode),
          "settings": budget.rstrip("; ")},
     ] + [_not_run(depth) for depth in sorted(HE_TABLE6_ERROR) if depth != 20]
 
@@ -120,14 +120,14 @@ def _not_run(depth):
 
 
 def figures(metrics, out_dir, mode, args):
-    plt = common.pyplot()
+    plt = plots.pyplot()
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    common.plot_mean(axis, metrics, "resnet20", "train_error", label="train error (report-window mean)", linestyle=":")
-    common.plot_mean(axis, metrics, "resnet20", "val_error", label="test error")
+    plots.plot_mean(axis, metrics, "resnet20", "train_error", label="train error (report-window mean)", linestyle=":")
+    plots.plot_mean(axis, metrics, "resnet20", "val_error", label="test error")
     axis.axhline(HE_TABLE6_ERROR[20], color="gray", linestyle="--", label="He et al. Table 6: 8.75%")
     axis.set_ylim(0, 0.5)
-    common.label_axis(axis, "step", "error", f"He et al. Fig. 6 (left): ResNet-20 on CIFAR-10 ({mode})")
-    path = common.save_figure(figure, os.path.join(out_dir, "fig6_resnet20.png"))
+    plots.label_axis(axis, "step", "error", f"He et al. Fig. 6 (left): ResNet-20 on CIFAR-10 ({mode})")
+    path = plots.save_figure(figure, os.path.join(out_dir, "fig6_resnet20.png"))
     _test_last_models(out_dir, args)
     return [path]
 
@@ -135,15 +135,13 @@ def figures(metrics, out_dir, mode, args):
 def _test_last_models(out_dir, args):
     """--mode test on each seed's last model: test_metrics.json, predictions and TensorBoard's test images. A seed
     whose model went with its checkpoint (a committed result) keeps the test_metrics.json it was tested into."""
-    import cifar10_main
+    import api
 
     for folder in sorted(glob.glob(os.path.join(out_dir, "resnet20", "seed*"))):
         if not os.path.exists(os.path.join(folder, run_folder.LATEST_MODEL)):
             print(f"{folder}: no {run_folder.LATEST_MODEL} (its model was not kept): its test_metrics.json stays as it was")
             continue
-        argv = ["--mode", "test", "--checkpoint", folder]
-        cifar10_main.run_test(cifar10_main.build_parser().parse_args(
-            argv + (["--data_dir", args.cifar10_dir] if args.cifar10_dir else [])))
+        api.test(folder, data_dir=args.cifar10_dir)
 
 
 def main(argv=None):

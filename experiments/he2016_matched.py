@@ -27,7 +27,7 @@ import sys
 
 from dataclasses import replace
 
-from experiments import common, peer
+from experiments import common, peer, plots, stats
 from experiments.he2016 import RECIPE
 
 TITLE = "He et al. 2016a, matched short runs"
@@ -99,16 +99,16 @@ def report_rows(metrics, mode, args):
     for name in names:
         for column, what in (("val_error", "test error"), ("val_loss", "test loss")):
             rows.append({"quantity": f"{labels[name]}: {what} at step {steps:,}", "paper": None, "runs": [name],
-                         "ours": common.last(metrics, name, column), "schedule": _schedule(mode),
+                         "ours": stats.last(metrics, name, column), "schedule": _schedule(mode),
                          "settings": flags[name], **({"test_images": TEST_IMAGES} if column == "val_error" else {})})
     pairs = [(name, "ours") for name in names[1:]] + [(PEER, PEER_MATCH)]
     for name, against in pairs:
-        other, base = common.last(metrics, name, "val_error"), common.last(metrics, against, "val_error")
+        other, base = stats.last(metrics, name, "val_error"), stats.last(metrics, against, "val_error")
         if name == PEER:
             difference, said = peer.unpaired(other, base, TEST_IMAGES)
         else:
-            difference = common.paired(other, base)
-            said = common.verdict(difference, TEST_IMAGES)
+            difference = stats.paired(other, base)
+            said = stats.verdict(difference, TEST_IMAGES)
         rows.append({"quantity": f"{labels[name]} minus {labels[against]}: test error", "paper": None,
                      "runs": [name, against], "ours": difference, "schedule": _schedule(mode),
                      "settings": f"{flags[name]}; {said}"})
@@ -121,16 +121,16 @@ def _schedule(mode):
 
 
 def figures(metrics, out_dir, mode, args):
-    plt = common.pyplot()
+    plt = plots.pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for name in [*ARMS, PEER]:
         label = ARMS[name][0] if name in ARMS else PEER_LABEL
-        common.plot_mean(axes[0], metrics, name, "val_error", label=label)
-        common.plot_mean(axes[1], metrics, name, "val_loss", label=label)
+        plots.plot_mean(axes[0], metrics, name, "val_error", label=label)
+        plots.plot_mean(axes[1], metrics, name, "val_loss", label=label)
     axes[0].set_ylim(0.05, 0.45)
-    common.label_axis(axes[0], "step", "test error", f"He's recipe at {SCHEDULE[mode][0]:,} steps: test error")
-    common.label_axis(axes[1], "step", "test loss", "test loss")
-    return [common.save_figure(figure, os.path.join(out_dir, "matched_runs.png"))]
+    plots.label_axis(axes[0], "step", "test error", f"He's recipe at {SCHEDULE[mode][0]:,} steps: test error")
+    plots.label_axis(axes[1], "step", "test loss", "test loss")
+    return [plots.save_figure(figure, os.path.join(out_dir, "matched_runs.png"))]
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from experiments import common
+from experiments import common, plots, stats
 from run_config import RunConfig
 
 TITLE = "Jin 2023"
@@ -78,12 +78,12 @@ def _window_mean(rows, column, epochs):
 
 def _late_mean(metrics, run, column):
     """Per seed: the mean of ``column`` over the reports of the last LATE_EPOCHS epochs."""
-    return common.per_seed(metrics, run, column, lambda rows, c: _window_mean(rows, c, LATE_EPOCHS))
+    return stats.per_seed(metrics, run, column, lambda rows, c: _window_mean(rows, c, LATE_EPOCHS))
 
 
 def _epoch_of_min_loss(metrics, run):
     """Per seed: the epoch of the lowest test loss on the curve smoothed over SMOOTH_REPORTS reports."""
-    return common.per_seed(metrics, run, "val_loss", lambda rows, c: rows.loc[
+    return stats.per_seed(metrics, run, "val_loss", lambda rows, c: rows.loc[
         rows[c].rolling(SMOOTH_REPORTS, center=True, min_periods=1).mean().idxmin(), "epoch"])
 
 
@@ -98,7 +98,7 @@ def _loss_rebound(metrics, run):
         around = (epoch >= REBOUND_START) & (epoch < REBOUND_START + REBOUND_WINDOW)
         return _window_mean(rows, c, REBOUND_WINDOW) - rows.loc[around, c].mean()
 
-    return common.per_seed(metrics, run, "val_loss", rebound)
+    return stats.per_seed(metrics, run, "val_loss", rebound)
 
 
 def _epoch_converged(metrics, run, share=0.95):
@@ -108,7 +108,7 @@ def _epoch_converged(metrics, run, share=0.95):
     def converged(rows, c):
         return rows.loc[rows[c] >= share * _window_mean(rows, c, LATE_EPOCHS), "epoch"].iloc[0]
 
-    return common.per_seed(metrics, run, "val_accuracy", converged)
+    return stats.per_seed(metrics, run, "val_accuracy", converged)
 
 
 def _schedule(mode):
@@ -130,19 +130,19 @@ def report_rows(metrics, mode, args):
         return {"quantity": quantity, "paper": paper, "ours": ours, "runs": runs, "schedule": schedule,
                 "settings": budget + settings, **extra}
 
-    rows = [row(f"final test accuracy, {_name(k)}", common.last(metrics, f"k{k}", "val_accuracy"),
+    rows = [row(f"final test accuracy, {_name(k)}", stats.last(metrics, f"k{k}", "val_accuracy"),
                 "the paper reports curves, no numbers", [f"k{k}"], test_images=10000) for k in BLOCKS]
-    rows += [row(f"best test accuracy at any report, {_name(k)}", common.best(metrics, f"k{k}", "val_accuracy"),
+    rows += [row(f"best test accuracy at any report, {_name(k)}", stats.best(metrics, f"k{k}", "val_accuracy"),
                  "Adam at a constant learning rate: test accuracy swings between reports, so the last report alone "
                  "can misrank k", [f"k{k}"]) for k in BLOCKS]
     late = f"mean of the reports in the last {LATE_EPOCHS} epochs, so one report's swing does not decide"
     rows += [row(f"late test accuracy (last {LATE_EPOCHS} epochs), {_name(k)}",
                  _late_mean(metrics, f"k{k}", "val_accuracy"), late, [f"k{k}"]) for k in BLOCKS]
     for k in BLOCKS[1:]:  # the paper's claim, k by k: residual blocks help, by how much, beyond noise or not
-        gain = common.paired(_late_mean(metrics, f"k{k}", "val_accuracy"), _late_mean(metrics, "k0", "val_accuracy"))
+        gain = stats.paired(_late_mean(metrics, f"k{k}", "val_accuracy"), _late_mean(metrics, "k0", "val_accuracy"))
         rows.append(row(f"late test accuracy, k = {k} minus the plain CNN (seed by seed)", gain,
                         f"the paper: residual blocks make the model 'much better'; {late}; "
-                        + common.verdict(gain, 10000), [f"k{k}", "k0"]))
+                        + stats.verdict(gain, 10000), [f"k{k}", "k0"]))
     # The loss rebound (Fig. 2) and the convergence (Fig. 3) near epoch 20, for every model; a shorter schedule
     # cannot be set against the paper's epoch 20, so its difference is left empty.
     for k in BLOCKS:
@@ -162,38 +162,38 @@ def report_rows(metrics, mode, args):
 
 
 def figures(metrics, out_dir, mode, args):
-    plt = common.pyplot()
+    plt = plots.pyplot()
     paths = []
     for column, name, title in (("loss", "fig2_loss.png", "Fig. 2: loss"),
                                 ("accuracy", "fig3_accuracy.png", "Fig. 3: accuracy")):
         figure, (train_axis, test_axis) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
         for run in runs(mode):
-            common.plot_mean(train_axis, metrics, run.name, f"train_{column}", x="epoch", label=run.label)
-            common.plot_mean(test_axis, metrics, run.name, f"val_{column}", x="epoch", label=run.label)
-        common.label_axis(train_axis, "epoch", column, "training (report-window mean)")
-        common.label_axis(test_axis, "epoch", column, "test set")
+            plots.plot_mean(train_axis, metrics, run.name, f"train_{column}", x="epoch", label=run.label)
+            plots.plot_mean(test_axis, metrics, run.name, f"val_{column}", x="epoch", label=run.label)
+        plots.label_axis(train_axis, "epoch", column, "training (report-window mean)")
+        plots.label_axis(test_axis, "epoch", column, "test set")
         figure.suptitle(f"Jin 2023, {title}: CNN + k residual blocks on CIFAR-10 ({mode})")
-        paths.append(common.save_figure(figure, os.path.join(out_dir, name)))
+        paths.append(plots.save_figure(figure, os.path.join(out_dir, name)))
 
     figure, axis = plt.subplots(figsize=(6, 4))
     width = 0.27
-    for offset, label, pick in ((-width, "last report", common.last),
+    for offset, label, pick in ((-width, "last report", stats.last),
                                 (0, f"mean of the last {LATE_EPOCHS} epochs", _late_mean),
-                                (width, "best report", common.best)):
-        stats = [common.summary(pick(metrics, f"k{k}", "val_accuracy")) for k in BLOCKS]
-        values = [mean for mean, _, _ in stats]
+                                (width, "best report", stats.best)):
+        summaries = [stats.summary(pick(metrics, f"k{k}", "val_accuracy")) for k in BLOCKS]
+        values = [mean for mean, _, _ in summaries]
         positions = [index + offset for index in range(len(BLOCKS))]
-        spreads = [sd for _, sd, _ in stats]
+        spreads = [sd for _, sd, _ in summaries]
         axis.bar(positions, values, width, label=label, capsize=3,
                  yerr=[sd if sd == sd else 0 for sd in spreads] if any(sd == sd for sd in spreads) else None)
         for position, value, sd in zip(positions, values, spreads):  # above the error bar, not across it
             axis.text(position, value + (sd if sd == sd else 0), f"{value:.3f}", ha="center", va="bottom", fontsize=6)
     axis.set_xticks(range(len(BLOCKS)), [str(k) for k in BLOCKS])
-    common.label_axis(axis, "residual blocks k (0 = plain CNN)", "test accuracy",
+    plots.label_axis(axis, "residual blocks k (0 = plain CNN)", "test accuracy",
                       f"Jin 2023: test accuracy by k ({mode}; error bars: sd over seeds)")
     axis.set_ylim(0, 1)
     axis.legend(loc="upper left", fontsize=8)
-    paths.append(common.save_figure(figure, os.path.join(out_dir, "accuracy_by_k.png")))
+    paths.append(plots.save_figure(figure, os.path.join(out_dir, "accuracy_by_k.png")))
     return paths
 
 

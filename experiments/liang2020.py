@@ -46,7 +46,7 @@ import sys
 
 from dataclasses import replace
 
-from experiments import common
+from experiments import common, plots, stats
 from run_config import RunConfig
 
 TITLE = "Liang 2020"
@@ -151,7 +151,7 @@ def _batch_se(error, batch=BATCH):
 
 
 def _final_errors(metrics, mode, args):
-    return {d: common.last(metrics, sweep_run(d, mode, args), "val_error") for d in DEPTHS}
+    return {d: stats.last(metrics, sweep_run(d, mode, args), "val_error") for d in DEPTHS}
 
 
 def _step_rows(metrics, step):
@@ -169,7 +169,7 @@ def _step_rows(metrics, step):
     rows = []
     for name, column, note in columns:
         key = column if column in paper else "train_batch_error"
-        values = common.at_step(metrics, main, column, step) if reached else []
+        values = stats.at_step(metrics, main, column, step) if reached else []
         rows.append({"quantity": f"ResNet-20 {name} at step {step}", "paper": paper[key], "ours": values,
                      "comparable": column != "train_error", "format": "{:.6f}" if "train" in column else "{:.4f}",
                      "schedule": f"step {step:,} of the 80k-step schedule (lr 0.1 to 40k) x {BATCH}",
@@ -185,6 +185,7 @@ def his_validation(run_dir, data_dir=None):
     statistics (his ``batch_normalization_layer`` keeps no moving averages). Cached in the run folder."""
     import cifar10_input
     import cifar10_test
+    import fileio
     import pandas as pd
     import run_folder
 
@@ -200,7 +201,7 @@ def his_validation(run_dir, data_dir=None):
     result = cifar10_test.evaluate_with_batch_statistics(cifar10_test.load_model(model_path), data["x_test"],
                                                          data["y_test"], config.augment, info.norm)
     result.update(step=step, model_file=os.path.basename(model_path))
-    run_folder.write_text(path, json.dumps(result, indent=2) + "\n")
+    fileio.write_text(path, json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -228,7 +229,7 @@ def report_rows(metrics, mode, args):
         rows.append({"quantity": f"ResNet-{depth} test error (paper column: He et al. Table 6)", "comparable": False,
                      "paper": HE_TABLE6_ERROR[depth], "ours": errors[depth], "test_images": 10000,
                      "settings": sweep_note})
-    means = {d: common.summary(e)[0] for d, e in errors.items() if common.summary(e)[2]}
+    means = {d: stats.summary(e)[0] for d, e in errors.items() if stats.summary(e)[2]}
     rows.append({"quantity": "depth with the lowest mean test error", "paper": PAPER_BEST_DEPTH, "comparable": False,
                  "ours": min(means, key=means.get) if means else None, "format": "{:.0f}",
                  "settings": sweep_note})
@@ -236,66 +237,64 @@ def report_rows(metrics, mode, args):
                  "paper": max(HE_TABLE6_ERROR.values()) - min(HE_TABLE6_ERROR.values()), "comparable": False,
                  "ours": max(means.values()) - min(means.values()) if means else None, "settings": sweep_note})
     rows.append({"quantity": "Inception-ResNet-v1 (small) final test error", "paper": None,
-                 "ours": common.last(metrics, "inception_resnet_v1_small", "val_error"),
+                 "ours": stats.last(metrics, "inception_resnet_v1_small", "val_error"),
                  "settings": "the paper shows the blocks, gives no number"})
     return rows
 
 
 def figures(metrics, out_dir, mode, args):
-    plt = common.pyplot()
+    plt = plots.pyplot()
     paths = []
     for column, name, title in (("error", "fig6_error.png", "Fig. 6: error"),
                                 ("accuracy", "fig7_accuracy.png", "Fig. 7: accuracy")):
         figure, axis = plt.subplots(figsize=(6.4, 4.2))
-        common.plot_mean(axis, metrics, "resnet20_liang", f"train_{column}", label=f"train {column} (report-window mean)")
-        common.plot_mean(axis, metrics, "resnet20_liang", f"val_{column}", label=f"validation {column} (test set)")
+        plots.plot_mean(axis, metrics, "resnet20_liang", f"train_{column}", label=f"train {column} (report-window mean)")
+        plots.plot_mean(axis, metrics, "resnet20_liang", f"val_{column}", label=f"validation {column} (test set)")
         if column == "error":
-            common.plot_mean(axis, metrics, "resnet20_liang", "train_batch_error", label="train error (one batch)",
+            plots.plot_mean(axis, metrics, "resnet20_liang", "train_batch_error", label="train error (one batch)",
                              linestyle="", marker=".", markersize=4)
             steps = sorted(PAPER_AT_STEP)
             axis.scatter(steps + steps, [PAPER_AT_STEP[s]["train_batch_error"] for s in steps]
                          + [PAPER_AT_STEP[s]["val_error"] for s in steps],
                          marker="x", color="black", zorder=3, label="Liang 2020 (steps 0 and 9775)")
-        common.label_axis(axis, "step", column,
+        plots.label_axis(axis, "step", column,
                           f"Liang 2020, {title}\nResNet-20 (pre-activation, A_avgpool), ImageDataGenerator ({mode})")
-        paths.append(common.save_figure(figure, os.path.join(out_dir, name)))
+        paths.append(plots.save_figure(figure, os.path.join(out_dir, name)))
 
-    stats = {d: common.summary(e) for d, e in _final_errors(metrics, mode, args).items()}
+    by_depth = {d: stats.summary(e) for d, e in _final_errors(metrics, mode, args).items()}
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    axis.errorbar(DEPTHS, [stats[d][0] for d in DEPTHS], yerr=[s[1] if s[1] == s[1] else 0 for s in stats.values()],
+    axis.errorbar(DEPTHS, [by_depth[d][0] for d in DEPTHS], yerr=[s[1] if s[1] == s[1] else 0 for s in by_depth.values()],
                   fmt="o-", capsize=3, label=f"ours, Liang's variant ({mode})")
     axis.plot(DEPTHS, [HE_TABLE6_ERROR[d] for d in DEPTHS], "s--", label="He et al. 2016a, Table 6 (64k steps)")
     axis.set_xscale("log")
     axis.xaxis.set_minor_locator(plt.NullLocator())  # no minor tick labels over the depths
     axis.set_xticks(DEPTHS, [str(d) for d in DEPTHS])
-    common.label_axis(axis, "depth (layers)", "test error", "Liang 2020, depth sweep: test error against depth")
-    paths.append(common.save_figure(figure, os.path.join(out_dir, "depth_sweep.png")))
+    plots.label_axis(axis, "depth (layers)", "test error", "Liang 2020, depth sweep: test error against depth")
+    paths.append(plots.save_figure(figure, os.path.join(out_dir, "depth_sweep.png")))
 
     # Epochs on a log axis, every report marked: the quick mode's Inception-ResNet sees a tenth of an epoch (it
     # trains at ~25 images/s here), which a linear axis drew as an invisible sliver beside ResNet-20's five epochs.
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     trained = metrics[metrics["epoch"] > 0]
     for run, label in (("resnet20_liang", "ResNet-20"), ("inception_resnet_v1_small", "Inception-ResNet-v1 (small)")):
-        common.plot_mean(axis, trained, run, "val_error", x="epoch", label=f"{label}: test error", marker="o",
+        plots.plot_mean(axis, trained, run, "val_error", x="epoch", label=f"{label}: test error", marker="o",
                          markersize=3)
-        common.plot_mean(axis, trained, run, "train_error", x="epoch", label=f"{label}: train error", linestyle=":",
+        plots.plot_mean(axis, trained, run, "train_error", x="epoch", label=f"{label}: train error", linestyle=":",
                          marker="o", markersize=3)
     axis.set_xscale("log")
-    common.label_axis(axis, "epoch (log scale; step 0 not shown)", "error",
+    plots.label_axis(axis, "epoch (log scale; step 0 not shown)", "error",
                       f"Liang 2020: ResNet-20 vs Inception-ResNet-v1\nsame augmentation ({mode})")
-    paths.append(common.save_figure(figure, os.path.join(out_dir, "inception_vs_resnet.png")))
+    paths.append(plots.save_figure(figure, os.path.join(out_dir, "inception_vs_resnet.png")))
     return paths + augmentation_figure(out_dir, args.cifar10_dir)
 
 
 def augmentation_figure(out_dir, cifar10_dir):
-    """Fig. 5 through the CLI's own preview: originals, then ImageDataGenerator versions."""
-    import cifar10_main
+    """Fig. 5 through the suite's own preview (``--mode augment_preview``): originals, then ImageDataGenerator
+    versions."""
+    import api
 
-    path = os.path.join(out_dir, "fig5_augmentation.png")
-    argv = ["--mode", "augment_preview", "--augment", "liang", "--output", path]
-    cifar10_main.run_augment_preview(cifar10_main.build_parser().parse_args(
-        argv + (["--data_dir", cifar10_dir] if cifar10_dir else [])))
-    return [path]
+    return [api.augment_preview(RunConfig(augment="liang", data_dir=cifar10_dir),
+                                output=os.path.join(out_dir, "fig5_augmentation.png"))]
 
 
 def main(argv=None):

@@ -16,9 +16,8 @@ no optimiser or schedule: SGD momentum 0.9 on He et al.'s step schedule, lr 0.1 
 import os
 import sys
 
-from dataclasses import replace
 
-from experiments import common
+from experiments import common, plans, plots, stats
 from run_config import RunConfig
 
 TITLE = "Lu & Song"
@@ -81,7 +80,7 @@ def _schedule(model, dataset, mode):
     import resnet
 
     config = next(run.config for run in runs(mode) if run.name == f"{model}_{dataset}")
-    steps = common.total_steps(config)
+    steps = plans.total_steps(config)
     lr = resnet.MODELS[model].default_learning_rate
     epochs = f"{config.epochs} epochs, " if config.epochs else ""
     return f"{epochs}{steps:,} steps x {config.batch_size}, SGD lr {lr:g}, /10 at 50% and 75%, no augmentation"
@@ -99,45 +98,45 @@ def report_rows(metrics, mode, args):
             schedule = _schedule(model, dataset, mode)
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest training accuracy",
                          "paper": paper_train, "paper_format": "{:.5f}",
-                         "ours": common.best(metrics, run, "train_accuracy"), "comparable": full,
+                         "ours": stats.best(metrics, run, "train_accuracy"), "comparable": full,
                          "runs": [run], "schedule": schedule,
                          "settings": budget + window + ("; dropout on" if model == "alexnet" else "")})
             rows.append({"quantity": f"Table 1: {model_name}, {dataset_name}, highest test accuracy",
                          "paper": paper_test, "paper_format": "{:.5f}",
-                         "ours": common.best(metrics, run, "val_accuracy"), "comparable": full,
+                         "ours": stats.best(metrics, run, "val_accuracy"), "comparable": full,
                          "test_images": 10000, "runs": [run], "schedule": schedule, "settings": budget.rstrip("; ")})
     for dataset, dataset_name in DATASETS.items():
         for model, model_name in MODELS.items():  # the plateau rule: is each run's highest test accuracy its end?
             run = f"{model}_{dataset}"
-            gains = common.late_gain(metrics, run, "val_accuracy")
+            gains = stats.late_gain(metrics, run, "val_accuracy")
             rows.append({"quantity": f"{model_name}, {dataset_name}: best test accuracy of the last 20% of steps "
                                      f"minus the best before", "paper": None, "ours": gains, "runs": [run],
-                         "settings": budget + common.plateau_verdict(gains, 10000)})
+                         "settings": budget + stats.plateau_verdict(gains, 10000)})
     for dataset, dataset_name in DATASETS.items():
         for other in ("lenet5", "alexnet"):
             paper = PAPER_TABLE1[("resnet20", dataset)][1] - PAPER_TABLE1[(other, dataset)][1]
-            resnet, baseline = (common.best(metrics, f"{model}_{dataset}", "val_accuracy") for model in ("resnet20", other))
-            ours = common.paired(resnet, baseline)
+            resnet, baseline = (stats.best(metrics, f"{model}_{dataset}", "val_accuracy") for model in ("resnet20", other))
+            ours = stats.paired(resnet, baseline)
             rows.append({"quantity": f"{dataset_name}: ResNet's highest test accuracy minus {MODELS[other]}'s",
                          "paper": paper, "ours": ours, "comparable": full,
                          "runs": [f"resnet20_{dataset}", f"{other}_{dataset}"],
-                         "settings": budget + common.verdict(ours, 10000)})
+                         "settings": budget + stats.verdict(ours, 10000)})
     return rows
 
 
 def figures(metrics, out_dir, mode, args):
-    plt = common.pyplot()
+    plt = plots.pyplot()
     paths = []
     for dataset, name in (("mnist", "fig4_mnist_accuracy.png"), ("cifar10", "fig6_cifar10_accuracy.png")):
         figure, (train_axis, test_axis) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
         for model, label in MODELS.items():
-            common.plot_mean(train_axis, metrics, f"{model}_{dataset}", "train_accuracy", x="epoch", label=label)
-            common.plot_mean(test_axis, metrics, f"{model}_{dataset}", "val_accuracy", x="epoch", label=label)
-        common.label_axis(train_axis, "epoch", "accuracy", "training set (report-window mean)")
-        common.label_axis(test_axis, "epoch", "accuracy", "test set")
+            plots.plot_mean(train_axis, metrics, f"{model}_{dataset}", "train_accuracy", x="epoch", label=label)
+            plots.plot_mean(test_axis, metrics, f"{model}_{dataset}", "val_accuracy", x="epoch", label=label)
+        plots.label_axis(train_axis, "epoch", "accuracy", "training set (report-window mean)")
+        plots.label_axis(test_axis, "epoch", "accuracy", "test set")
         figure_number = 4 if dataset == "mnist" else 6
         figure.suptitle(f"Lu & Song, Fig. {figure_number}: training and test accuracy on {DATASETS[dataset]} ({mode})")
-        paths.append(common.save_figure(figure, os.path.join(out_dir, name)))
+        paths.append(plots.save_figure(figure, os.path.join(out_dir, name)))
     return paths
 
 

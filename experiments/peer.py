@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 import run_folder
-from experiments import common
+from experiments import stats
 
 SETTINGS = "peer_config.json"  # written by benchmarks/pytorch_peer_train.py
 
@@ -34,19 +34,18 @@ def folders(results_dir, name):
             continue
         with open(settings) as handle:
             saved = json.load(handle)
-        last = run_folder.read_csv(metrics, numeric=run_folder.METRICS_COLUMNS)["step"].max()
+        last = run_folder.read_metrics(metrics)["step"].max()
         found.append((int(folder.rsplit("seed", 1)[1]), folder, saved, last >= saved["settings"]["train_steps"]))
     return found
 
 
 def metrics(results_dir, name, label):
-    """The finished peer runs' reports with their timing, in ``common.collect``'s columns (empty without any)."""
+    """The finished peer runs' reports with their timing, in ``gather.collect``'s columns (empty without any)."""
     frames = []
     for seed, folder, _, finished in folders(results_dir, name):
         if finished:
-            frame = run_folder.read_csv(os.path.join(folder, run_folder.METRICS), numeric=run_folder.METRICS_COLUMNS)
-            frame = frame.merge(run_folder.read_csv(os.path.join(folder, run_folder.TIMING),
-                                                    numeric=run_folder.TIMING_COLUMNS), on="step", how="left")
+            frame = run_folder.read_metrics(os.path.join(folder, run_folder.METRICS))
+            frame = frame.merge(run_folder.read_timing(os.path.join(folder, run_folder.TIMING)), on="step", how="left")
             frames.append(frame.assign(run=name, seed=seed, label=label, group=""))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -56,8 +55,7 @@ def provenance_lines(results_dir, name):
     lines = []
     for seed, folder, saved, finished in folders(results_dir, name):
         sessions = "; ".join(_session_text(session) for session in saved["sessions"])
-        hours = run_folder.read_csv(os.path.join(folder, run_folder.TIMING),
-                                    numeric=run_folder.TIMING_COLUMNS)["elapsed_sec"].iloc[-1] / 3600
+        hours = run_folder.read_timing(os.path.join(folder, run_folder.TIMING))["elapsed_sec"].iloc[-1] / 3600
         state = f"wall time {hours:.2f} h" if finished else "UNFINISHED, left out of every number and figure"
         lines.append(f"- `{name}/seed{seed}` (PyTorch peer, {state}): settings {saved['settings']}; sessions: "
                      f"{sessions}")
@@ -74,11 +72,11 @@ def _session_text(session):
 def unpaired(first, second, test_images):
     """(the difference of two runs' mean per-seed values, in words whether it is beyond noise): seeds of two
     implementations are not paired, so the margin is 2 s.e. of a difference of two means."""
-    (m1, s1, n1), (m2, s2, n2) = common.summary(first), common.summary(second)
+    (m1, s1, n1), (m2, s2, n2) = stats.summary(first), stats.summary(second)
     if not (n1 and n2):
         return np.array([]), "not run here: one of the two has no result"
     if n1 < 2 or n2 < 2:
-        return np.array([m1 - m2]), common.verdict(np.array([m1 - m2]), test_images)
+        return np.array([m1 - m2]), stats.verdict(np.array([m1 - m2]), test_images)
     margin = 2 * (s1**2 / n1 + s2**2 / n2) ** 0.5
     side = "beyond" if abs(m1 - m2) > margin else "within"
     return np.array([m1 - m2]), (f"unpaired: {side} noise, |difference of means| vs 2 s.e. = {margin:.4f} "

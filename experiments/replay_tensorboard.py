@@ -20,6 +20,7 @@ import sys
 import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
 import tensorflow as tf
 
+import fileio
 import run_config
 import run_folder
 import summaries
@@ -35,7 +36,7 @@ def replay(results_dir, logdir):
     if not os.path.isfile(metrics_path):
         raise FileNotFoundError(f"{metrics_path}: no such file; give an experiment's results folder "
                                 "(e.g. experiments/results/jin)")
-    metrics = run_folder.read_csv(metrics_path, numeric=("seed", "step"), text=("run",), increasing_step=False)
+    metrics = run_folder.read_csv(metrics_path, numeric=("seed", "step"), present=("run",), increasing_step=False)
     missing = [column for column in COLUMNS if column not in metrics.columns]
     if missing:
         raise ValueError(f"{metrics_path} has no {', '.join(missing)} column(s): not an experiment's metrics.csv")
@@ -60,7 +61,7 @@ def _prepare(logdir, results_dir):
                                   "new --logdir (replaying into existing event files would draw every curve twice)")
         shutil.rmtree(logdir)
     os.makedirs(logdir, exist_ok=True)
-    run_folder.write_text(os.path.join(logdir, MARKER), os.path.abspath(results_dir) + "\n")
+    fileio.write_text(os.path.join(logdir, MARKER), os.path.abspath(results_dir) + "\n")
 
 
 def _replay_run_files(run_dir, target, last_step):
@@ -76,7 +77,8 @@ def _replay_run_files(run_dir, target, last_step):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.replay_tensorboard",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", help="an experiment's results folder holding metrics.csv, e.g. "
                                             "experiments/results/jin or experiments/results_quick/yuan")
     parser.add_argument("--logdir", help="where to write the event files (default: RESULTS_DIR/tensorboard, "

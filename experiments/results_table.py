@@ -20,7 +20,7 @@ import sys
 
 import pandas as pd
 
-import run_folder
+import fileio
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 SUMMARY_BEGIN, SUMMARY_END = "<!-- summary:begin -->", "<!-- summary:end -->"
@@ -113,11 +113,11 @@ def update(path, blocks):
     for begin, end, text in found:
         head, rest = content.split(begin, 1)
         content = f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}"
-    run_folder.write_text(path, content)
+    fileio.write_text(path, content)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="results_table.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.results_table", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results_root", default=os.path.join("experiments", "results"),
                         help="folder of the experiments' full-schedule results (default: experiments/results)")
     parser.add_argument("--update", metavar="FILE", nargs="+",

@@ -19,8 +19,10 @@ import shutil
 import sys
 import time
 
-import cifar10_main  # noqa: F401  (first: it imports TensorFlow quietly)
+import cifar10_main  # (first: it imports TensorFlow quietly)
+import api
 import cifar10_test
+import fileio
 import provenance
 import run_config
 import run_folder
@@ -33,7 +35,7 @@ def score(folder_or_file, data_dir):
     """Evaluates a shipped model (or a run's latest.keras) on its dataset's test set: a dict of figures."""
     model_path, run_dir, config, info = cifar10_test.resolve_checkpoint(folder_or_file)
     model = cifar10_test.load_model(model_path)
-    dataset, result = cifar10_main.evaluate_run(model, config, info, data_dir)
+    dataset, result = api.evaluate_run(model, config, info, data_dir)
     return {"num_images": int(len(dataset["y_test"])), "correct": int(round(result["accuracy"] * len(dataset["y_test"]))),
             "accuracy": float(result["accuracy"]), "loss": float(result["loss"]),
             "data": os.path.basename(dataset["source"]), "data_sha256": provenance.data_sha256(dataset["source"])}
@@ -43,7 +45,7 @@ def ship(run_dir, name, data_dir=None, root="pretrained"):
     """Copies a finished run's latest model and config into ``root/name`` and writes its manifest."""
     config, info = run_folder.saved_config(run_dir)
     saved = run_folder.read_config(run_dir)
-    step = cifar10_main.trained_step(run_dir, run_folder.LATEST_MODEL)
+    step = api.trained_step(run_dir, run_folder.LATEST_MODEL)
     if step < config.stages_steps:
         raise ValueError(f"{run_dir} stopped at step {step} of {config.stages_steps}: only a finished run is shipped")
     folder = os.path.join(root, name)
@@ -62,7 +64,7 @@ def ship(run_dir, name, data_dir=None, root="pretrained"):
         "weights_sha256": provenance.data_sha256(weights), "shipped": time.strftime("%Y-%m-%d"),
         "test": score(weights, data_dir),
     }
-    run_folder.write_json(os.path.join(folder, MANIFEST), manifest)
+    fileio.write_json(os.path.join(folder, MANIFEST), manifest)
     return manifest
 
 
@@ -101,7 +103,7 @@ def main(argv=None):
             print("\n".join(problems) or f"{args.check}: weights, test data and test figures match the manifest")
             return 1 if problems else 0
         manifest = ship(args.run_dir, args.name, args.data_dir, args.root)
-    except (ValueError, OSError, *cifar10_main.USER_ERRORS) as error:
+    except (ValueError, OSError, *api.USER_ERRORS) as error:
         parser.error(str(error).splitlines()[0])
     test = manifest["test"]
     print(f"Shipped {os.path.join(args.root, args.name)}: {test['correct']} of {test['num_images']} test images right "

@@ -16,7 +16,7 @@ import sys
 
 from dataclasses import replace
 
-from experiments import common
+from experiments import common, plans, plots, stats
 from run_config import RunConfig
 
 TITLE = "Xu"
@@ -80,13 +80,13 @@ def _at_epoch(metrics, run, column, epoch):
         rows = rows[(rows["epoch"] - epoch).abs() < 0.5]
         return rows[c].iloc[0] if len(rows) else float("nan")
 
-    return common.per_seed(metrics, run, column, pick)
+    return stats.per_seed(metrics, run, column, pick)
 
 
 def _schedule(mode):
     """The schedule column of the README's table, from the runs' own settings."""
     config = runs(mode)[0].config
-    steps = common.total_steps(config)
+    steps = plans.total_steps(config)
     epochs = f"{config.epochs} epochs, " if config.epochs else ""
     return f"{epochs}{steps:,} steps x {config.batch_size}, SGD lr {config.learning_rate:g} constant, crop + flip"
 
@@ -98,7 +98,7 @@ def report_rows(metrics, mode, args):
     rows = []
     for model, name in NAMES.items():
         rows.append({"quantity": f"{name} test accuracy", "paper": PAPER_TEST_ACCURACY[model], "paper_format": "{:.4f}",
-                     "ours": common.last(metrics, model, "val_accuracy"), "comparable": full, "test_images": 10000,
+                     "ours": stats.last(metrics, model, "val_accuracy"), "comparable": full, "test_images": 10000,
                      "settings": budget + "10-way head", "runs": [model], "schedule": schedule})
     for model, name in NAMES.items():
         table = 1 if model == "resnet18" else 2
@@ -113,23 +113,23 @@ def report_rows(metrics, mode, args):
 
 
 def figures(metrics, out_dir, mode, args):
-    plt = common.pyplot()
+    plt = plots.pyplot()
     paths = []
     for number, model in enumerate(NAMES, start=1):
         paper_epochs = list(PAPER_TABLES[model])
         figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
-        common.plot_mean(loss_axis, metrics, model, "train_loss", x="epoch", label="ours: training loss", marker="o",
+        plots.plot_mean(loss_axis, metrics, model, "train_loss", x="epoch", label="ours: training loss", marker="o",
                          markersize=3)
         loss_axis.plot(paper_epochs, [PAPER_TABLES[model][e][0] for e in paper_epochs], "s--", label="Xu: training loss")
         for column, label in (("train_accuracy", "ours: training accuracy"), ("val_accuracy", "ours: test accuracy")):
-            common.plot_mean(accuracy_axis, metrics, model, column, x="epoch", label=label, marker="o", markersize=3)
+            plots.plot_mean(accuracy_axis, metrics, model, column, x="epoch", label=label, marker="o", markersize=3)
         accuracy_axis.plot(paper_epochs, [PAPER_TABLES[model][e][1] for e in paper_epochs], "s--",
                            label="Xu: training accuracy")
         accuracy_axis.axhline(PAPER_TEST_ACCURACY[model], color="gray", linestyle=":", label="Xu: final test accuracy")
-        common.label_axis(loss_axis, "epoch", "loss")
-        common.label_axis(accuracy_axis, "epoch", "accuracy")
+        plots.label_axis(loss_axis, "epoch", "loss")
+        plots.label_axis(accuracy_axis, "epoch", "accuracy")
         figure.suptitle(f"Xu, Fig. {number}: {NAMES[model]} on CIFAR-10 ({mode})")
-        paths.append(common.save_figure(figure, os.path.join(out_dir, f"fig{number}_{model}.png")))
+        paths.append(plots.save_figure(figure, os.path.join(out_dir, f"fig{number}_{model}.png")))
     return paths
 
 

@@ -19,9 +19,8 @@ import fractions
 import os
 import sys
 
-from dataclasses import replace
 
-from experiments import common
+from experiments import common, plots, stats
 from run_config import RunConfig
 
 TITLE = "Yuan"
@@ -108,32 +107,30 @@ def report_rows(metrics, mode, args):
     full = mode == "full"
     return [
         {"quantity": "validation accuracy (final epoch)", "paper": PAPER_VAL_ACCURACY, "comparable": full,
-         "ours": common.last(metrics, "flowers", "val_accuracy"), "settings": settings + "see notes on the split"},
+         "ours": stats.last(metrics, "flowers", "val_accuracy"), "settings": settings + "see notes on the split"},
         {"quantity": "best validation accuracy over the epochs", "paper": PAPER_VAL_ACCURACY, "comparable": full,
-         "ours": common.best(metrics, "flowers", "val_accuracy"),
+         "ours": stats.best(metrics, "flowers", "val_accuracy"),
          "settings": settings.rstrip("; ")},
     ]
 
 
 def figures(metrics, out_dir, mode, args):
-    import cifar10_main
+    import api
     import run_folder
 
-    plt = common.pyplot()
+    plt = plots.pyplot()
     rows = metrics[metrics["run"] == "flowers"]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
     for split, name in (("train", "training (report-window mean)"), ("val", "validation (held-out 20%)")):
         for axis, column in ((loss_axis, f"{split}_loss"), (accuracy_axis, f"{split}_accuracy")):
-            common.plot_mean(axis, metrics, "flowers", column, x="epoch", label=name, marker="o", markersize=3)
+            plots.plot_mean(axis, metrics, "flowers", column, x="epoch", label=name, marker="o", markersize=3)
     accuracy_axis.axhline(PAPER_VAL_ACCURACY, color="gray", linestyle=":", label="Yuan: validation accuracy")
-    common.label_axis(loss_axis, "epoch", "loss")
-    common.label_axis(accuracy_axis, "epoch", "accuracy")
+    plots.label_axis(loss_axis, "epoch", "loss")
+    plots.label_axis(accuracy_axis, "epoch", "accuracy")
     figure.suptitle(f"Yuan: {rows['label'].iloc[0] if len(rows) else ''} fine-tuned on flower photos ({mode})")
-    paths = [common.save_figure(figure, os.path.join(out_dir, "curves.png"))]
-    # The validation confusion matrix, by the CLI's own test mode on the run's held-out images.
-    run_dir = os.path.join(out_dir, "flowers", "seed0")
-    cifar10_main.run_test(cifar10_main.build_parser().parse_args(
-        ["--mode", "test", "--checkpoint", run_dir, "--output", out_dir]))
+    paths = [plots.save_figure(figure, os.path.join(out_dir, "curves.png"))]
+    # The validation confusion matrix, by the suite's own test on the run's held-out images.
+    api.test(os.path.join(out_dir, "flowers", "seed0"), output=out_dir)
     return paths + [os.path.join(out_dir, run_folder.TEST_CONFUSION_MATRIX)]
 
 

@@ -3,15 +3,13 @@
 import io
 import os
 import pickle
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # on sys.path through pyproject.toml's pythonpath
 import tf_setup  # noqa: E402,F401
 # --mixed_precision auto follows the hardware's rule in tests, without its timed calibration (a few seconds per
 # model and batch); tests/test_train.py's calibration tests switch it back on.

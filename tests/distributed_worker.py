@@ -7,14 +7,12 @@ norm (whose per-replica statistics would differ by design), with weight decay, i
 augmentation, so that every strategy computes the same updates up to float rounding.
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import tf_setup  # noqa: E402,F401
+import tf_setup  # noqa: F401  (the checkout is on PYTHONPATH: tests/test_distributed.py sets it)
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 strategy_name, data_dir, log_dir, weights_out = sys.argv[1:5]
 if strategy_name == "mirrored":

@@ -2,15 +2,10 @@
 
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import profile_ops  # noqa: E402
-import throughput  # noqa: E402
-import time_to_accuracy  # noqa: E402
+from benchmarks import profile_ops, throughput, time_to_accuracy
 
 
 def test_throughput_measures_every_requested_row(capsys, monkeypatch):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import api
 import cifar10_input
 import cifar10_main
 import run_folder
@@ -71,7 +72,7 @@ def test_bad_flags(capsys, tmp_path, argv, message, request):
 
 def test_batch_that_does_not_divide_among_replicas(capsys, tmp_path, monkeypatch, cifar_archive):
     # Three replicas need no hardware to be refused: the check happens before any device is used.
-    monkeypatch.setattr(cifar10_main, "make_strategy", lambda *args: types.SimpleNamespace(num_replicas_in_sync=3))
+    monkeypatch.setattr(api, "make_strategy", lambda *args: types.SimpleNamespace(num_replicas_in_sync=3))
     _assert_one_line_error(capsys, ["--batch_size", "128", "--data_dir", str(cifar_archive), "--log_dir",
                                     str(tmp_path / "run")], "--batch_size 128 does not divide among 3 replicas",
                            tmp_path / "run")

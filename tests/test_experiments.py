@@ -14,10 +14,11 @@ import pytest
 
 import cifar10_main
 import cifar10_train
+import hardware
 import provenance
 import run_folder
 import run_config
-from experiments import common
+from experiments import common, gather, plans, plots, reports, stats
 
 EXPERIMENTS = ["he2016", "he2016_matched", "liang2020", "lu_song", "jin", "xu", "yuan"]
 
@@ -26,7 +27,7 @@ EXPERIMENTS = ["he2016", "he2016_matched", "liang2020", "lu_song", "jin", "xu", 
 @pytest.mark.parametrize("mode", common.MODES)
 def test_run_lists_build_and_every_run_is_a_valid_command(name, mode, tmp_path):
     module = importlib.import_module(f"experiments.{name}")
-    args = common.build_parser(module).parse_args(["--results_dir", str(tmp_path)])
+    args = common.experiment_parser(module).parse_args(["--results_dir", str(tmp_path)])
     runs = module.runs(mode, args)
     assert runs and len({run.name for run in runs}) == len(runs)
     for run in runs:
@@ -43,12 +44,12 @@ def test_run_lists_build_and_every_run_is_a_valid_command(name, mode, tmp_path):
 @pytest.mark.parametrize("name", ["he2016", "he2016_matched", "liang2020", "lu_song", "jin", "xu"])
 def test_report_of_no_finished_runs_says_n_a_instead_of_failing(name, tmp_path):
     module = importlib.import_module(f"experiments.{name}")
-    args = common.build_parser(module).parse_args(["--results_dir", str(tmp_path)])
-    metrics = common.collect(module.runs("quick", args), str(tmp_path))
+    args = common.experiment_parser(module).parse_args(["--results_dir", str(tmp_path)])
+    metrics = gather.collect(module.runs("quick", args), str(tmp_path))
     assert metrics.empty and "val_accuracy" in metrics.columns
     rows = module.report_rows(metrics, "quick", args)
-    assert all(common.summary(row["ours"])[2] == 0 for row in rows)  # no value: shown as n/a
-    assert all("| n/a |" in line for line in common.report_table(rows).splitlines()[2:])
+    assert all(stats.summary(row["ours"])[2] == 0 for row in rows)  # no value: shown as n/a
+    assert all("| n/a |" in line for line in reports.report_table(rows).splitlines()[2:])
 
 
 def test_xu_rows_carry_their_own_models_wall_time(tmp_path):
@@ -56,7 +57,7 @@ def test_xu_rows_carry_their_own_models_wall_time(tmp_path):
     metrics = pd.DataFrame({"run": ["resnet18", "resnet18", "resnet50"], "seed": 0, "step": [1, 2, 1],
                             "epoch": [1.0, 2.0, 1.0], "val_accuracy": 0.5, "train_loss": 1.0, "train_accuracy": 0.5,
                             "elapsed_sec": [1800.0, 3600.0, 7200.0]})
-    numbers = common.numbers_frame(xu.report_rows(metrics, "full", None), xu, "full", metrics, xu.runs("full"),
+    numbers = reports.numbers_frame(xu.report_rows(metrics, "full", None), xu, "full", metrics, xu.runs("full"),
                                    str(tmp_path))
     hours = numbers.set_index("quantity")["wall_hours"]
     assert hours["ResNet18 test accuracy"] == 1 and hours["Table 2: ResNet50 epoch 1 training loss"] == 2
@@ -128,14 +129,14 @@ def test_he2016_report_keeps_the_test_metrics_of_a_seed_whose_model_was_not_kept
     seed = tmp_path / "resnet20" / "seed0"
     seed.mkdir(parents=True)
     (seed / "test_metrics.json").write_text('{"test_error": 0.1259}')  # as committed: no latest.keras, no ckpt/
-    args = common.build_parser(he2016).parse_args(["--results_dir", str(tmp_path)])
+    args = common.experiment_parser(he2016).parse_args(["--results_dir", str(tmp_path)])
     he2016._test_last_models(str(tmp_path), args)
     assert (seed / "test_metrics.json").read_text() == '{"test_error": 0.1259}'
     assert "its test_metrics.json stays as it was" in capsys.readouterr().out
 
 
 def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
-    table = common.report_table([
+    table = reports.report_table([
         {"quantity": "a", "paper": 0.9, "ours": 0.85, "settings": "quick"},
         {"quantity": "b", "paper": 20, "ours": 25.0, "format": "{:.1f}"},
         {"quantity": "c", "paper": None, "ours": 0.5},
@@ -158,24 +159,22 @@ def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
 
 
 def test_verdict_says_beyond_or_within_noise():
-    assert common.verdict(np.array([0.05, 0.06, 0.055])).startswith("beyond noise")
-    assert common.verdict(np.array([0.05, -0.04, 0.01])).startswith("within noise")
-    assert common.verdict(np.array([0.05])).startswith("one seed: no spread")
+    assert stats.verdict(np.array([0.05, 0.06, 0.055])).startswith("beyond noise")
+    assert stats.verdict(np.array([0.05, -0.04, 0.01])).startswith("within noise")
+    assert stats.verdict(np.array([0.05])).startswith("one seed: no spread")
     # One seed of two test accuracies: judged against the test set's sampling noise, 2 * sqrt(0.5 / 10000).
-    assert common.verdict(np.array([0.015]), 10000).startswith("one seed: beyond the test set's sampling noise")
-    assert "<= 0.0141" in common.verdict(np.array([-0.013]), 10000)
-    assert common.verdict(np.array([-0.013]), 10000).startswith("one seed: within")
-    assert common.verdict(np.array([])).startswith("not run here")  # one of the runs has no seed yet
+    assert stats.verdict(np.array([0.015]), 10000).startswith("one seed: beyond the test set's sampling noise")
+    assert "<= 0.0141" in stats.verdict(np.array([-0.013]), 10000)
+    assert stats.verdict(np.array([-0.013]), 10000).startswith("one seed: within")
+    assert stats.verdict(np.array([])).startswith("not run here")  # one of the runs has no seed yet
 
 
 def test_curve_legend_gives_seeds_and_marks_a_run_with_no_result():
-    from experiments import common
-
     metrics = pd.DataFrame({"run": ["a"] * 4 + ["b"] * 2, "seed": [0, 0, 1, 1, 0, 0], "step": [1, 2, 1, 2, 1, 2],
                             "val_accuracy": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]})
-    _, axis = common.pyplot().subplots()
+    _, axis = plots.pyplot().subplots()
     for run in ("a", "b", "c"):
-        common.plot_mean(axis, metrics, run, "val_accuracy", label=run.upper())
+        plots.plot_mean(axis, metrics, run, "val_accuracy", label=run.upper())
     assert [line.get_label() for line in axis.get_lines()] == ["A (n = 2)", "B", "C (no result)"]
     assert axis.get_lines()[0].get_ydata().tolist() == pytest.approx([0.2, 0.3])  # the mean over seeds
 
@@ -193,7 +192,7 @@ def test_lu_song_table1_comes_from_the_metrics(tmp_path):
     report = {row["quantity"]: row for row in lu_song.report_rows(metrics, "quick", None)}
     resnet = report["Table 1: ResNet (ResNet-20), CIFAR-10, highest test accuracy"]
     assert resnet["paper"] == 0.866 and list(resnet["ours"]) == [0.7]  # the maximum over the reports
-    assert "| 0.86600 | 0.7000 |" in common.report_table([resnet])  # as the paper prints it: 86.600%
+    assert "| 0.86600 | 0.7000 |" in reports.report_table([resnet])  # as the paper prints it: 86.600%
     assert list(report["Table 1: LeNet-5, CIFAR-10, highest training accuracy"]["ours"]) == [0.45]
     gap = report["CIFAR-10: ResNet's highest test accuracy minus LeNet-5's"]
     assert gap["paper"] == pytest.approx(0.8660 - 0.6347) and list(gap["ours"]) == pytest.approx([0.7 - 0.5])
@@ -232,7 +231,7 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     # First the compute plan: each distinct model timed once (here a fixed rate), hours = (training images + a
     # third of the validation images) / images/s; plan.md then opens the report.
     timed = []
-    monkeypatch.setattr(common, "_model_rate",
+    monkeypatch.setattr(plans, "_model_rate",
                         lambda config, shape: timed.append((config.model, shape)) or (500.0, "off"))
     assert jin.main(argv + ["--plan"]) == 0
     runs = common.seeded(jin.runs("tiny"), 2)
@@ -245,17 +244,17 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     planned = pd.read_csv(results / "plan.csv")  # the same plan as data, every run, with or without --only
     assert planned["run"].tolist() == [run.folder for run in runs]
     # A run not made is reported as such, with the hours the plan says it needs on the machine it was measured on.
-    measured_on = f"{common.hardware()}, {datetime.date.today().isoformat()}"
+    measured_on = f"{hardware.describe()}, {datetime.date.today().isoformat()}"
     assert planned["measured_on"].tolist() == [measured_on] * len(runs) and plan.startswith(f"Measured on {measured_on}:")
-    assert common.provenance_lines(runs[:1], str(results))[-1] == (
+    assert reports.provenance_lines(runs[:1], str(results))[-1] == (
         f"- `{runs[0].folder}`: not run here: needs about {planned['hours'][0]:.1f} hours on {measured_on} "
         "(plan.md; machines differ); its command is under Runs")
     # A plan.csv from before it named its machine says whose hours they are without naming it.
     planned.drop(columns="measured_on").to_csv(results / "plan.csv", index=False)
-    assert "hours on the machine plan.md was measured on (plan.md" in common.provenance_lines(runs[:1], str(results))[-1]
+    assert "hours on the machine plan.md was measured on (plan.md" in reports.provenance_lines(runs[:1], str(results))[-1]
     planned.to_csv(results / "plan.csv", index=False)
     k0 = planned[planned["run"].str.startswith("k0/")]
-    assert f"Planned here (--only k0): {k0['hours'].sum():.1f} hours for 2 run(s)" in common.plan_text(planned, ["k0"])
+    assert f"Planned here (--only k0): {k0['hours'].sum():.1f} hours for 2 run(s)" in plans.plan_text(planned, ["k0"])
     assert jin.main(argv) == 0
     report_text = (results / "report.md").read_text()
     assert report_text.index("## Compute plan") < report_text.index("## Numbers")
@@ -293,10 +292,10 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     later = {**first, "cpu": "Other CPU (AVX2)", "cpu_cores": 8, "started": "2099-01-02T03:04:05+00:00"}
     old = {"from_step": 4, "commit": "0" * 40}  # a session recorded before config.json named the machine
     config_path.write_text(json.dumps({**saved, "sessions": [first, later, first, old]}))
-    sessions_by_run = common.finished_sessions(runs, str(results))
-    assert common.trained_on(sessions_by_run, ["k2"]) == (
+    sessions_by_run = gather.finished_sessions(runs, str(results))
+    assert gather.trained_on(sessions_by_run, ["k2"]) == (
         f"{machine} + Other CPU (AVX2), 8 CPU cores, no GPU + machine not recorded", "2099-01-02")
-    assert common.trained_on(sessions_by_run, ["k1"]) == (machine, first["started"][:10])
+    assert gather.trained_on(sessions_by_run, ["k1"]) == (machine, first["started"][:10])
     config_path.write_text(json.dumps(saved))
     # Provenance: the commit of this code, the CPU, each session's precision, the sha256 of the data.
     commit, _ = provenance.git_state()
@@ -341,9 +340,9 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     pd.read_csv(partial).iloc[:1].to_csv(partial, index=False)
     every = common.with_trained_seeds(runs, str(results))
     assert "k4/seed2" in [run.folder for run in every]
-    assert (common.collect(every, str(results))[["run", "seed"]].drop_duplicates().shape[0] == 8)
+    assert (gather.collect(every, str(results))[["run", "seed"]].drop_duplicates().shape[0] == 8)
     assert ("- `k4/seed2`: UNFINISHED at step 2 of 4, left out of every number and figure; the same command "
-            "continues it") in common.provenance_lines(every, str(results))
+            "continues it") in reports.provenance_lines(every, str(results))
 
 
 def test_unknown_only_run_is_a_clear_error(capsys, tmp_path):
@@ -386,7 +385,7 @@ def test_liang_run_follows_his_text_and_wenxinxus_defaults():
     2e-4 (gradient 2e-4 * w), ImageDataGenerator with per-image standardisation, the full test set validating."""
     from experiments import liang2020
 
-    args = common.build_parser(liang2020).parse_args(["--main_steps", "9775"])
+    args = common.experiment_parser(liang2020).parse_args(["--main_steps", "9775"])
     runs = liang2020.runs("full", args)
     main = runs[0].config
     # Stopped at 9775, the main run is not the 80k sweep's depth-20 point: that is a run of its own.
@@ -460,7 +459,7 @@ def test_liangs_step_9775_is_revalidated_his_way_once_and_cached(cifar_archive, 
     assert liang2020.his_validation(str(run_dir), str(cifar_archive)) == first  # cached: not evaluated again
     # The report uses it only where the run's last model is the step-9775 one.
     metrics = pd.read_csv(run_dir / run_folder.METRICS).assign(run="resnet20_liang", seed=0)
-    args = common.build_parser(liang2020).parse_args(["--results_dir", str(tmp_path), "--cifar10_dir", str(cifar_archive)])
+    args = common.experiment_parser(liang2020).parse_args(["--results_dir", str(tmp_path), "--cifar10_dir", str(cifar_archive)])
     rows = liang2020._his_validation_rows(metrics, args)
     assert [row["ours"] for row in rows] == [[], []] and "only with --main_steps 9775" in rows[0]["settings"]
     # As if the run had stopped at step 9775: its metrics and its cached result say so (still not evaluated again).
@@ -533,17 +532,15 @@ def test_every_headline_of_the_readme_summary_is_one_row_of_the_committed_result
 
 
 def test_the_plateau_rule_compares_the_last_fifth_of_a_curve_with_what_came_before():
-    from experiments import common
-
     steps = np.arange(1, 11) * 100
     flat = [0.5, 0.7, 0.8, 0.85, 0.86, 0.87, 0.87, 0.87, 0.871, 0.869]  # last 20%: steps 900-1000
     rising = [0.5, 0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.78, 0.80, 0.83]
     metrics = pd.DataFrame({"run": ["a"] * 10 + ["b"] * 10, "seed": 0, "step": np.tile(steps, 2),
                             "val_accuracy": flat + rising})
-    np.testing.assert_allclose(common.late_gain(metrics, "a", "val_accuracy"), [0.871 - 0.87])
-    np.testing.assert_allclose(common.late_gain(metrics, "b", "val_accuracy"), [0.83 - 0.78])
-    assert common.plateau_verdict([0.001], 10000).startswith("plateaued: gain below 0.0050")
-    assert common.plateau_verdict([0.05], 10000).startswith("still rising")
+    np.testing.assert_allclose(stats.late_gain(metrics, "a", "val_accuracy"), [0.871 - 0.87])
+    np.testing.assert_allclose(stats.late_gain(metrics, "b", "val_accuracy"), [0.83 - 0.78])
+    assert stats.plateau_verdict([0.001], 10000).startswith("plateaued: gain below 0.0050")
+    assert stats.plateau_verdict([0.05], 10000).startswith("still rising")
 
 
 def test_a_runs_own_results_changing_do_not_make_the_code_dirty(tmp_path):
@@ -570,10 +567,10 @@ def test_provenance_names_the_uncommitted_files(monkeypatch):
     monkeypatch.setattr(provenance, "loaded_code_state", lambda: ("ab" * 20, changed))
     session = provenance.session(None, from_step=0)
     assert session["dirty"] is True and session["uncommitted"] == list(changed)
-    assert common.machine().endswith("code at commit ababababab with uncommitted changes to README.md, resnet.py, "
+    assert reports.machine().endswith("code at commit ababababab with uncommitted changes to README.md, resnet.py, "
                                      "cifar10_train.py, augment.py and 1 more")
     monkeypatch.setattr(provenance, "loaded_code_state", lambda: ("ab" * 20, ()))
-    assert provenance.session(None, from_step=0)["uncommitted"] == [] and common.machine().endswith("ababababab")
+    assert provenance.session(None, from_step=0)["uncommitted"] == [] and reports.machine().endswith("ababababab")
 
 
 def test_a_long_process_credits_the_code_it_loaded_not_later_commits(monkeypatch):
@@ -609,7 +606,7 @@ def test_the_plan_times_each_model_on_the_input_its_run_trains_on():
         shapes[(config.model, config.dataset)] = shape
         return 100.0, "off"
 
-    common.compute_plan(xu.runs("tiny") + lu_song.runs("tiny"), measure=measure)
+    plans.compute_plan(xu.runs("tiny") + lu_song.runs("tiny"), measure=measure)
     assert shapes[("resnet18", "cifar10")] == shapes[("resnet50", "cifar10")] == (32, 32, 3)
     assert shapes[("lenet5", "mnist")] == (28, 28, 1) and shapes[("resnet20", "mnist")] == (32, 32, 3)
     assert shapes[("lenet5", "cifar10")] == (32, 32, 3)

@@ -15,8 +15,9 @@ import keras
 import pytest
 import tensorflow as tf
 
-import cifar10_main
+import api
 import cifar10_train
+import hardware
 import run_config
 import run_folder
 from test_train import _config, _tiny_data
@@ -150,8 +151,8 @@ def _fake_gpus(monkeypatch, count, capability=(8, 0)):
                                                   ((6, 1), "off")])
 def test_auto_precision_on_gpus_follows_the_compute_capability(monkeypatch, capability, expected):
     _fake_gpus(monkeypatch, 2, capability)
-    assert cifar10_train.resolve_mixed_precision("auto") == expected
-    assert cifar10_train.resolve_mixed_precision("float16") == "float16"  # an explicit choice stands
+    assert hardware.resolve_mixed_precision("auto") == expected
+    assert hardware.resolve_mixed_precision("float16") == "float16"  # an explicit choice stands
 
 
 def test_xla_with_float16_on_several_replicas_is_refused(monkeypatch):
@@ -169,29 +170,29 @@ def test_num_gpus_hides_the_other_gpus_before_the_runtime_starts(monkeypatch):
     calls = []
     monkeypatch.setattr(tf.config, "set_visible_devices", lambda devices, kind: calls.append(("visible", devices)))
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: calls.append(("runtime", kind)) or [])
-    cifar10_main.make_strategy("default", 1)
+    api.make_strategy("default", 1)
     assert calls[0] == ("visible", gpus[:1])  # before anything lists logical devices (which starts the runtime)
     calls.clear()
-    cifar10_main.make_strategy("auto", 0)
+    api.make_strategy("auto", 0)
     assert calls[0] == ("visible", [])  # 0: the CPU only
-    with pytest.raises(cifar10_main.UsageError, match="--num_gpus 3 but 2 GPU"):
-        cifar10_main.make_strategy("default", 3)
+    with pytest.raises(api.UsageError, match="--num_gpus 3 but 2 GPU"):
+        api.make_strategy("default", 3)
 
     def started(devices, kind):
         raise RuntimeError("Visible devices cannot be modified after being initialized")
 
     monkeypatch.setattr(tf.config, "set_visible_devices", started)
-    with pytest.raises(cifar10_main.UsageError, match="CUDA_VISIBLE_DEVICES"):
-        cifar10_main.make_strategy("default", 1)
+    with pytest.raises(api.UsageError, match="CUDA_VISIBLE_DEVICES"):
+        api.make_strategy("default", 1)
 
 
 def test_a_gpu_that_tensorflow_cannot_see_is_named_with_the_fix(monkeypatch):
-    monkeypatch.setattr(cifar10_main, "nvidia_device_present", lambda: True)
-    assert "pip install -r requirements-gpu.txt" in cifar10_main.gpu_warning()
+    monkeypatch.setattr(api, "nvidia_device_present", lambda: True)
+    assert "pip install -r requirements-gpu.txt" in api.gpu_warning()
     _fake_gpus(monkeypatch, 1)
-    assert cifar10_main.gpu_warning() is None  # TensorFlow sees it: nothing to say
-    monkeypatch.setattr(cifar10_main, "nvidia_device_present", lambda: False)
-    assert cifar10_main.gpu_warning() is None
+    assert api.gpu_warning() is None  # TensorFlow sees it: nothing to say
+    monkeypatch.setattr(api, "nvidia_device_present", lambda: False)
+    assert api.gpu_warning() is None
 
 
 def test_the_gpu_requirements_add_cuda_to_the_cpu_install():

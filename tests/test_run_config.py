@@ -12,6 +12,7 @@ import cifar10_main
 import cifar10_train
 import provenance
 import resnet
+import fileio
 import run_config
 import run_folder
 from run_config import RunConfig
@@ -78,7 +79,7 @@ def test_a_config_from_before_runconfig_loads_with_its_old_option_a(tmp_path):
     assert (config.train_steps, config.jit_compile, config.mixed_precision) == (400, "off", "bfloat16")
     assert info.input_shape == (32, 32, 3) and info.num_classes == 10 and info.norm["mean"][0] == 125.3
     # The same command with today's code builds He's option A: a different run, refused with the reason.
-    run_folder.write_json(str(tmp_path / run_folder.CONFIG), OLD_FLAT_CONFIG)
+    fileio.write_json(str(tmp_path / run_folder.CONFIG), OLD_FLAT_CONFIG)
     today = dataclasses.replace(config, model_options={"conv_padding": "same"})
     with pytest.raises(run_folder.RunFolderError, match=r"model_options: \{'shortcut': 'A_avgpool', 'conv_padding': "
                                                        r"'same'\} -> \{'conv_padding': 'same'\}"):
@@ -197,9 +198,10 @@ def test_the_readmes_python_example_trains(cifar_archive, tmp_path, monkeypatch)
     readme = (provenance.ROOT + "/README.md")
     with open(readme) as handle:
         block = re.search(r"```python\n(.*?)```", handle.read(), re.S).group(1)
-    assert "cifar10_main.train(config)" in block
+    assert "api.train(config)" in block and 'api.test("runs/r20_2k")' in block
     tiny = (block.replace('"../shared/datasets/cifar10"', repr(str(cifar_archive)))
             .replace("train_steps=2000", "train_steps=2").replace("report_freq=500", "report_freq=1, batch_size=5"))
     monkeypatch.chdir(tmp_path)
     exec(compile(tiny, "README.md", "exec"), {})
     assert (tmp_path / "runs" / "r20_2k" / "metrics.csv").exists()
+    assert (tmp_path / "runs" / "r20_2k" / "test_metrics.json").exists()

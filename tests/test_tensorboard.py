@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 import tensorflow as tf
 
+import api
 import cifar10_main
 
 
@@ -158,9 +159,9 @@ def test_a_tested_model_is_placed_at_the_step_it_was_saved(tmp_path):
     import pandas as pd
 
     pd.DataFrame({"step": [2, 4, 6, 8], "val_accuracy": [0.2, 0.5, 0.5, 0.3]}).to_csv(tmp_path / "metrics.csv")
-    assert cifar10_main.trained_step(str(tmp_path), str(tmp_path / "latest.keras")) == 8
-    assert cifar10_main.trained_step(str(tmp_path), str(tmp_path / "best.keras")) == 4
-    assert cifar10_main.trained_step(str(tmp_path / "elsewhere"), "model.keras") == 0  # no metrics: step 0
+    assert api.trained_step(str(tmp_path), str(tmp_path / "latest.keras")) == 8
+    assert api.trained_step(str(tmp_path), str(tmp_path / "best.keras")) == 4
+    assert api.trained_step(str(tmp_path / "elsewhere"), "model.keras") == 0  # no metrics: step 0
 
 
 def test_profile_steps_trace_exactly_those_steps_for_the_profile_tab(tmp_path, monkeypatch):

@@ -13,6 +13,8 @@ import tensorflow as tf
 
 import cifar10_main
 import cifar10_train
+import fileio
+import hardware
 import run_config
 import run_folder
 from run_config import RunConfig
@@ -114,7 +116,7 @@ def test_a_committed_result_without_its_checkpoint_is_kept_never_retrained_over(
 def test_overwrite_removes_the_old_runs_files_and_test_results_only(tmp_path):
     log_dir = tmp_path / "run"
     (log_dir / run_folder.CHECKPOINTS).mkdir(parents=True)
-    run_folder.write_json(str(log_dir / run_folder.CONFIG), {"model": "resnet20"})
+    fileio.write_json(str(log_dir / run_folder.CONFIG), {"model": "resnet20"})
     for name in (run_folder.METRICS, run_folder.TEST_PROBABILITIES, run_folder.TEST_METRICS, "my_notes.txt"):
         (log_dir / name).write_text("old")
     with pytest.raises(run_folder.RunFolderError, match="already holds another run"):
@@ -268,10 +270,10 @@ def test_option_a_model_does_not_take_is_one_line(capsys, cifar_archive, tmp_pat
 
 
 def test_auto_steps_per_execution_fills_a_quarter_second_call_within_1_to_100():
-    assert cifar10_train.auto_steps_per_execution(0.141) == 1  # ResNet-20 here: one step per call
-    assert cifar10_train.auto_steps_per_execution(0.008) == 31  # LeNet-5-sized steps: about 30
-    assert cifar10_train.auto_steps_per_execution(1e-5) == 100
-    assert cifar10_train.auto_steps_per_execution(5.0) == 1
+    assert hardware.auto_steps_per_execution(0.141) == 1  # ResNet-20 here: one step per call
+    assert hardware.auto_steps_per_execution(0.008) == 31  # LeNet-5-sized steps: about 30
+    assert hardware.auto_steps_per_execution(1e-5) == 100
+    assert hardware.auto_steps_per_execution(5.0) == 1
 
 
 def test_step_0_report_last_batch_error_and_a_longer_schedule(tmp_path):
@@ -287,6 +289,14 @@ def test_step_0_report_last_batch_error_and_a_longer_schedule(tmp_path):
     np.testing.assert_allclose(metrics["learning_rate"], [0.05, 0.05, 0.05])
     batch_errors = metrics["train_batch_error"].iloc[1:] * 16  # one batch of 16: whole numbers of images
     np.testing.assert_allclose(batch_errors, np.round(batch_errors), atol=1e-6)
+    # The step-0 report has no images/s (nothing trained yet): read back as it was written, not as damage.
+    timing = run_folder.read_timing(str(log_dir / run_folder.TIMING))
+    assert np.isnan(timing["images_per_sec"].iloc[0]) and run_folder.read_metrics(str(log_dir / run_folder.METRICS)).equals(
+        metrics)
+    again = cifar10_train.train(_config(log_dir, train_steps=4, report_freq=2, steps_per_execution=1,
+                                        report_at_start=True, lr_decay_at=[0.5], lr_schedule_steps=8),
+                                _tiny_data(), verbose=0)
+    assert again["step"] == 4  # the finished run is reported again, not refused
 
 
 def _record_applied_rates(monkeypatch):
@@ -364,7 +374,7 @@ def calibrating(monkeypatch, tmp_path):
     """Calibration on, with bfloat16 and float32 to choose from, cached in the test's folder."""
     monkeypatch.delenv("RESNET_SUITE_CALIBRATE")
     monkeypatch.setenv("RESNET_SUITE_CACHE", str(tmp_path / "cache" / "precision.json"))
-    monkeypatch.setattr(cifar10_train, "precision_candidates", lambda: ["bfloat16", "off"])
+    monkeypatch.setattr(hardware, "precision_candidates", lambda: ["bfloat16", "off"])
     return tmp_path / "cache" / "precision.json"
 
 
@@ -372,28 +382,27 @@ def test_auto_precision_picks_the_faster_measured_one_and_caches_it(calibrating,
     config = RunConfig(model="lenet5", batch_size=64)
     measured = []
     rates = {"bfloat16": 300.0, "off": 400.0}  # bfloat16 slower, as on the Xeon of issue 14
-    choice, seen, source = cifar10_train.auto_precision(config, (32, 32, 3), measure=lambda p: measured.append(p)
-                                                        or rates[p])
+    choice, seen, source = hardware.auto_precision(config, (32, 32, 3), 1, lambda p: measured.append(p) or rates[p])
     assert (choice, seen, measured) == ("off", rates, ["bfloat16", "off"]) and "measured now" in source
-    again = cifar10_train.auto_precision(config, (32, 32, 3), measure=lambda p: pytest.fail("measured twice"))
+    again = hardware.auto_precision(config, (32, 32, 3), 1, lambda p: pytest.fail("measured twice"))
     assert again[:2] == ("off", rates) and "cached" in again[2]
     # Another batch per replica is another question.
-    other = cifar10_train.auto_precision(config, (32, 32, 3), replicas=2, measure=lambda p: {"bfloat16": 9, "off": 1}[p])
+    other = hardware.auto_precision(config, (32, 32, 3), 2, lambda p: {"bfloat16": 9, "off": 1}[p])
     assert other[0] == "bfloat16"
     # A corrupt cache is said in one line and measured afresh.
     calibrating.write_text("{not json")
-    assert cifar10_train.auto_precision(config, (32, 32, 3), measure=rates.get)[0] == "off"
+    assert hardware.auto_precision(config, (32, 32, 3), 1, rates.get)[0] == "off"
     assert "unreadable precision cache" in capsys.readouterr().err
     assert len(json.loads(calibrating.read_text())) == 1
 
 
 def test_auto_precision_follows_the_rule_when_told_not_to_measure(calibrating, monkeypatch):
     monkeypatch.setenv("RESNET_SUITE_CALIBRATE", "0")
-    assert cifar10_train.auto_precision(RunConfig(), (32, 32, 3), measure=lambda p: pytest.fail("measured")) == \
+    assert hardware.auto_precision(RunConfig(), (32, 32, 3), 1, lambda p: pytest.fail("measured")) == \
         ("bfloat16", None, "rule")
     monkeypatch.delenv("RESNET_SUITE_CALIBRATE")
-    monkeypatch.setattr(cifar10_train, "precision_candidates", lambda: ["off"])  # nothing to choose from
-    assert cifar10_train.auto_precision(RunConfig(), (32, 32, 3), measure=lambda p: pytest.fail("measured"))[0] == "off"
+    monkeypatch.setattr(hardware, "precision_candidates", lambda: ["off"])  # nothing to choose from
+    assert hardware.auto_precision(RunConfig(), (32, 32, 3), 1, lambda p: pytest.fail("measured"))[0] == "off"
 
 
 def test_auto_precision_times_the_real_step_in_each_precision(calibrating):
@@ -404,7 +413,7 @@ def test_auto_precision_times_the_real_step_in_each_precision(calibrating):
 
 
 def test_the_run_says_and_records_how_auto_chose(calibrating, monkeypatch, capsys, cifar_archive, tmp_path):
-    monkeypatch.setattr(cifar10_train, "_images_per_sec", lambda config, shape, batch, p: {"bfloat16": 250.0,
+    monkeypatch.setattr(cifar10_train, "images_per_sec", lambda config, shape, batch, p: {"bfloat16": 250.0,
                                                                                           "off": 200.0}[p])
     log_dir = tmp_path / "run"
     code, out, err = _main(capsys, "--data_dir", str(cifar_archive), "--train_steps", "2", "--report_freq", "2",
