@@ -20,7 +20,7 @@ import sys
 
 from dataclasses import replace
 
-from experiments import common, plots, stats
+from experiments import common, peer, plots, stats
 import run_config
 import run_folder
 from run_config import RunConfig
@@ -33,6 +33,26 @@ HE_TABLE6_ERROR = {20: 0.0875, 32: 0.0751, 44: 0.0717, 56: 0.0697, 110: 0.0643} 
 SCHEDULE = {"full": (64000, 1000, 500, 128), "quick": (2000, 250, 250, 128), "tiny": (4, 2, 2, 8)}
 RECIPE = RunConfig(model="resnet20", model_options={"shortcut": "A"}, augment="he", optimizer="sgd", learning_rate=0.1,
                    momentum=0.9, lr_decay_at=(0.5, 0.75), weight_decay=1e-4, validation_split=0.0, mixed_precision="off")
+# The PyTorch peer (benchmarks/pytorch_peer_train.py) on the same data files and recipe: what the data explains of
+# the gap to the paper (the peer against the paper) and what our code explains (ours against the peer).
+PEER, PEER_LABEL = "peer", "PyTorch peer"
+
+
+def peer_command(mode, seed, results_dir, data_dir="DATA"):
+    """The peer's run of this recipe, one seed, into ``results_dir/peer/seed<seed>`` (its own virtual environment):
+    the same weight-decay scope and stride-2 padding as RECIPE."""
+    steps, report, _, batch = SCHEDULE[mode]
+    flags = (f"--weight_decay_scope {RECIPE.weight_decay_scope} "
+             f"--conv_padding {RECIPE.model_options.get('conv_padding', 'same')}")
+    return peer.command(os.path.join(results_dir, PEER, f"seed{seed}"), steps, report, batch, seed, data_dir, flags)
+
+
+def external_metrics(results_dir):
+    return peer.metrics(results_dir, PEER, PEER_LABEL)
+
+
+def external_provenance(results_dir):
+    return peer.provenance_lines(results_dir, PEER)
 
 
 def runs(mode, args=None):
@@ -52,6 +72,11 @@ def notes(mode):
         "`--mode test` on latest.keras, written to test_metrics.json). The curve's earlier points are for the figure.",
         "CIFAR-10 here is a JPEG-q75-derived copy (../shared/datasets/README.md): the pixels differ from the official "
         "ones by 5.7/255 on average, so our error is not directly comparable with the paper's.",
+        "The PyTorch peer (benchmarks/pytorch_peer_train.py, akamaster's ResNet-20 and initialisers) trains the same "
+        "recipe on the same files in its own virtual environment; its rows split the gap to the paper into what the "
+        "data explains and what our code explains. One seed: "
+        f"`{peer_command(mode, 0, 'experiments/results/he2016', '../shared/datasets/cifar10')}` "
+        "(the same command resumes).",
     ]
     if mode == "full":
         result.append("Compute plan: 64,000 steps x 128 images = 8.19M images, one seed. Measured for ResNet-20 in "
@@ -91,7 +116,27 @@ def report_rows(metrics, mode, args):
         {"quantity": "ResNet-20 test loss, last model", "paper": None,
          "ours": stats.last(metrics, "resnet20", "val_loss"), "schedule": _schedule(mode),
          "settings": budget.rstrip("; ")},
-    ] + [_not_run(depth) for depth in sorted(HE_TABLE6_ERROR) if depth != 20]
+    ] + _peer_rows(metrics, mode) + [_not_run(depth) for depth in sorted(HE_TABLE6_ERROR) if depth != 20]
+
+
+def _peer_rows(metrics, mode):
+    """The peer beside ours and the paper, and the gap split: the data (peer minus paper) and the code (ours minus
+    peer, judged unpaired: the two implementations' seeds are not paired)."""
+    full, paper = mode == "full", HE_TABLE6_ERROR[20]
+    ours, theirs = stats.last(metrics, "resnet20", "val_error"), stats.last(metrics, PEER, "val_error")
+    code, said = peer.unpaired(ours, theirs, 10000)
+    peer_mean, _, n = stats.summary(theirs)
+    command = f"`{peer_command(mode, 0, 'experiments/results/he2016')}`"
+    return [
+        {"quantity": "PyTorch peer, same recipe and data: ResNet-20 test error, last model", "paper": paper,
+         "ours": theirs, "comparable": full, "test_images": 10000, "schedule": _schedule(mode), "runs": [PEER],
+         "settings": "benchmarks/pytorch_peer_train.py" + ("" if n else f"; not run here: {command}")},
+        {"quantity": "gap the data explains, with what both implementations do unlike He's: peer minus paper, "
+                     "test error", "paper": None, "ours": [peer_mean - paper] if n and full else None, "runs": [PEER],
+         "settings": "the peer on the JPEG copy against He's 8.75% on the official data"},
+        {"quantity": "gap the code explains: ours minus peer, test error", "paper": None, "ours": code,
+         "runs": ["resnet20", PEER], "settings": said},
+    ]
 
 
 def _schedule(mode):
@@ -124,6 +169,8 @@ def figures(metrics, out_dir, mode, args):
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     plots.plot_mean(axis, metrics, "resnet20", "train_error", label="train error (report-window mean)", linestyle=":")
     plots.plot_mean(axis, metrics, "resnet20", "val_error", label="test error")
+    if (metrics["run"] == PEER).any():
+        plots.plot_mean(axis, metrics, PEER, "val_error", label="test error, PyTorch peer", linestyle="--")
     axis.axhline(HE_TABLE6_ERROR[20], color="gray", linestyle="--", label="He et al. Table 6: 8.75%")
     axis.set_ylim(0, 0.5)
     plots.label_axis(axis, "step", "error", f"He et al. Fig. 6 (left): ResNet-20 on CIFAR-10 ({mode})")

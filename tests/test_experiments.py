@@ -99,6 +99,24 @@ def test_matched_runs_pair_the_tensorflow_arms_and_judge_the_peer_unpaired(tmp_p
     assert len(lines) == 3 and "UNFINISHED" in lines[2] and "commit abc1234567" in lines[0]
 
 
+def test_he2016_splits_the_gap_into_the_data_and_the_code(tmp_path):
+    from experiments import he2016
+    _peer_folder(tmp_path / "peer" / "seed0", [0.30, 0.10], 1000)
+    _peer_folder(tmp_path / "peer" / "seed1", [0.30, 0.12], 1000)
+    peer_rows = he2016.external_metrics(str(tmp_path))
+    ours = pd.DataFrame({"run": "resnet20", "seed": [0, 1, 2], "step": 1000, "val_error": [0.12, 0.13, 0.14],
+                         "val_loss": 0.5})
+    rows = {row["quantity"]: row for row in he2016.report_rows(pd.concat([ours, peer_rows]), "full", None)}
+    np.testing.assert_allclose(rows["PyTorch peer, same recipe and data: ResNet-20 test error, last model"]["ours"],
+                               [0.10, 0.12])
+    data = rows["gap the data explains, with what both implementations do unlike He's: peer minus paper, test error"]
+    np.testing.assert_allclose(data["ours"], [0.11 - 0.0875])
+    code = rows["gap the code explains: ours minus peer, test error"]
+    np.testing.assert_allclose(code["ours"], [0.13 - 0.11])
+    assert "unpaired" in code["settings"] and "(n = 3 and 2)" in code["settings"]
+    assert "--weight_decay_scope kernels --conv_padding same" in he2016.peer_command("full", 0, "r")
+
+
 def test_the_peer_writes_the_engines_columns_and_keeps_a_finished_run(tmp_path, cifar_archive):
     """benchmarks/pytorch_peer_train.py, where its virtual environment exists (PyTorch is never a requirement)."""
     import subprocess
