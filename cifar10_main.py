@@ -295,8 +295,6 @@ def run_test(args):
 
 
 def run_predict(args):
-    if not args.images:
-        raise api.UsageError("--mode predict needs --images FILE_OR_FOLDER ...")
     return api.predict(_checkpoint(args), args.images, args.top_k, args.output, args.eval_batch_size, args.model)
 
 
