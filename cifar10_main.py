@@ -171,7 +171,7 @@ def build_parser():
     model.add_argument("--weight_decay_scope", choices=resnet.WEIGHT_DECAY_SCOPES, default=DEFAULTS.weight_decay_scope,
                        help="what --weight_decay decays: kernels = the conv and dense kernels only (every run before "
                             "2026-12-04); all = every trainable parameter, batch-norm scales and offsets and biases "
-                            "included, as Caffe, fb.resnet.torch and akamaster's PyTorch code do"),
+                            "included, as Caffe, fb.resnet.torch and akamaster's PyTorch code do")
 
     transfer = parser.add_argument_group("transfer learning (the keras.applications models, *_imagenet)")
     transfer.add_argument("--weights", default=None,
@@ -255,7 +255,8 @@ def build_parser():
 
     test = parser.add_argument_group("testing and prediction")
     test.add_argument("--checkpoint", default=None,
-                      help="test/predict: a run folder (uses its latest.keras) or a .keras file in a run folder")
+                      help="test/predict: a run folder (uses its latest.keras), a shipped folder (pretrained/<name>: "
+                           "the model its manifest names) or a .keras file in either")
     test.add_argument("--output", default=None,
                       help="test: folder for test_probabilities.npy, test_predictions.csv, test_metrics.json and "
                            "test_confusion_matrix.png (default: the run folder); predict: a CSV file of every "
