@@ -151,12 +151,18 @@ def test_checkpoint_that_holds_another_model(capsys, tmp_path, cifar_archive):
                            "cannot load", tmp_path / "out")
 
 
+def _trained(capsys, cifar_archive, run, *flags):
+    """Trains a two-step run with ``flags`` into ``run``; returns the command that trained it."""
+    command = ["--data_dir", str(cifar_archive), "--batch_size", "5", "--train_steps", "2", "--log_dir", str(run),
+               *flags]
+    assert cifar10_main.main(command) == 0
+    capsys.readouterr()
+    return command
+
+
 def test_another_run_in_the_log_folder(capsys, tmp_path, cifar_archive):
     run = tmp_path / "run"
-    common = ["--data_dir", str(cifar_archive), "--batch_size", "5", "--train_steps", "2", "--report_freq", "2",
-              "--model", "jin_cnn", "--log_dir", str(run)]
-    assert cifar10_main.main(common) == 0
-    capsys.readouterr()
+    common = _trained(capsys, cifar_archive, run, "--report_freq", "2", "--model", "jin_cnn")
     before = sorted(p.name for p in run.iterdir())
     _assert_one_line_error(capsys, common + ["--learning_rate", "0.5"],
                            "already holds another run (learning_rate: 0.1 -> 0.5); pass --resume")
@@ -170,10 +176,7 @@ def _folder_bytes(folder):
 def test_resume_with_another_model_leaves_the_folder_as_it_was(capsys, tmp_path, cifar_archive):
     """The bug of issue 19: config.json was rewritten to the new model before its checkpoint failed to restore."""
     run = tmp_path / "run"
-    common = ["--data_dir", str(cifar_archive), "--batch_size", "5", "--train_steps", "2", "--report_freq", "2",
-              "--log_dir", str(run)]
-    assert cifar10_main.main(common + ["--model", "jin_cnn"]) == 0
-    capsys.readouterr()
+    common = _trained(capsys, cifar_archive, run, "--report_freq", "2", "--model", "jin_cnn")[:-2]  # without the model
     before = _folder_bytes(run)
     for other in (["--model", "lenet5"], ["--model", "jin_cnn", "--residual_blocks", "2"],
                   ["--model", "jin_cnn", "--optimizer", "adam"]):
@@ -185,10 +188,7 @@ def test_resume_with_another_model_leaves_the_folder_as_it_was(capsys, tmp_path,
 def test_a_damaged_metrics_or_timing_csv_is_one_line_and_nothing_changes(capsys, tmp_path, cifar_archive):
     """Issue 36: a damaged metrics.csv was resumed as 'already finished' with 'val accuracy nan ... best -1.0000'."""
     run = tmp_path / "run"
-    command = ["--data_dir", str(cifar_archive), "--batch_size", "5", "--train_steps", "2", "--report_freq", "1",
-               "--model", "jin_cnn", "--log_dir", str(run)]
-    assert cifar10_main.main(command) == 0
-    capsys.readouterr()
+    command = _trained(capsys, cifar_archive, run, "--report_freq", "1", "--model", "jin_cnn")
     metrics, timing = (run / "metrics.csv").read_text(), (run / "timing.csv").read_text()
     damages = [
         ("metrics.csv", metrics[:-len(metrics.splitlines()[-1]) // 2 - 1], "row 2 has no number in"),  # cut short
