@@ -22,11 +22,14 @@ Seeds pair the TensorFlow arms (the same seed: the same initial weights and batc
       --results_dir experiments/results/he2016_matched
 """
 
+import json
 import os
 import sys
 
 from dataclasses import replace
 
+import fileio
+import run_folder
 from experiments import common, peer, plots, stats
 from experiments.he2016 import RECIPE
 
@@ -112,7 +115,37 @@ def report_rows(metrics, mode, args):
         rows.append({"quantity": f"{labels[name]} minus {labels[against]}: test error", "paper": None,
                      "runs": [name, against], "ours": difference, "schedule": _schedule(mode),
                      "settings": f"{flags[name]}; {said}"})
+    for name in ARMS:  # what decay on every parameter restrains: the batch-norm scales (He's 64k run: up to 3.4)
+        seeds = sorted(metrics.loc[metrics["run"] == name, "seed"].unique()) if args else []
+        scales = [s for s in (bn_scales(os.path.join(args.results_dir, f"{name}/seed{seed}")) for seed in seeds) if s]
+        largest = f"largest {max(s['max_abs'] for s in scales):.2f}; " if scales else ""
+        rows.append({"quantity": f"{labels[name]}: batch-norm scale |gamma|, mean over every layer of the last model",
+                     "paper": None, "runs": [name], "ours": [s["mean_abs"] for s in scales], "format": "{:.3f}",
+                     "settings": f"{largest}cached in each seed's {BN_SCALES}"})
     return rows
+
+
+BN_SCALES = "batch_norm_scales.json"  # in a run folder: its last model's batch-norm scales, summarised
+
+
+def bn_scales(run_dir):
+    """The mean and largest |gamma| of the batch-norm layers of a run's last model, cached in the run folder (the
+    committed results keep no model), or None where neither the cache nor the model is there."""
+    path = os.path.join(run_dir, BN_SCALES)
+    if os.path.exists(path):
+        with open(path) as handle:
+            return json.load(handle)
+    model_path = os.path.join(run_dir, run_folder.LATEST_MODEL)
+    if not os.path.exists(model_path):
+        return None
+    import cifar10_test
+    import numpy as np
+
+    model = cifar10_test.load_model(model_path)
+    gammas = np.abs(np.concatenate([layer.gamma.numpy().ravel() for layer in model.layers if hasattr(layer, "gamma")]))
+    result = {"mean_abs": float(gammas.mean()), "max_abs": float(gammas.max()), "model": run_folder.LATEST_MODEL}
+    fileio.write_json(path, result)
+    return result
 
 
 def _schedule(mode):

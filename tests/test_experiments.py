@@ -97,6 +97,16 @@ def test_matched_runs_pair_the_tensorflow_arms_and_judge_the_peer_unpaired(tmp_p
     assert "no result" in rows["PyTorch peer, same recipe minus symmetric stride-2 padding: test error"]["settings"]
     lines = matched.external_provenance(str(tmp_path))
     assert len(lines) == 3 and "UNFINISHED" in lines[2] and "commit abc1234567" in lines[0]
+    # The batch-norm scales come from each seed's cached summary of its last model (the model is not committed).
+    for seed, mean in ((0, 1.0), (1, 0.8)):
+        (tmp_path / "decay_all" / f"seed{seed}").mkdir(parents=True)
+        (tmp_path / "decay_all" / f"seed{seed}" / matched.BN_SCALES).write_text(
+            json.dumps({"mean_abs": mean, "max_abs": 2 * mean}))
+    args = common.experiment_parser(matched).parse_args(["--results_dir", str(tmp_path)])
+    rows = {row["quantity"]: row for row in matched.report_rows(pd.concat([ours, peer]), "quick", args)}
+    scale = rows["decay on every parameter: batch-norm scale |gamma|, mean over every layer of the last model"]
+    assert scale["ours"] == [1.0, 0.8] and scale["settings"].startswith("largest 2.00")
+    assert rows["ours as it was: batch-norm scale |gamma|, mean over every layer of the last model"]["ours"] == []
 
 
 def test_he2016_splits_the_gap_into_the_data_and_the_code(tmp_path):
