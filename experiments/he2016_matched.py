@@ -119,7 +119,8 @@ def report_rows(metrics, mode, args):
         seeds = sorted(metrics.loc[metrics["run"] == name, "seed"].unique()) if args else []
         scales = [s for s in (bn_scales(os.path.join(args.results_dir, f"{name}/seed{seed}")) for seed in seeds) if s]
         largest = f"largest {max(s['max_abs'] for s in scales):.2f}; " if scales else ""
-        rows.append({"quantity": f"{labels[name]}: batch-norm scale |gamma|, mean over every layer of the last model",
+        rows.append({"quantity": f"{labels[name]}: batch-norm scale, mean absolute gamma over every layer of the "
+                                 "last model",
                      "paper": None, "runs": [name], "ours": [s["mean_abs"] for s in scales], "format": "{:.3f}",
                      "settings": f"{largest}cached in each seed's {BN_SCALES}"})
     return rows

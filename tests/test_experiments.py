@@ -104,9 +104,9 @@ def test_matched_runs_pair_the_tensorflow_arms_and_judge_the_peer_unpaired(tmp_p
             json.dumps({"mean_abs": mean, "max_abs": 2 * mean}))
     args = common.experiment_parser(matched).parse_args(["--results_dir", str(tmp_path)])
     rows = {row["quantity"]: row for row in matched.report_rows(pd.concat([ours, peer]), "quick", args)}
-    scale = rows["decay on every parameter: batch-norm scale |gamma|, mean over every layer of the last model"]
+    scale = rows["decay on every parameter: batch-norm scale, mean absolute gamma over every layer of the last model"]
     assert scale["ours"] == [1.0, 0.8] and scale["settings"].startswith("largest 2.00")
-    assert rows["ours as it was: batch-norm scale |gamma|, mean over every layer of the last model"]["ours"] == []
+    assert rows["ours as it was: batch-norm scale, mean absolute gamma over every layer of the last model"]["ours"] == []
 
 
 def test_he2016_splits_the_gap_into_the_data_and_the_code(tmp_path):
