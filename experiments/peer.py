@@ -26,26 +26,27 @@ def command(folder, steps, report, batch, seed, data_dir="DATA", flags=""):
 
 
 def folders(results_dir, name):
-    """(seed, folder, saved peer_config.json, finished) of every peer run folder of ``name`` in the results."""
+    """(seed, folder, saved peer_config.json, its metrics.csv as a frame, finished) of every peer run folder of
+    ``name`` in the results."""
     found = []
     for folder in sorted(glob.glob(os.path.join(results_dir, name, "seed*"))):
-        metrics, settings = os.path.join(folder, "metrics.csv"), os.path.join(folder, SETTINGS)
+        metrics, settings = os.path.join(folder, run_folder.METRICS), os.path.join(folder, SETTINGS)
         if not (os.path.exists(metrics) and os.path.exists(settings)):
             continue
         with open(settings) as handle:
             saved = json.load(handle)
-        last = run_folder.read_metrics(metrics)["step"].max()
-        found.append((int(folder.rsplit("seed", 1)[1]), folder, saved, last >= saved["settings"]["train_steps"]))
+        reports = run_folder.read_metrics(metrics)
+        finished = reports["step"].max() >= saved["settings"]["train_steps"]
+        found.append((int(folder.rsplit("seed", 1)[1]), folder, saved, reports, finished))
     return found
 
 
 def metrics(results_dir, name, label):
     """The finished peer runs' reports with their timing, in ``gather.collect``'s columns (empty without any)."""
     frames = []
-    for seed, folder, _, finished in folders(results_dir, name):
+    for seed, folder, _, reports, finished in folders(results_dir, name):
         if finished:
-            frame = run_folder.read_metrics(os.path.join(folder, run_folder.METRICS))
-            frame = frame.merge(run_folder.read_timing(os.path.join(folder, run_folder.TIMING)), on="step", how="left")
+            frame = reports.merge(run_folder.read_timing(os.path.join(folder, run_folder.TIMING)), on="step", how="left")
             frames.append(frame.assign(run=name, seed=seed, label=label, group=""))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -53,7 +54,7 @@ def metrics(results_dir, name, label):
 def provenance_lines(results_dir, name):
     """A report's provenance lines for the peer runs (their folders hold no config.json of the engine's)."""
     lines = []
-    for seed, folder, saved, finished in folders(results_dir, name):
+    for seed, folder, saved, _, finished in folders(results_dir, name):
         sessions = "; ".join(_session_text(session) for session in saved["sessions"])
         hours = run_folder.read_timing(os.path.join(folder, run_folder.TIMING))["elapsed_sec"].iloc[-1] / 3600
         state = f"wall time {hours:.2f} h" if finished else "UNFINISHED, left out of every number and figure"
