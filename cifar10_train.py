@@ -56,7 +56,6 @@ CSV_COLUMNS = (
 # Wall-clock figures differ between identical runs: they live in their own file,
 # so two --deterministic runs write byte-identical metrics.csv files.
 TIMING_COLUMNS = ("step", "images_per_sec", "elapsed_sec")
-PRECISIONS = ("auto", "off", "float16", "bfloat16")
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 

@@ -9,8 +9,13 @@ normalisation statistics). Both are saved together in the run's ``config.json``;
 it gives the same records back, so ``--mode test``, ``--mode predict`` and resuming use
 exactly what trained. ``command`` prints a config as the ``cifar10_main.py`` command
 that reproduces it.
+
+Each setting is declared once, on its field (``setting``): default, help, flag type or
+choices, and role (part of a run's identity, resumable across, shown in HParams); the
+command line's flags, the value checks and the role sets are generated from that.
 """
 
+import argparse
 import dataclasses
 import json
 import math
@@ -27,66 +32,251 @@ DEFAULT_AUGMENT = {"cifar10": "he", "mnist": "none", "folder": "imagenet"}
 DEFAULT_TRAIN_STEPS = 64000  # He et al. 2016a: stop at 64k iterations
 FOLDER_TEST_SPLIT = 0.2  # an image folder without train/ and test/: Yuan's 8:2 split
 CIFAR_RESNET_V1 = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202")
-# Settings that change how a run is executed or where it reads and writes, not what it computes:
-# a folder whose run differs from the command only in these holds the same run.
-NOT_IDENTITY = frozenset({
-    "data_dir", "log_dir", "save_freq", "steps_per_execution", "eval_batch_size", "distribution_strategy",
-    "num_gpus", "mixed_precision", "jit_compile", "deterministic", "profile_steps",
-})
-
-# Settings whose change gives the model or optimizer other variables: --resume cannot carry a checkpoint across them.
-CANNOT_RESUME = frozenset({"dataset", "model", "model_options", "optimizer", "fine_tune_at"})
 
 
 class ConfigError(ValueError):
     """Settings that do not fit together, or a config.json that cannot be read; one line says which."""
 
 
+# ----------------------------------------------------------------------------
+# How a setting is declared: its default, help, flag and role, once, beside its field
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def auto_or_positive_int(text):
+    return "auto" if text == "auto" else positive_int(text)
+
+
+def setting(default, group, help, *, identity=True, resumable=True, hparam=False, flag_default=dataclasses.MISSING,
+            **flag):
+    """A ``RunConfig`` field with everything else about it: ``group`` and ``help`` (a string, or a function
+    returning one) for ``--help``; ``flag``: argparse's type, choices (or a function returning them),
+    nargs, metavar, action, which also check values given from Python (``check``); ``identity`` False for a
+    setting that changes how a run executes, not what it computes; ``resumable`` False where a checkpoint
+    cannot carry over a change; ``hparam`` for TensorBoard's HParams dashboard; ``flag_default`` where the
+    flag's default differs from the field's (None: "not given", so a test keeps the run's own)."""
+    metadata = {"group": group, "help": help, "identity": identity, "resumable": resumable, "hparam": hparam,
+                "flag": flag}
+    if flag_default is not dataclasses.MISSING:
+        metadata["flag_default"] = flag_default
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=dict, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def option(group, help, **flag):
+    """A model builder option with a flag of its own (given: passed on; not given: the builder's default)."""
+    return {"group": group, "help": help, "flag": flag}
+
+
+def _model_names():
+    import resnet
+    return tuple(resnet.MODELS)
+
+
+def _recipe_names():
+    import augment
+    return tuple(augment.RECIPES)
+
+
+def _augment_help():
+    import augment
+    recipes = "; ".join(f"{name} ({recipe.paper}): {recipe.summary}" for name, recipe in augment.RECIPES.items())
+    return (f"preprocessing recipe (normalisation + augmentation), saved with the run so --mode test applies the "
+            f"same. {recipes}. Default: he for cifar10, none for mnist, imagenet for folder. keras.applications "
+            f"models (*_imagenet) always use their own preprocess_input")
+
+
+def _shortcuts():
+    import resnet
+    return resnet.SHORTCUTS
+
+
+def _conv_paddings():
+    import resnet
+    return resnet.CONV_PADDINGS
+
+
+def _weight_decay_scopes():
+    import resnet
+    return resnet.WEIGHT_DECAY_SCOPES
+
+
+PRECISIONS = ("auto", "off", "float16", "bfloat16")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
+
+# The builder options that are flags of their own, in --help's order; booleans are flags without a value.
+MODEL_OPTIONS = {
+    "shortcut": option(
+        "model", "CIFAR ResNet v1 (resnet20...resnet1202) stride-2 shortcut: A = He et al.'s option A, stride-2 "
+        "subsampling + zero channels (the default); A_avgpool = Liang 2020's 2x2 average pool + zero channels; "
+        "B = 1x1 projection", choices=_shortcuts),
+    "preactivation": option(
+        "model", "CIFAR ResNet v1 block as Liang 2020 draws it (BN-ReLU-conv) instead of He 2016a's conv-BN-ReLU",
+        action="store_true"),
+    "stem": option(
+        "model", "ImageNet-family ResNets (resnet18...resnet152): 7x7/2 conv + max-pool, or a 3x3/1 conv for small "
+        "images; auto (the default) picks by input size", choices=("auto", "imagenet", "cifar")),
+    "residual_blocks": option(
+        "model", "jin_cnn: number of residual blocks k after the Conv2D + MaxPooling2D stem (default 0: the plain CNN)",
+        type=int),
+    "conv_padding": option(
+        "model", "CIFAR and ImageNet ResNets: where a stride-2 convolution pads. same = TensorFlow's (bottom and right "
+        "only, so its output sits one pixel off option A's subsampled shortcut; the default, as every run before "
+        "2026-12-04); symmetric = one pixel on every side, as Caffe and PyTorch (He's and akamaster's code)",
+        choices=_conv_paddings),
+    "weights": option(
+        "transfer", "imagenet (downloaded by Keras; the default for *_imagenet models), none (random initialisation: "
+        "labelled as not a reproduction), or a local weights file of the backbone without its top"),
+    "freeze_backbone": option(
+        "transfer", "train only the new head; the backbone's batch-norm layers run in inference mode",
+        action="store_true"),
+}
+OPTION_FLAGS = tuple(MODEL_OPTIONS)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Every setting of one training run. ``None`` means "resolved from the others" (see ``resolve``)."""
+    """Every setting of one training run. ``None`` means "resolved from the others" (see ``resolve``).
+
+    Each field declares its flag too (``setting``): ``cifar10_main.py``'s flags are generated from these.
+    """
 
     # data
-    dataset: str = "cifar10"  # cifar10, mnist or folder (one subfolder per class)
-    data_dir: Optional[str] = None  # where the data is (None: ~/.keras/datasets); resolved: the file or folder read
-    validation_split: Optional[float] = None  # fraction held out of training; 0: validate on the test set
-    image_size: Optional[tuple] = None  # folder only: the model's input (H, W); None: the size the model is meant for
-    augment: Optional[str] = None  # preprocessing recipe; None: he (cifar10), none (mnist), imagenet (folder)
+    dataset: str = setting(
+        "cifar10", "data", "cifar10; mnist (the four official idx .gz files); folder (one subfolder per class, or "
+        "train/ and test/ folders of them, e.g. flower_photos)", resumable=False, hparam=True, choices=DATASETS)
+    data_dir: Optional[str] = setting(  # resolved: the file or folder read
+        None, "data", "cifar10: folder holding cifar-10-python.tar.gz (or any .tar.gz of cifar-10-batches-py/), the "
+        "extracted cifar-10-batches-py/ or cifar-10-batches-bin/, or the archive itself; mnist: the folder of idx "
+        "files; missing files are downloaded there (default under ~/.keras/datasets). folder: the image folder "
+        "(required). In test mode defaults to the run's", identity=False)
+    validation_split: Optional[float] = setting(
+        None, "data", "fraction of the training images held out for validation (He et al. hold out 0.1); 0 "
+        "validates on the test set, as Liang's curves do (default 0; for --dataset folder without train/ and test/ "
+        "it is the test split instead, default 0.2 as Yuan's 8:2)", type=fraction)
+    image_size: Optional[tuple] = setting(
+        None, "data", "--dataset folder: the model's input size (default: the size the model is meant for). With "
+        "--augment imagenet images are kept at size/0.875 (256 for 224) and cropped to it", type=positive_int,
+        nargs=2, metavar=("H", "W"))
+    augment: Optional[str] = setting(None, "data", _augment_help, hparam=True, choices=_recipe_names)
     # model
-    model: str = "resnet20"  # a name of resnet.MODELS
-    model_options: dict = dataclasses.field(default_factory=dict)  # builder options (shortcut, stem, weights, ...)
-    weight_decay: float = 1e-4  # SGD-style: gradient += weight_decay * w
-    weight_decay_scope: str = "kernels"  # kernels (conv and dense) or all (batch-norm scales, offsets, biases too)
+    model: str = setting(
+        "resnet20", "model", "architecture (default resnet20): one of the names --list_models prints; in test mode, "
+        "if given, must match the run's", resumable=False, hparam=True, flag_default=None, choices=_model_names,
+        metavar="NAME")
+    model_options: dict = setting({}, "model", "", resumable=False, hparam=True, options=MODEL_OPTIONS)
+    weight_decay: float = setting(1e-4, "model", "SGD-style weight decay (gradient += wd * w), He et al.'s 1e-4",
+                                  hparam=True, type=float)
+    weight_decay_scope: str = setting(
+        "kernels", "model", "what --weight_decay decays: kernels = the conv and dense kernels only (every run before "
+        "2026-12-04); all = every trainable parameter, batch-norm scales and offsets and biases included, as Caffe, "
+        "fb.resnet.torch and akamaster's PyTorch code do", hparam=True, choices=_weight_decay_scopes)
     # optimisation
-    train_steps: Optional[int] = None  # optimizer steps of the first stage; None: from epochs, else 64000
-    epochs: Optional[float] = None  # instead of train_steps: passes over the training images
-    batch_size: int = 128  # global batch, split among replicas
-    optimizer: str = "sgd"  # sgd (with momentum) or adam
-    learning_rate: Optional[float] = None  # initial rate; None: the model's default (0.1, or 0.01 for lenet5/alexnet)
-    momentum: float = 0.9  # SGD momentum
-    lr_decay_at: Optional[tuple] = None  # fractions of train_steps where the rate is divided; None: (0.5, 0.75) for sgd
-    lr_decay_factor: float = 0.1  # multiplier at each decay point
-    lr_schedule_steps: Optional[int] = None  # the steps lr_decay_at's fractions refer to; None: train_steps
+    train_steps: Optional[int] = setting(
+        None, "training", f"optimizer steps in total (default {DEFAULT_TRAIN_STEPS}, He et al.'s 64k)", hparam=True,
+        type=positive_int)
+    epochs: Optional[float] = setting(
+        None, "training", "train for this many passes over the training images instead of --train_steps",
+        type=positive_float)
+    batch_size: int = setting(
+        128, "training", "GLOBAL batch size: summed over all replicas and workers, split evenly among them",
+        hparam=True, type=positive_int)
+    optimizer: str = setting("sgd", "training", "sgd uses --momentum", resumable=False, hparam=True,
+                             choices=("sgd", "adam"))
+    learning_rate: Optional[float] = setting(
+        None, "training", "initial learning rate (default 0.1, He et al.; 0.01 for lenet5 and alexnet, which have no "
+        "BN in their dense layers and do not train at 0.1)", hparam=True, type=positive_float)
+    momentum: float = setting(0.9, "training", "SGD momentum", type=float)
+    lr_decay_at: Optional[tuple] = setting(
+        None, "training", "fractions of the training steps at which the learning rate is divided (default 0.5 0.75 "
+        "for sgd, He's 32k/64k and 48k/64k; none for adam)", hparam=True, type=fraction, nargs="*")
+    lr_decay_factor: float = setting(0.1, "training", "multiplier applied at each decay", type=positive_float)
+    lr_schedule_steps: Optional[int] = setting(
+        None, "training", "the steps --lr_decay_at's fractions refer to (default: --train_steps): stop part-way "
+        "through a longer schedule, e.g. --train_steps 9775 --lr_schedule_steps 80000", hparam=True,
+        type=positive_int)
     # second stage: fine-tuning the top of a frozen keras.applications backbone
-    fine_tune_at: Optional[str] = None  # a layer name, index or fraction of the backbone; None: no second stage
-    fine_tune_steps: Optional[int] = None  # None: from fine_tune_epochs, else as many as the first stage
-    fine_tune_epochs: Optional[float] = None  # instead of fine_tune_steps
-    fine_tune_learning_rate: Optional[float] = None  # constant rate of the stage; None: learning_rate / 10
+    fine_tune_at: Optional[str] = setting(
+        None, "transfer", "after the --train_steps/--epochs of head training, unfreeze the backbone from this layer "
+        "(a name, an index, or a fraction such as 0.1 = its top 10%%) for a second stage", resumable=False)
+    fine_tune_steps: Optional[int] = setting(
+        None, "transfer", "steps of the fine-tuning stage (default: as many as the first stage)", type=positive_int)
+    fine_tune_epochs: Optional[float] = setting(
+        None, "transfer", "length of the fine-tuning stage in epochs (instead of --fine_tune_steps)",
+        type=positive_float)
+    fine_tune_learning_rate: Optional[float] = setting(
+        None, "transfer", "constant learning rate of the fine-tuning stage (default: --learning_rate / 10)",
+        type=positive_float)
     # reporting and reproducibility
-    report_freq: int = 500  # steps between reports (validation, CSV row, summaries, saved models, checkpoint)
-    report_at_start: bool = False  # also validate and report at step 0, before training (Liang's code does)
-    save_freq: Optional[int] = None  # steps between checkpoints; None: report_freq
-    eval_batch_size: int = 500  # batch of validation and test
-    seed: int = 0  # weights, shuffling, augmentation, the validation split
-    deterministic: bool = False  # TF op determinism: identical metrics.csv for identical runs on one machine
-    log_dir: Optional[str] = None  # the run folder; None: runs/<model>
+    report_freq: int = setting(
+        500, "training", "every this many steps: validate, print a line, write TensorBoard summaries, CSV rows, "
+        "latest.keras / best.keras and a checkpoint", type=positive_int)
+    report_at_start: bool = setting(
+        False, "training", "also validate and report at step 0, before the first update (Liang's starting values)",
+        action="store_true")
+    save_freq: Optional[int] = setting(
+        None, "training", "checkpoint every this many steps (default: --report_freq); an interrupted run, started "
+        "again with the same command, loses at most this many steps", identity=False, type=positive_int)
+    eval_batch_size: int = setting(500, "training", "batch size for validation and test", identity=False,
+                                   type=positive_int)
+    seed: int = setting(0, "training", "seeds weights, shuffling, augmentation and the validation split", hparam=True,
+                        type=int)
+    deterministic: bool = setting(
+        False, "training", "TF op determinism: with the same --seed two runs on one machine write identical "
+        "metrics.csv files (a little slower)", identity=False, action="store_true")
+    log_dir: Optional[str] = setting(None, "training", "run folder (default runs/<model>)", identity=False)
     # hardware and speed
-    distribution_strategy: str = "auto"  # auto, default, one_device, mirrored, multi_worker
-    num_gpus: Optional[int] = None  # GPUs for mirrored/one_device; None: all visible
-    mixed_precision: str = "auto"  # auto, off, float16, bfloat16; resolved: off, float16 or bfloat16
-    jit_compile: str = "auto"  # auto, on, off (XLA); resolved: on or off
-    steps_per_execution: Union[int, str] = "auto"  # training steps per tf.function call; auto: about 0.25 s per call
-    profile_steps: Optional[tuple] = None  # (first, last): trace these training steps for TensorBoard's Profile tab
+    distribution_strategy: str = setting(
+        "auto", "hardware", "auto: MirroredStrategy when GPUs are visible, else the default strategy; multi_worker: "
+        "MultiWorkerMirroredStrategy configured from TF_CONFIG", identity=False, choices=STRATEGIES)
+    num_gpus: Optional[int] = setting(None, "hardware", "use the first N GPUs (default: all visible; 0: the CPU only)",
+                                      identity=False, type=int)
+    mixed_precision: str = setting(  # resolved: off, float16 or bfloat16
+        "auto", "hardware", "compute in 16 bits, weights in 32: float16 (GPU, with loss scaling) or bfloat16 (GPUs, and "
+        "CPUs with AVX512_BF16/AMX: 1.06-2.56x faster on a 2-core such CPU, see benchmarks/README.md). auto (the "
+        "default): the faster of those that can pay here, timed once per model, batch and machine and cached "
+        "(README: Speed)", identity=False, hparam=True, choices=PRECISIONS)
+    jit_compile: str = setting(
+        "auto", "hardware", "compile the training step with XLA. Helps on GPUs for many models; made ResNet-20 2x "
+        "slower on a CPU. auto (the default): off", identity=False, choices=("auto", "on", "off"))
+    steps_per_execution: Union[int, str] = setting(
+        "auto", "hardware", "training steps per tf.function call: more saves Python overhead for small models "
+        "(LeNet-5, MNIST). auto (the default): sized from the measured step time to about 0.25 s per call",
+        identity=False, type=auto_or_positive_int)
+    profile_steps: Optional[tuple] = setting(
+        None, "hardware", "trace training steps FIRST to LAST with the TensorFlow profiler into the run folder's "
+        "train/ (TensorBoard's Profile tab: where each step's time goes). Default: none", identity=False,
+        type=positive_int, nargs=2, metavar=("FIRST", "LAST"))
 
     def __post_init__(self):
         # JSON and argparse give lists; the record holds tuples, so equal settings compare equal.
@@ -104,6 +294,36 @@ class RunConfig:
     def pretrained(self):
         """True when a keras.applications backbone starts from pretrained weights."""
         return self.model_options.get("weights", "none") not in ("none", None)
+
+
+def flag_arguments():
+    """(group, name, argparse keyword arguments) of every setting's flag, in declaration order, the model
+    options where ``model_options`` stands: what ``cifar10_main.build_parser`` adds."""
+    for field in dataclasses.fields(RunConfig):
+        if field.name == "model_options":
+            for name, declaration in MODEL_OPTIONS.items():
+                yield declaration["group"], name, _argparse_kwargs(declaration, None)
+        else:
+            default = field.metadata.get("flag_default", field.default)
+            yield field.metadata["group"], field.name, _argparse_kwargs(field.metadata, default)
+
+
+def _argparse_kwargs(declaration, default):
+    kwargs = {key: (value() if key == "choices" and callable(value) else value)
+              for key, value in declaration["flag"].items()}
+    help_text = declaration["help"]
+    return dict(kwargs, default=default, help=help_text() if callable(help_text) else help_text)
+
+
+def _names(role):
+    return frozenset(field.name for field in dataclasses.fields(RunConfig) if not field.metadata[role])
+
+
+# Settings that change how a run is executed or where it reads and writes, not what it computes:
+# a folder whose run differs from the command only in these holds the same run.
+NOT_IDENTITY = _names("identity")
+# Settings whose change gives the model or optimizer other variables: --resume cannot carry a checkpoint across them.
+CANNOT_RESUME = _names("resumable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +363,33 @@ def steps_for_epochs(epochs, num_train_images, batch_size):
     return math.ceil(epochs * num_train_images / batch_size)
 
 
+def declared(config):
+    """(name, value, declaration) of every setting that has a value, the flagged model options included."""
+    for field in dataclasses.fields(RunConfig):
+        value = getattr(config, field.name)
+        if field.name == "model_options":
+            yield from ((name, given, MODEL_OPTIONS[name]) for name, given in value.items() if name in MODEL_OPTIONS)
+        elif value is not None:
+            yield field.name, value, field.metadata
+
+
+def check_values(config):
+    """Each value against its flag's declaration (choices, type), so a config built in Python is checked as
+    the command line's flags are."""
+    for name, value, declaration in declared(config):
+        flag = declaration["flag"]
+        choices = flag.get("choices")
+        choices = choices() if callable(choices) else choices
+        for one in (value if "nargs" in flag else (value,)):
+            if choices is not None and one not in choices:
+                raise ConfigError(f"--{name} {one!r}: choose one of {', '.join(map(str, choices))}")
+            if "type" in flag:
+                try:
+                    flag["type"](str(one))
+                except (argparse.ArgumentTypeError, ValueError) as error:
+                    raise ConfigError(f"--{name} {one!r}: {error}") from None
+
+
 def check(config):
     """Combinations of settings that cannot run, each a ConfigError naming the flags (before any data is read)."""
     import resnet
@@ -152,9 +399,7 @@ def check(config):
     transfer = resnet.is_transfer(config.model)
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASETS)}")
-    if config.weight_decay_scope not in resnet.WEIGHT_DECAY_SCOPES:
-        raise ConfigError(f"--weight_decay_scope {config.weight_decay_scope!r}: choose one of "
-                          f"{', '.join(resnet.WEIGHT_DECAY_SCOPES)}")
+    check_values(config)
     if config.train_steps and config.epochs:
         raise ConfigError("give --train_steps or --epochs, not both")
     if config.train_steps and config.report_freq > config.train_steps:
@@ -329,8 +574,6 @@ def differences(saved, config):
 # ----------------------------------------------------------------------------
 # A config as the command that reproduces it
 
-# Model options that are flags of their own; booleans are flags without a value.
-OPTION_FLAGS = ("shortcut", "preactivation", "conv_padding", "stem", "residual_blocks", "weights", "freeze_backbone")
 _NOT_FLAGS = ("model_options",)
 
 

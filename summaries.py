@@ -9,7 +9,9 @@
   (true and predicted class, confidence), under a tag per split, at the model's training step.
 """
 
+import dataclasses
 import io
+import numbers
 import os
 
 import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
@@ -18,26 +20,34 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
 import fileio
-import run_folder
 
 HPARAM_METRICS = [hp.Metric(tag, group=group) for group in ("validation", "test") for tag in ("accuracy", "error", "loss")]
 HPARAM_METRICS.append(hp.Metric("best_accuracy", group="validation"))
 
 
 def hparams_of(config, num_replicas):
-    """The settings the HParams dashboard shows, as bool/int/float/str (its only types); ``num_replicas`` None
-    (not recorded: a run rebuilt from its CSVs) leaves the replicas out rather than guess them."""
-    settings = {
-        "model": config.model, "model_options": ", ".join(f"{k}={v}" for k, v in sorted(config.model_options.items())),
-        "dataset": config.dataset, "augment": config.augment, "optimizer": config.optimizer,
-        "learning_rate": float(config.learning_rate), "lr_decay_at": " ".join(map(str, config.lr_decay_at)),
-        "lr_schedule_steps": int(config.lr_schedule_steps or config.train_steps),
-        "batch_size": int(config.batch_size), "weight_decay": float(config.weight_decay),
-        "weight_decay_scope": config.weight_decay_scope,
-        "train_steps": int(config.stages_steps), "seed": int(config.seed),
-        "mixed_precision": config.mixed_precision,
-    }
+    """The settings the HParams dashboard shows (those declared ``hparam`` in run_config), as bool/int/float/str
+    (its only types); ``num_replicas`` None (not recorded: a run rebuilt from its CSVs) leaves the replicas out
+    rather than guess them."""
+    settings = {field.name: _hparam_value(getattr(config, field.name)) for field in dataclasses.fields(config)
+                if field.metadata["hparam"]}
+    settings.update(train_steps=int(config.stages_steps),  # both stages
+                    lr_schedule_steps=int(config.lr_schedule_steps or config.train_steps))
     return settings if num_replicas is None else dict(settings, replicas=int(num_replicas))
+
+
+def _hparam_value(value):
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={item}" for key, item in sorted(value.items()))
+    if isinstance(value, (tuple, list)):
+        return " ".join(map(str, value))
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return str(value)
 
 
 def write_hparams(log_dir, config, num_replicas):

@@ -131,7 +131,7 @@ def experiment_parser(module):
                       help="a reduced schedule for a 2-core CPU (about 10-20 minutes); the reductions are printed and "
                            "written into the report")
     mode.add_argument("--tiny", action="store_true", help="a few steps per run: checks the whole path in seconds")
-    parser.add_argument("--seeds", type=cifar10_main.positive_int, default=1,
+    parser.add_argument("--seeds", type=run_config.positive_int, default=1,
                         help="train every run with seeds 0..N-1 (folders <run>/seed<k>); the report gives mean +- sd "
                              "over every seed trained in the results folder (default: 1)")
     parser.add_argument("--only", nargs="+", default=None, metavar="RUN",

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import shlex
 
 import keras
@@ -15,6 +16,7 @@ import resnet
 import fileio
 import run_config
 import run_folder
+import summaries
 from run_config import RunConfig
 
 
@@ -150,12 +152,41 @@ def test_a_model_is_one_table_entry(monkeypatch, tmp_path):
 
 
 def test_every_setting_is_a_flag_of_the_cli():
-    """So that run_config.command can print any config as a command line."""
-    dests = {action.dest for action in cifar10_main.build_parser()._actions}
-    settings = {field.name for field in dataclasses.fields(RunConfig)} - {"model_options"}
-    assert settings | set(run_config.OPTION_FLAGS) <= dests
+    """So that run_config.command can print any config as a command line, and --help explains each."""
+    actions = {action.dest: action for action in cifar10_main.build_parser()._actions}
+    for field in dataclasses.fields(RunConfig):
+        if field.name != "model_options":
+            assert field.metadata["help"] and field.metadata["group"] in cifar10_main.GROUPS, field.name
+            assert actions[field.name].help, field.name
+    assert set(run_config.OPTION_FLAGS) <= set(actions)
     options = {option for spec in resnet.MODELS.values() for option in spec.options}
     assert options <= set(run_config.OPTION_FLAGS)
+
+
+def test_a_settings_roles_are_declared_with_it():
+    """NOT_IDENTITY, CANNOT_RESUME and the HParams come from the fields' declarations: these are what they were
+    as hand-kept lists (a changed role changes which folders hold the same run)."""
+    assert run_config.NOT_IDENTITY == {"data_dir", "log_dir", "save_freq", "steps_per_execution", "eval_batch_size",
+                                       "distribution_strategy", "num_gpus", "mixed_precision", "jit_compile",
+                                       "deterministic", "profile_steps"}
+    assert run_config.CANNOT_RESUME == {"dataset", "model", "model_options", "optimizer", "fine_tune_at"}
+    resolved = run_config.resolve(RunConfig(train_steps=10, report_freq=5, mixed_precision="off"), 1000)
+    assert set(summaries.hparams_of(resolved, 1)) == {
+        "model", "model_options", "dataset", "augment", "optimizer", "learning_rate", "lr_decay_at",
+        "lr_schedule_steps", "batch_size", "weight_decay", "weight_decay_scope", "train_steps", "seed",
+        "mixed_precision", "replicas"}
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"batch_size": 0}, "--batch_size 0: must be a positive integer"),
+    ({"lr_decay_at": (0.5, 1.5)}, "--lr_decay_at 1.5: must be in"),
+    ({"mixed_precision": "fp8"}, "--mixed_precision 'fp8': choose one of auto, off"),
+    ({"model_options": {"shortcut": "C"}}, "--shortcut 'C': choose one of A, A_avgpool, B"),
+    ({"augment": "cutout"}, "--augment 'cutout': choose one of he,"),
+])
+def test_a_config_built_in_python_is_checked_as_its_flags_are(settings, message):
+    with pytest.raises(run_config.ConfigError, match=re.escape(message)):
+        run_config.check(RunConfig(**settings))
 
 
 def test_a_recipe_is_one_table_entry(monkeypatch, tmp_path, capsys):
