@@ -35,12 +35,20 @@ def _weights(path):
     return int(stored["replicas"]), [stored[f"arr_{i}"] for i in range(len(stored.files) - 1)]
 
 
-def _single_device_weights(cifar_archive, tmp_path):
-    """The same training on one device: what two replicas must reproduce (global-batch loss, scaled L2)."""
+def _start_single_device(cifar_archive, tmp_path):
+    """The same training on one device, started beside the run it checks (their TensorFlow start-ups overlap):
+    what two replicas must reproduce (global-batch loss, scaled L2). ``_single_device_weights`` collects it."""
     out = tmp_path / "single.npz"
-    done = subprocess.run([sys.executable, str(WORKER), "default", str(cifar_archive), str(tmp_path / "single"),
-                           str(out)], capture_output=True, text=True, timeout=300, env=_worker_env())
-    assert done.returncode == 0, done.stderr[-2000:]
+    process = subprocess.Popen([sys.executable, str(WORKER), "default", str(cifar_archive), str(tmp_path / "single"),
+                                str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=_worker_env())
+    return process, out
+
+
+def _single_device_weights(started):
+    process, out = started
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-2000:]
     replicas, weights = _weights(out)
     assert replicas == 1
     return weights
@@ -55,6 +63,7 @@ def _assert_same_training(weights, reference):
 def test_mirrored_on_two_logical_cpus(cifar_archive, tmp_path):
     out = tmp_path / "weights.npz"
     log_dir = tmp_path / "run"
+    single = _start_single_device(cifar_archive, tmp_path)
     done = subprocess.run([sys.executable, str(WORKER), "mirrored", str(cifar_archive), str(log_dir), str(out)],
                           capture_output=True, text=True, timeout=300, env=_worker_env())
     assert done.returncode == 0, done.stderr[-2000:]
@@ -62,7 +71,7 @@ def test_mirrored_on_two_logical_cpus(cifar_archive, tmp_path):
     assert replicas == 2
     assert "2 replica(s)" in done.stdout
     assert (log_dir / "latest.keras").exists() and (log_dir / "metrics.csv").exists()
-    _assert_same_training(weights, _single_device_weights(cifar_archive, tmp_path))
+    _assert_same_training(weights, _single_device_weights(single))
 
 
 def _two_workers(cifar_archive, log_dir, scratch, out_dir):
@@ -86,12 +95,13 @@ def test_two_workers_end_with_identical_weights_and_chief_checkpoints(cifar_arch
     log_dir = tmp_path / "run"
     scratch = tmp_path / "tmp"  # the workers' temporary folder: the non-chief's scratch saves go here
     scratch.mkdir()
+    single = _start_single_device(cifar_archive, tmp_path)
     _two_workers(cifar_archive, log_dir, scratch, tmp_path)
     (replicas0, weights0), (replicas1, weights1) = _weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")
     assert replicas0 == replicas1 == 2
     for a, b in zip(weights0, weights1):
         np.testing.assert_array_equal(a, b)
-    _assert_same_training(weights0, _single_device_weights(cifar_archive, tmp_path))
+    _assert_same_training(weights0, _single_device_weights(single))
     # Worker 0 is the chief: it alone writes the run folder.
     assert (log_dir / "latest.keras").exists() and (log_dir / "ckpt").is_dir()
     assert sorted(os.listdir(log_dir / "ckpt"))
