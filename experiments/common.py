@@ -56,8 +56,9 @@ class Experiment(typing.Protocol):
         """Draws the figures into ``out_dir``; returns their paths."""
 
 
-# Optional names a paper module may add: add_arguments(parser) (flags of its own), external_metrics(results_dir) ->
-# frame and external_provenance(results_dir) -> [str] (runs trained outside the engine: the PyTorch peer).
+# Optional names a paper module may add: add_arguments(parser) (flags of its own), full_mode(args) -> the mode a
+# flag of its own selects instead of full (he2016's quarter schedule), external_metrics(results_dir) -> frame and
+# external_provenance(results_dir) -> [str] (runs trained outside the engine: the PyTorch peer).
 REQUIRED = ("TITLE", "PAPER", "runs", "notes", "report_rows", "figures")
 
 
@@ -166,8 +167,16 @@ def main(module, argv=None):
         return 2
 
 
+def run_mode(module, args):
+    """quick or tiny from their flags, else full, or the longer schedule a module's own flag names (he2016's
+    --quarter: a quarter of He's steps for a CPU), which also names the default results folder."""
+    if args.quick or args.tiny:
+        return "quick" if args.quick else "tiny"
+    return module.full_mode(args) if hasattr(module, "full_mode") else "full"
+
+
 def _main(module, args, argv):
-    mode = "quick" if args.quick else "tiny" if args.tiny else "full"
+    mode = run_mode(module, args)
     name = experiment_name(module)
     results_dir = args.results_dir = args.results_dir or os.path.join("results", name + ("" if mode == "full" else f"_{mode}"))
     runs = seeded(module.runs(mode, args), args.seeds)

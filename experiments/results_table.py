@@ -23,6 +23,9 @@ import pandas as pd
 import fileio
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+# The modes the tables show: the papers' schedules, and He's depth trend at a quarter of his (results/he2016_quarter,
+# every row of it named "Quarter schedule: ..." with its schedule); quick and tiny checks are no results.
+TABLE_MODES = ("full", "quarter")
 SUMMARY_BEGIN, SUMMARY_END = "<!-- summary:begin -->", "<!-- summary:end -->"
 # The rows the README's summary shows: (paper, the start of the quantity as the experiment's report names it).
 # Selectors only; every number comes from numbers.csv.
@@ -79,7 +82,7 @@ def table(results_root):
 
 def _frames(results_root):
     frames = [pd.read_csv(path) for path in sorted(glob.glob(os.path.join(results_root, "*", "numbers.csv")))]
-    return [frame for frame in frames if (frame["mode"] == "full").all()]
+    return [frame for frame in frames if frame["mode"].isin(TABLE_MODES).all()]
 
 
 def summary(results_root):

@@ -127,6 +127,44 @@ def test_he2016_splits_the_gap_into_the_data_and_the_code(tmp_path):
     assert "--weight_decay_scope kernels --conv_padding same" in he2016.peer_command("full", 0, "r")
 
 
+def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_depth(tmp_path):
+    from experiments import he2016
+    args = common.experiment_parser(he2016).parse_args(["--quarter"])
+    assert common.run_mode(he2016, args) == "quarter"
+    runs = he2016.runs("quarter", args)
+    assert [run.name for run in runs] == ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+    assert {(run.config.train_steps, run.config.lr_decay_at, run.config.batch_size) for run in runs} == {
+        (16000, (0.5, 0.75), 128)}  # the rate divided at 8,000 and 12,000
+    assert [run.name for run in he2016.runs("full", args)] == [run.name for run in runs]
+    assert {run.config.train_steps for run in he2016.runs("full", args)} == {64000}
+    # Two seeds of ResNet-20 and 56, one of 32; 44 and 110 not run.
+    metrics = pd.DataFrame({"run": ["resnet20", "resnet20", "resnet32", "resnet56", "resnet56"],
+                            "seed": [0, 1, 0, 0, 1], "step": 16000, "val_error": [0.100, 0.104, 0.098, 0.080, 0.082],
+                            "train_error": 0.01,
+                            "val_loss": 0.4})
+    rows = {row["quantity"]: row for row in he2016.report_rows(metrics, "quarter", args)}
+    assert all(name.startswith("Quarter schedule: ") for name in rows)  # never taken for the paper's schedule
+    assert all(row["comparable"] is False for row in rows.values() if row["paper"] is not None)
+    assert not any("PyTorch peer" in name for name in rows)
+    resnet56 = rows["Quarter schedule: ResNet-56 (0.85M parameters) test error, last model (Table 6)"]
+    np.testing.assert_allclose(resnet56["ours"], [0.080, 0.082])
+    assert "16,000 steps x 128 (41 epochs)" in resnet56["schedule"]
+    assert "not run here" in rows["Quarter schedule: ResNet-44 (0.66M parameters) test error, last model (Table 6)"][
+        "settings"] and "--quarter --only resnet44" in rows[
+        "Quarter schedule: ResNet-44 (0.66M parameters) test error, last model (Table 6)"]["settings"]
+    small = rows["Quarter schedule: ResNet-32 minus ResNet-20, test error"]
+    np.testing.assert_allclose(small["ours"], [0.098 - 0.102])  # within the test set's noise at one seed
+    assert small["paper"] == pytest.approx(0.0751 - 0.0875) and small["settings"].startswith("one seed: within")
+    large = rows["Quarter schedule: ResNet-56 minus ResNet-32, test error"]
+    np.testing.assert_allclose(large["ours"], [0.081 - 0.098])
+    assert large["settings"].startswith("one seed: beyond")
+    order = rows["Quarter schedule: consecutive depths where the deeper net has the lower test error"]
+    assert (order["ours"], order["paper"]) == ([2], 2)
+    paths = he2016.figures(metrics, str(tmp_path), "quarter", common.experiment_parser(he2016).parse_args(
+        ["--quarter", "--results_dir", str(tmp_path)]))
+    assert [os.path.basename(p) for p in paths] == ["fig6_test_error.png", "table6_depth.png"]
+
+
 def test_the_peer_writes_the_engines_columns_and_keeps_a_finished_run(tmp_path, cifar_archive):
     """benchmarks/pytorch_peer_train.py, where its virtual environment exists (PyTorch is never a requirement)."""
     import subprocess
@@ -519,9 +557,15 @@ def test_the_readme_results_table_is_built_from_full_mode_numbers(tmp_path):
              test_images=None)])
     numbers("Quick", "quick", [dict(quantity="x", paper_value=1.0, ours_mean=0.5, ours_sd=0.1, n=2, test_images=None,
                                     settings="")])
+    numbers("Quarter", "quarter", [dict(quantity="Quarter schedule: ResNet-56 test error", paper_value=0.0697,
+                                        ours_mean=0.09, ours_sd=0.002, n=2, test_images=10000,
+                                        schedule="16,000 steps x 128", settings="a quarter of He's 64k steps")])
     text = results_table.table(str(tmp_path / "results"))
     lines = text.splitlines()
-    assert len(lines) == 6 and "Quick" not in text  # quick-mode numbers are no reproduction
+    assert "Quick" not in text  # quick-mode numbers are no reproduction
+    # He's depth trend at a quarter of his schedule is a result, named as such with its schedule.
+    assert "| Quarter | Quarter schedule: ResNet-56 test error | 0.0697 | 0.0900 ± 0.0020 (2)" in lines.pop()
+    assert len(lines) == 6
     assert lines[2] == ("| He | ResNet-20 test error | 0.0875 | 0.0912 ± 0.0021 (3), binomial s.e. 0.0029 | "
                         "64,000 steps x 128 | JPEG CIFAR-10 | AMD EPYC, 2 CPU cores, no GPU | 4.2 h, 2026-11-24 |")
     # A row without a schedule (numbers.csv written before the column existed) leaves the cell empty.
