@@ -446,7 +446,7 @@ def _open_folder(run, resume, overwrite, scratch_dir, session_notes):
                                    mixed_precision=config.mixed_precision, jit_compile=config.jit_compile,
                                    **session_notes)]
         fileio.write_json(os.path.join(config.log_dir, run_folder.CONFIG),
-                              run_config.to_json(config, run.info, sessions))
+                          run_config.to_json(config, run.info, sessions))
     return (config.log_dir if chief else scratch_dir), resuming, finished, step
 
 
@@ -533,7 +533,7 @@ class Reporter:
         """Liang's Fig. 5 in TensorBoard's Images tab: originals, then augmented versions."""
         config, info = self.run.config, self.run.info
         grid = augment.augmentation_grid(images, config.augment, info.norm, versions=5, seed=config.seed,
-                                               output_size=info.input_shape[:2])
+                                         output_size=info.input_shape[:2])
         with self.writers["train"].as_default():
             tf.summary.image("augmentation", grid[np.newaxis], step=0)
 

@@ -230,7 +230,7 @@ def _main(module, args, argv):
               "metrics.csv away to start afresh", file=sys.stderr)
         return 2
     fileio.atomic_write(os.path.join(results_dir, "metrics.csv"),
-                            lambda temp: metrics.to_csv(temp, index=False, float_format="%.6g"))
+                        lambda temp: metrics.to_csv(temp, index=False, float_format="%.6g"))
     figures = module.figures(metrics, results_dir, mode, args)
     rows = module.report_rows(metrics, mode, args)
     command = " ".join(["python -m experiments." + name, shlex.join(sys.argv[1:] if argv is None else argv)]).strip()

@@ -190,7 +190,7 @@ def figures(metrics, out_dir, mode, args):
             axis.text(position, value + (sd if sd == sd else 0), f"{value:.3f}", ha="center", va="bottom", fontsize=6)
     axis.set_xticks(range(len(BLOCKS)), [str(k) for k in BLOCKS])
     plots.label_axis(axis, "residual blocks k (0 = plain CNN)", "test accuracy",
-                      f"Jin 2023: test accuracy by k ({mode}; error bars: sd over seeds)")
+                     f"Jin 2023: test accuracy by k ({mode}; error bars: sd over seeds)")
     axis.set_ylim(0, 1)
     axis.legend(loc="upper left", fontsize=8)
     paths.append(plots.save_figure(figure, os.path.join(out_dir, "accuracy_by_k.png")))

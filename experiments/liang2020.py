@@ -161,8 +161,8 @@ def _step_rows(metrics, step):
     paper = PAPER_AT_STEP[step]
     columns = (("train error, one batch", "train_batch_error",
                 f"paper's own sampling error +-{_batch_se(paper['train_batch_error']):.3f}"),
-               ("train error, report-window mean", "train_error", "ours only: the mean of the steps since the last "
-                                                                   "report (paper column: his one batch)"),
+               ("train error, report-window mean", "train_error",
+                "ours only: the mean of the steps since the last report (paper column: his one batch)"),
                ("validation error", "val_error", "full test set, batch-norm moving averages (his code: "
                                                  "each batch's statistics, rows below); JPEG CIFAR-10"),
                ("validation loss", "val_loss", "cross-entropy only"))
@@ -252,13 +252,13 @@ def figures(metrics, out_dir, mode, args):
         plots.plot_mean(axis, metrics, "resnet20_liang", f"val_{column}", label=f"validation {column} (test set)")
         if column == "error":
             plots.plot_mean(axis, metrics, "resnet20_liang", "train_batch_error", label="train error (one batch)",
-                             linestyle="", marker=".", markersize=4)
+                            linestyle="", marker=".", markersize=4)
             steps = sorted(PAPER_AT_STEP)
             axis.scatter(steps + steps, [PAPER_AT_STEP[s]["train_batch_error"] for s in steps]
                          + [PAPER_AT_STEP[s]["val_error"] for s in steps],
                          marker="x", color="black", zorder=3, label="Liang 2020 (steps 0 and 9775)")
         plots.label_axis(axis, "step", column,
-                          f"Liang 2020, {title}\nResNet-20 (pre-activation, A_avgpool), ImageDataGenerator ({mode})")
+                         f"Liang 2020, {title}\nResNet-20 (pre-activation, A_avgpool), ImageDataGenerator ({mode})")
         paths.append(plots.save_figure(figure, os.path.join(out_dir, name)))
 
     by_depth = {d: stats.summary(e) for d, e in _final_errors(metrics, mode, args).items()}
@@ -278,12 +278,12 @@ def figures(metrics, out_dir, mode, args):
     trained = metrics[metrics["epoch"] > 0]
     for run, label in (("resnet20_liang", "ResNet-20"), ("inception_resnet_v1_small", "Inception-ResNet-v1 (small)")):
         plots.plot_mean(axis, trained, run, "val_error", x="epoch", label=f"{label}: test error", marker="o",
-                         markersize=3)
+                        markersize=3)
         plots.plot_mean(axis, trained, run, "train_error", x="epoch", label=f"{label}: train error", linestyle=":",
-                         marker="o", markersize=3)
+                        marker="o", markersize=3)
     axis.set_xscale("log")
     plots.label_axis(axis, "epoch (log scale; step 0 not shown)", "error",
-                      f"Liang 2020: ResNet-20 vs Inception-ResNet-v1\nsame augmentation ({mode})")
+                     f"Liang 2020: ResNet-20 vs Inception-ResNet-v1\nsame augmentation ({mode})")
     paths.append(plots.save_figure(figure, os.path.join(out_dir, "inception_vs_resnet.png")))
     return paths + augmentation_figure(out_dir, args.cifar10_dir)
 

@@ -85,7 +85,7 @@ def test_a_corrupt_archive_is_one_line_and_exit_code_2(tmp_path, capsys):
 
 def test_profile_ops_sums_a_real_trace_by_op_type(cifar_archive, capsys):
     assert profile_ops.main(["--data_dir", str(cifar_archive), "--model", "jin_cnn", "--batch_size", "8",
-                              "--steps", "3", "4"]) == 0
+                             "--steps", "3", "4"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "%" in line]
     shares = [float(line.split("|")[2].strip().rstrip("%")) for line in rows]

@@ -58,7 +58,7 @@ def test_xu_rows_carry_their_own_models_wall_time(tmp_path):
                             "epoch": [1.0, 2.0, 1.0], "val_accuracy": 0.5, "train_loss": 1.0, "train_accuracy": 0.5,
                             "elapsed_sec": [1800.0, 3600.0, 7200.0]})
     numbers = reports.numbers_frame(xu.report_rows(metrics, "full", None), xu, "full", metrics, xu.runs("full"),
-                                   str(tmp_path))
+                                    str(tmp_path))
     hours = numbers.set_index("quantity")["wall_hours"]
     assert hours["ResNet18 test accuracy"] == 1 and hours["Table 2: ResNet50 epoch 1 training loss"] == 2
     assert numbers["hardware"].eq("").all() and numbers["date"].eq("").all()  # nothing trained: no machine, no day
@@ -640,7 +640,7 @@ def test_provenance_names_the_uncommitted_files(monkeypatch):
     session = provenance.session(None, from_step=0)
     assert session["dirty"] is True and session["uncommitted"] == list(changed)
     assert reports.machine().endswith("code at commit ababababab with uncommitted changes to README.md, resnet.py, "
-                                     "cifar10_train.py, augment.py and 1 more")
+                                      "cifar10_train.py, augment.py and 1 more")
     monkeypatch.setattr(provenance, "loaded_code_state", lambda: ("ab" * 20, ()))
     assert provenance.session(None, from_step=0)["uncommitted"] == [] and reports.machine().endswith("ababababab")
 

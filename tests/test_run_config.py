@@ -198,7 +198,7 @@ def test_a_recipe_is_one_table_entry(monkeypatch, tmp_path, capsys):
         return 255.0 - images
 
     monkeypatch.setitem(augment.RECIPES, "inverted", augment.Recipe("a test", "colours inverted; mean/std",
-                                                                   augment.channel_stats, invert))
+                                                                    augment.channel_stats, invert))
     assert "inverted" in cifar10_main.build_parser().parse_args(["--augment", "inverted"]).augment
     config = run_config.resolve(RunConfig(model="lenet5", augment="inverted", train_steps=1, report_freq=1,
                                           batch_size=4, mixed_precision="off", log_dir=str(tmp_path / "r")), 8)
