@@ -279,11 +279,12 @@ class RunConfig:
         type=positive_int, nargs=2, metavar=("FIRST", "LAST"))
 
     def __post_init__(self):
-        # JSON and argparse give lists; the record holds tuples, so equal settings compare equal.
-        for name in ("image_size", "lr_decay_at", "profile_steps"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, tuple):
-                object.__setattr__(self, name, tuple(value))
+        # JSON and argparse give lists for the settings of several values; the record holds tuples, so equal
+        # settings compare equal.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if "nargs" in field.metadata["flag"] and value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, field.name, tuple(value))
 
     @property
     def stages_steps(self):
