@@ -116,10 +116,10 @@ def build_parser():
         follow.setdefault(after or last.get(group), []).append((group, flag, kwargs))
     for group, name, kwargs in settings:
         groups[group].add_argument(f"--{name}", **kwargs)
-        for group, flag, kwargs in follow.pop(name, ()):
-            groups[group].add_argument(flag, **kwargs)
-    for group, flag, kwargs in follow.pop(None, ()):  # groups without settings
-        groups[group].add_argument(flag, **kwargs)
+        for extra_group, flag, extra in follow.pop(name, ()):
+            groups[extra_group].add_argument(flag, **extra)
+    for extra_group, flag, extra in follow.pop(None, ()):  # groups without settings
+        groups[extra_group].add_argument(flag, **extra)
     return parser
 
 

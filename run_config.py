@@ -17,6 +17,7 @@ command line's flags, the value checks and the role sets are generated from that
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -42,34 +43,28 @@ class ConfigError(ValueError):
 # How a setting is declared: its default, help, flag and role, once, beside its field
 
 
-def positive_int(text):
+def _parsed(text, convert, valid, expected, out_of_range=None):
+    """``convert(text)`` if ``valid``, else argparse's error "must be <expected>, got <text>" (``out_of_range``:
+    its words for a number outside the range)."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text}") from None
+    if not valid(value):
+        raise argparse.ArgumentTypeError(f"must be {out_of_range or expected}, got {text}")
     return value
+
+
+def positive_int(text):
+    return _parsed(text, int, lambda value: value > 0, "a positive integer")
 
 
 def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    return _parsed(text, float, lambda value: value > 0 and math.isfinite(value), "a positive number")
 
 
 def fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+    return _parsed(text, float, lambda value: 0.0 <= value < 1.0, "a number in [0, 1)", "in [0, 1)")
 
 
 def auto_or_positive_int(text):
@@ -98,9 +93,11 @@ def option(group, help, **flag):
     return {"group": group, "help": help, "flag": flag}
 
 
-def _model_names():
+def _resnet_names(table):
+    """The names in one of resnet.py's tables (MODELS, SHORTCUTS, ...): choices read when a parser is built,
+    so that this module imports no TensorFlow."""
     import resnet
-    return tuple(resnet.MODELS)
+    return tuple(getattr(resnet, table))
 
 
 def _recipe_names():
@@ -116,21 +113,6 @@ def _augment_help():
             f"models (*_imagenet) always use their own preprocess_input")
 
 
-def _shortcuts():
-    import resnet
-    return resnet.SHORTCUTS
-
-
-def _conv_paddings():
-    import resnet
-    return resnet.CONV_PADDINGS
-
-
-def _weight_decay_scopes():
-    import resnet
-    return resnet.WEIGHT_DECAY_SCOPES
-
-
 PRECISIONS = ("auto", "off", "float16", "bfloat16")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
 
@@ -139,7 +121,7 @@ MODEL_OPTIONS = {
     "shortcut": option(
         "model", "CIFAR ResNet v1 (resnet20...resnet1202) stride-2 shortcut: A = He et al.'s option A, stride-2 "
         "subsampling + zero channels (the default); A_avgpool = Liang 2020's 2x2 average pool + zero channels; "
-        "B = 1x1 projection", choices=_shortcuts),
+        "B = 1x1 projection", choices=functools.partial(_resnet_names, "SHORTCUTS")),
     "preactivation": option(
         "model", "CIFAR ResNet v1 block as Liang 2020 draws it (BN-ReLU-conv) instead of He 2016a's conv-BN-ReLU",
         action="store_true"),
@@ -153,7 +135,7 @@ MODEL_OPTIONS = {
         "model", "CIFAR and ImageNet ResNets: where a stride-2 convolution pads. same = TensorFlow's (bottom and right "
         "only, so its output sits one pixel off option A's subsampled shortcut; the default, as every run before "
         "2026-12-04); symmetric = one pixel on every side, as Caffe and PyTorch (He's and akamaster's code)",
-        choices=_conv_paddings),
+        choices=functools.partial(_resnet_names, "CONV_PADDINGS")),
     "weights": option(
         "transfer", "imagenet (downloaded by Keras; the default for *_imagenet models), none (random initialisation: "
         "labelled as not a reproduction), or a local weights file of the backbone without its top"),
@@ -192,15 +174,16 @@ class RunConfig:
     # model
     model: str = setting(
         "resnet20", "model", "architecture (default resnet20): one of the names --list_models prints; in test mode, "
-        "if given, must match the run's", resumable=False, hparam=True, flag_default=None, choices=_model_names,
-        metavar="NAME")
-    model_options: dict = setting({}, "model", "", resumable=False, hparam=True, options=MODEL_OPTIONS)
+        "if given, must match the run's", resumable=False, hparam=True, flag_default=None,
+        choices=functools.partial(_resnet_names, "MODELS"), metavar="NAME")
+    model_options: dict = setting({}, "model", "", resumable=False, hparam=True)  # flags: MODEL_OPTIONS
     weight_decay: float = setting(1e-4, "model", "SGD-style weight decay (gradient += wd * w), He et al.'s 1e-4",
                                   hparam=True, type=float)
     weight_decay_scope: str = setting(
         "kernels", "model", "what --weight_decay decays: kernels = the conv and dense kernels only (every run before "
         "2026-12-04); all = every trainable parameter, batch-norm scales and offsets and biases included, as Caffe, "
-        "fb.resnet.torch and akamaster's PyTorch code do", hparam=True, choices=_weight_decay_scopes)
+        "fb.resnet.torch and akamaster's PyTorch code do", hparam=True,
+        choices=functools.partial(_resnet_names, "WEIGHT_DECAY_SCOPES"))
     # optimisation
     train_steps: Optional[int] = setting(
         None, "training", f"optimizer steps in total (default {DEFAULT_TRAIN_STEPS}, He et al.'s 64k)", hparam=True,
@@ -262,8 +245,8 @@ class RunConfig:
     num_gpus: Optional[int] = setting(None, "hardware", "use the first N GPUs (default: all visible; 0: the CPU only)",
                                       identity=False, type=int)
     mixed_precision: str = setting(  # resolved: off, float16 or bfloat16
-        "auto", "hardware", "compute in 16 bits, weights in 32: float16 (GPU, with loss scaling) or bfloat16 (GPUs, and "
-        "CPUs with AVX512_BF16/AMX: 1.06-2.56x faster on a 2-core such CPU, see benchmarks/README.md). auto (the "
+        "auto", "hardware", "compute in 16 bits, weights in 32: float16 (GPU, with loss scaling) or bfloat16 (GPUs, "
+        "and CPUs with AVX512_BF16/AMX: 1.06-2.56x faster on a 2-core such CPU, see benchmarks/README.md). auto (the "
         "default): the faster of those that can pay here, timed once per model, batch and machine and cached "
         "(README: Speed)", identity=False, hparam=True, choices=PRECISIONS)
     jit_compile: str = setting(
@@ -297,23 +280,28 @@ class RunConfig:
         return self.model_options.get("weights", "none") not in ("none", None)
 
 
-def flag_arguments():
-    """(group, name, argparse keyword arguments) of every setting's flag, in declaration order, the model
-    options where ``model_options`` stands: what ``cifar10_main.build_parser`` adds."""
+def _declarations():
+    """(name, declaration, field) of every setting in declaration order, the model options (field None) where
+    ``model_options`` stands."""
     for field in dataclasses.fields(RunConfig):
         if field.name == "model_options":
-            for name, declaration in MODEL_OPTIONS.items():
-                yield declaration["group"], name, _argparse_kwargs(declaration, None)
+            yield from ((name, declaration, None) for name, declaration in MODEL_OPTIONS.items())
         else:
-            default = field.metadata.get("flag_default", field.default)
-            yield field.metadata["group"], field.name, _argparse_kwargs(field.metadata, default)
+            yield field.name, field.metadata, field
 
 
-def _argparse_kwargs(declaration, default):
-    kwargs = {key: (value() if key == "choices" and callable(value) else value)
-              for key, value in declaration["flag"].items()}
-    help_text = declaration["help"]
-    return dict(kwargs, default=default, help=help_text() if callable(help_text) else help_text)
+def _resolved(value):
+    """A declared help text or choices, or the function that gives them when a parser is built."""
+    return value() if callable(value) else value
+
+
+def flag_arguments():
+    """(group, name, argparse keyword arguments) of every setting's flag, in declaration order: what
+    ``cifar10_main.build_parser`` adds. A model option's flag defaults to None (not given: the builder's own)."""
+    for name, declaration, field in _declarations():
+        default = None if field is None else declaration.get("flag_default", field.default)
+        kwargs = {key: (_resolved(value) if key == "choices" else value) for key, value in declaration["flag"].items()}
+        yield declaration["group"], name, dict(kwargs, default=default, help=_resolved(declaration["help"]))
 
 
 def _names(role):
@@ -364,23 +352,15 @@ def steps_for_epochs(epochs, num_train_images, batch_size):
     return math.ceil(epochs * num_train_images / batch_size)
 
 
-def declared(config):
-    """(name, value, declaration) of every setting that has a value, the flagged model options included."""
-    for field in dataclasses.fields(RunConfig):
-        value = getattr(config, field.name)
-        if field.name == "model_options":
-            yield from ((name, given, MODEL_OPTIONS[name]) for name, given in value.items() if name in MODEL_OPTIONS)
-        elif value is not None:
-            yield field.name, value, field.metadata
-
-
 def check_values(config):
     """Each value against its flag's declaration (choices, type), so a config built in Python is checked as
     the command line's flags are."""
-    for name, value, declaration in declared(config):
+    for name, declaration, field in _declarations():
+        value = config.model_options.get(name) if field is None else getattr(config, name)
+        if value is None:
+            continue
         flag = declaration["flag"]
-        choices = flag.get("choices")
-        choices = choices() if callable(choices) else choices
+        choices = _resolved(flag.get("choices"))
         for one in (value if "nargs" in flag else (value,)):
             if choices is not None and one not in choices:
                 raise ConfigError(f"--{name} {one!r}: choose one of {', '.join(map(str, choices))}")
