@@ -140,13 +140,19 @@ def _decayed():
             "the conv and dense kernels, not to batch-norm scales and offsets or the dense bias")
 
 
+def _last_errors(metrics):
+    """Each depth of Table 6: its last model's test error, per seed (empty where not run)."""
+    return {depth: stats.last(metrics, f"resnet{depth}", "val_error") for depth in DEPTHS["full"]}
+
+
 def report_rows(metrics, mode, args):
-    depth_rows = [_depth_row(metrics, mode, depth) for depth in DEPTHS["full"]]
+    errors = _last_errors(metrics)
+    depth_rows = [_depth_row(errors[depth], mode, depth) for depth in DEPTHS["full"]]
     loss = {"quantity": f"{_prefix(mode)}ResNet-20 test loss, last model", "paper": None,
             "ours": stats.last(metrics, "resnet20", "val_loss"), "schedule": _schedule(mode), "runs": ["resnet20"],
             "settings": _budget(mode).rstrip("; ")}
     peer_rows = _peer_rows(metrics, mode) if mode != "quarter" else []
-    return depth_rows[:1] + [loss] + peer_rows + depth_rows[1:] + _ordering_rows(metrics, mode)
+    return depth_rows[:1] + [loss] + peer_rows + depth_rows[1:] + _ordering_rows(errors, mode)
 
 
 def _prefix(mode):
@@ -162,10 +168,9 @@ def _budget(mode):
     return f"{mode}: {SCHEDULE[mode][0]} steps, not 64k; "
 
 
-def _depth_row(metrics, mode, depth):
+def _depth_row(errors, mode, depth):
     """A row of Table 6: the last model's test error per seed, or the command that would train it."""
     run = f"resnet{depth}"
-    errors = stats.last(metrics, run, "val_error")
     settings = _budget(mode) + "JPEG CIFAR-10"
     if not len(errors):
         quarter = " --quarter" if mode == "quarter" else ""
@@ -177,10 +182,9 @@ def _depth_row(metrics, mode, depth):
             "test_images": 10000, "schedule": _schedule(mode), "runs": [run], "settings": settings}
 
 
-def _ordering_rows(metrics, mode):
+def _ordering_rows(errors, mode):
     """Table 6's claim, "the deeper, the better", pair by pair of consecutive depths (unpaired: different nets),
     each judged against the seed spread (or the test set's sampling noise at one seed)."""
-    errors = {depth: stats.last(metrics, f"resnet{depth}", "val_error") for depth in DEPTHS["full"]}
     measured = [depth for depth in DEPTHS["full"] if len(errors[depth])]
     rows, deeper_better = [], 0
     for shallow, deep in zip(measured, measured[1:]):
@@ -246,8 +250,8 @@ def figures(metrics, out_dir, mode, args):
                         color="black")
     axis.axhline(HE_TABLE6_ERROR[20], color="gray", linestyle="--", label="He et al. Table 6, ResNet-20: 8.75%")
     axis.set_ylim(0, 0.5)
-    plots.label_axis(axis, "step", "error", f"He et al. Fig. 6 (left): CIFAR ResNets on CIFAR-10 ({mode})")
-    axis.legend(fontsize=7, ncol=2)
+    plots.label_axis(axis, "step", "error", f"He et al. Fig. 6 (left): CIFAR ResNets on CIFAR-10 ({mode})",
+                     fontsize=7, ncol=2)
     paths = [plots.save_figure(figure, os.path.join(out_dir, "fig6_test_error.png"))]
     paths.append(_depth_figure(metrics, out_dir, mode))
     _test_last_models(out_dir, args)
@@ -260,7 +264,7 @@ def _depth_figure(metrics, out_dir, mode):
     figure, axis = plt.subplots(figsize=(5.6, 4.0))
     depths = list(HE_TABLE6_ERROR)
     axis.plot(depths, [HE_TABLE6_ERROR[d] for d in depths], "s--", color="gray", label="He et al. Table 6 (64k steps)")
-    measured = [(d, *stats.summary(stats.last(metrics, f"resnet{d}", "val_error"))) for d in depths]
+    measured = [(d, *stats.summary(errors)) for d, errors in _last_errors(metrics).items()]
     measured = [(d, mean, sd, n) for d, mean, sd, n in measured if n]
     if measured:
         axis.errorbar([m[0] for m in measured], [m[1] for m in measured],
@@ -270,8 +274,8 @@ def _depth_figure(metrics, out_dir, mode):
     axis.set_xscale("log")
     axis.set_xticks(depths, [str(d) for d in depths])
     axis.minorticks_off()
-    plots.label_axis(axis, "depth (layers)", "test error, last model", f"He et al. Table 6: error by depth ({mode})")
-    axis.legend(fontsize=8)
+    plots.label_axis(axis, "depth (layers)", "test error, last model", f"He et al. Table 6: error by depth ({mode})",
+                     fontsize=8)
     return plots.save_figure(figure, os.path.join(out_dir, "table6_depth.png"))
 
 

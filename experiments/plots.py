@@ -12,14 +12,15 @@ def save_figure(figure, path):
     return fileio.save_figure(figure, path, dpi=110)
 
 
-def label_axis(axis, xlabel, ylabel, title=None):
-    """The finishing every curve panel gets: axis labels, optional title, a light grid, the legend."""
+def label_axis(axis, xlabel, ylabel, title=None, **legend):
+    """The finishing every curve panel gets: axis labels, optional title, a light grid, the legend (``legend``:
+    matplotlib's legend options, e.g. fontsize)."""
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     if title:
         axis.set_title(title)
     axis.grid(alpha=0.3)
-    axis.legend()
+    axis.legend(**legend)
 
 
 def plot_mean(axis, metrics, run, column, x="step", label=None, **style):

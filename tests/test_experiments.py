@@ -140,8 +140,7 @@ def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_dep
     # Two seeds of ResNet-20 and 56, one of 32; 44 and 110 not run.
     metrics = pd.DataFrame({"run": ["resnet20", "resnet20", "resnet32", "resnet56", "resnet56"],
                             "seed": [0, 1, 0, 0, 1], "step": 16000, "val_error": [0.100, 0.104, 0.098, 0.080, 0.082],
-                            "train_error": 0.01,
-                            "val_loss": 0.4})
+                            "train_error": 0.01, "val_loss": 0.4})
     rows = {row["quantity"]: row for row in he2016.report_rows(metrics, "quarter", args)}
     assert all(name.startswith("Quarter schedule: ") for name in rows)  # never taken for the paper's schedule
     assert all(row["comparable"] is False for row in rows.values() if row["paper"] is not None)
@@ -149,9 +148,8 @@ def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_dep
     resnet56 = rows["Quarter schedule: ResNet-56 (0.85M parameters) test error, last model (Table 6)"]
     np.testing.assert_allclose(resnet56["ours"], [0.080, 0.082])
     assert "16,000 steps x 128 (41 epochs)" in resnet56["schedule"]
-    assert "not run here" in rows["Quarter schedule: ResNet-44 (0.66M parameters) test error, last model (Table 6)"][
-        "settings"] and "--quarter --only resnet44" in rows[
-        "Quarter schedule: ResNet-44 (0.66M parameters) test error, last model (Table 6)"]["settings"]
+    resnet44 = rows["Quarter schedule: ResNet-44 (0.66M parameters) test error, last model (Table 6)"]
+    assert "not run here" in resnet44["settings"] and "--quarter --only resnet44" in resnet44["settings"]
     small = rows["Quarter schedule: ResNet-32 minus ResNet-20, test error"]
     np.testing.assert_allclose(small["ours"], [0.098 - 0.102])  # within the test set's noise at one seed
     assert small["paper"] == pytest.approx(0.0751 - 0.0875) and small["settings"].startswith("one seed: within")
