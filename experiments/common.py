@@ -42,6 +42,7 @@ class Experiment(typing.Protocol):
 
     TITLE: str  # the paper in a few words: "He et al. 2016a"
     PAPER: str  # the citation
+    PRECISION: str  # every run's --mixed_precision (off or bfloat16): one per experiment, so its seeds and models compare
 
     def runs(self, mode, args) -> list:
         """The ``Run``s of a mode (full, quick or tiny); ``args`` is the parsed command line."""
@@ -59,7 +60,7 @@ class Experiment(typing.Protocol):
 # Optional names a paper module may add: add_arguments(parser) (flags of its own), full_mode(args) -> the mode a
 # flag of its own selects instead of full (he2016's quarter schedule), external_metrics(results_dir) -> frame and
 # external_provenance(results_dir) -> [str] (runs trained outside the engine: the PyTorch peer).
-REQUIRED = ("TITLE", "PAPER", "runs", "notes", "report_rows", "figures")
+REQUIRED = ("TITLE", "PAPER", "PRECISION", "runs", "notes", "report_rows", "figures")
 
 
 def check_experiment(module):
@@ -115,6 +116,15 @@ def with_trained_seeds(runs, results_dir):
     return runs + extra
 
 
+def with_precision(runs, module, precision):
+    """The runs in ``precision`` (``--mixed_precision``) instead of the experiment's own; a run that sets a precision
+    of its own (he2016_matched's bfloat16 arm) keeps it."""
+    if precision is None:
+        precision = module.PRECISION
+    return [dataclasses.replace(run, config=dataclasses.replace(run.config, mixed_precision=precision))
+            if run.config.mixed_precision in ("auto", module.PRECISION) else run for run in runs]
+
+
 def experiment_name(module):
     """The module's file name: ``__name__`` is ``__main__`` under ``python -m``."""
     return os.path.splitext(os.path.basename(module.__file__))[0]
@@ -146,6 +156,11 @@ def experiment_parser(module):
     parser.add_argument("--plan", action="store_true",
                         help="time each run's model on this machine, print the hours the runs need (written to "
                              "plan.md, which the report then opens with), then exit")
+    parser.add_argument("--mixed_precision", choices=run_config.PRECISIONS, default=None,
+                        help=f"every run's precision (default: the experiment's, {module.PRECISION}: one for all its "
+                             f"runs and seeds, named in its report). Change it only where this machine cannot compute "
+                             f"that one fast (bfloat16 needs AVX512_BF16/AMX or a GPU of compute capability 8.0+); "
+                             f"the report lists every session's precision")
     parser.add_argument("--results_dir", default=None, help="output folder (default results/<experiment>[_quick])")
     parser.add_argument("--cifar10_dir", default=None, help="CIFAR-10 for cifar10_main.py --data_dir (default: download)")
     parser.add_argument("--mnist_dir", default=None, help="MNIST for cifar10_main.py --data_dir (default: download)")
@@ -179,7 +194,7 @@ def _main(module, args, argv):
     mode = run_mode(module, args)
     name = experiment_name(module)
     results_dir = args.results_dir = args.results_dir or os.path.join("results", name + ("" if mode == "full" else f"_{mode}"))
-    runs = seeded(module.runs(mode, args), args.seeds)
+    runs = seeded(with_precision(module.runs(mode, args), module, args.mixed_precision), args.seeds)
     unknown = set(args.only or []) - {run.name for run in runs}
     if unknown:
         print(f"{name}: error: --only {' '.join(sorted(unknown))}: no such run; runs are: "

@@ -31,7 +31,7 @@ from dataclasses import replace
 import fileio
 import run_folder
 from experiments import common, peer, plots, stats
-from experiments.he2016 import RECIPE
+from experiments.he2016 import PRECISION, RECIPE
 
 TITLE = "He et al. 2016a, matched short runs"
 PAPER = ('K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image Recognition", CVPR 2016, Section 4.2, '

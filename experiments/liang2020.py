@@ -52,6 +52,7 @@ from run_config import RunConfig
 TITLE = "Liang 2020"
 PAPER = 'J. Liang, "Image classification based on RESNET", J. Phys.: Conf. Ser. 1634 012110 (2020)'
 
+PRECISION = "bfloat16"  # every run (the three seeds of 2026-11-24 were too); --mixed_precision off where it is emulated
 PAPER_STEP = 9775
 PAPER_AT_STEP = {0: {"train_batch_error": 0.898438, "val_error": 0.912, "val_loss": 2.3543},  # Section 6
                  PAPER_STEP: {"train_batch_error": 0.117188, "val_error": 0.1280, "val_loss": 0.348188}}
@@ -63,7 +64,7 @@ SCHEDULE_STEPS = 80000  # wenxinxu's train_steps; decays at 40k and 60k
 LIANG = RunConfig(model="resnet20", model_options={"preactivation": True, "shortcut": "A_avgpool"}, augment="liang",
                   batch_size=BATCH, optimizer="sgd", learning_rate=0.1, momentum=0.9, lr_decay_at=(0.5, 0.75),
                   lr_schedule_steps=SCHEDULE_STEPS, weight_decay=2e-4, validation_split=0.0, report_freq=391,
-                  report_at_start=True)
+                  report_at_start=True, mixed_precision=PRECISION)
 
 # mode -> (main steps, sweep steps, Inception-ResNet steps, report every, Inception-ResNet batch)
 SCHEDULE = {
@@ -100,6 +101,7 @@ def runs(mode, args=None):
     result.append(common.Run(
         "inception_resnet_v1_small", "Inception-ResNet-v1 (32x32)",
         RunConfig(model="inception_resnet_v1_small", augment="liang", validation_split=0.0, weight_decay=2e-4,
+                  mixed_precision=PRECISION,
                   batch_size=inception_batch, train_steps=inception_steps,
                   # Validating this model on 10,000 images costs a minute on a CPU: the quick mode does it twice.
                   report_freq=inception_steps // 2 if mode == "quick" else min(report, inception_steps)),

@@ -25,6 +25,7 @@ PAPER = 'H. Lu, H. Song, "Research on image classification based on ResNet"'
 MODELS = {"resnet20": "ResNet (ResNet-20)", "lenet5": "LeNet-5", "alexnet": "AlexNet"}
 DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 # Table 1: the highest accuracy on the training and test sets (percent / 100).
+PRECISION = "bfloat16"  # every run: AlexNet 1.7x faster than float32 on an AVX512_BF16 CPU
 PAPER_TABLE1 = {
     ("resnet20", "mnist"): (1.00000, 0.99665), ("lenet5", "mnist"): (0.99523, 0.99110),
     ("alexnet", "mnist"): (1.00000, 0.99440), ("resnet20", "cifar10"): (0.92890, 0.86600),
@@ -48,7 +49,7 @@ def runs(mode, args=None):
             # CIFAR-10 fits training on the plain images (see notes).
             result.append(common.Run(f"{model}_{dataset}", MODELS[model], RunConfig(
                 dataset=dataset, model=model, augment="none", validation_split=0.0, batch_size=batch,
-                report_freq=report, **length), group=dataset))
+                mixed_precision=PRECISION, report_freq=report, **length), group=dataset))
     return result
 
 

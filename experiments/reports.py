@@ -137,11 +137,39 @@ def _planned_needs(results_dir):
             for run, hours, where in zip(plan["run"], plan["hours"], measured_on)}
 
 
+def precision_line(runs, results_dir):
+    """The precision each run is set to (one per experiment, so its seeds and models compare), and every session of
+    a finished run that computed in another (a run resumed with another ``--mixed_precision``, or trained before
+    the experiment fixed its precision), from the sessions its config.json records."""
+    names = {}
+    for run in runs:
+        names.setdefault(run.config.mixed_precision, []).append(run.name)
+    if len(names) == 1:
+        text = f"Precision: {next(iter(names))} for every run (the experiment's; `--mixed_precision` overrides it)."
+    else:
+        text = "Precision, as each run sets it: " + "; ".join(
+            f"{precision} ({', '.join(dict.fromkeys(group))})" for precision, group in names.items()) + "."
+    others = []
+    for run in runs:
+        folder = os.path.join(results_dir, run.folder)
+        done = gather.progress(folder)
+        if done is None or not done.finished:
+            continue
+        sessions = run_folder.read_config(folder).get("sessions", [])
+        odd = [f"{s.get('mixed_precision', 'not recorded')} from step {s.get('from_step', 0):,}" for s in sessions
+               if s.get("mixed_precision") != run.config.mixed_precision]
+        if odd:
+            others.append(f"`{run.folder}` ({', '.join(odd)})")
+    if others:
+        return text + " Sessions of finished runs in another precision: " + "; ".join(others) + "."
+    return text + " Every session of every finished run computed in it."
+
+
 def provenance_lines(runs, results_dir):
     """Which code, machine, software and data made each run's numbers, from its config.json and timing.csv."""
     lines = ["Every number above is computed from the `metrics.csv` rows of the run folders: the model at each "
              "report (`latest`), never `best.keras` (chosen on the validation data, which is the test set where "
-             "`validation_split` is 0).", ""]
+             "`validation_split` is 0).", "", precision_line(runs, results_dir), ""]
     needs = _planned_needs(results_dir)
     for run in runs:
         folder = os.path.join(results_dir, run.folder)

@@ -41,6 +41,20 @@ def test_run_lists_build_and_every_run_is_a_valid_command(name, mode, tmp_path):
         assert any(note.startswith("REDUCED") for note in module.notes(mode))  # the reduction is said
 
 
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_each_experiment_computes_in_one_precision_that_a_flag_overrides(name, tmp_path):
+    module = importlib.import_module(f"experiments.{name}")
+    other = {"off": "bfloat16", "bfloat16": "off"}[module.PRECISION]
+    args = common.experiment_parser(module).parse_args(["--results_dir", str(tmp_path), "--mixed_precision", other])
+    runs = module.runs("full", args)
+    own = {run.name for run in runs if run.config.mixed_precision != module.PRECISION}
+    assert own == ({"bfloat16"} if name == "he2016_matched" else set())  # the matched runs' precision arm
+    overridden = common.with_precision(runs, module, args.mixed_precision)
+    assert [run.config.mixed_precision for run in overridden if run.name not in own] == [other] * (len(runs) - len(own))
+    assert common.with_precision(runs, module, None) == runs
+    assert f"the experiment's, {module.PRECISION}" in " ".join(common.experiment_parser(module).format_help().split())
+
+
 @pytest.mark.parametrize("name", ["he2016", "he2016_matched", "liang2020", "lu_song", "jin", "xu"])
 def test_report_of_no_finished_runs_says_n_a_instead_of_failing(name, tmp_path):
     module = importlib.import_module(f"experiments.{name}")
@@ -353,14 +367,20 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     first = saved["sessions"][0]
     machine = f"{first['cpu']}, {first['cpu_cores']} CPU cores, no GPU"
     assert (k2["hardware"], k2["date"]) == (machine, first["started"][:10])
-    later = {**first, "cpu": "Other CPU (AVX2)", "cpu_cores": 8, "started": "2099-01-02T03:04:05+00:00"}
+    later = {**first, "cpu": "Other CPU (AVX2)", "cpu_cores": 8, "started": "2099-01-02T03:04:05+00:00",
+             "mixed_precision": "off"}
     old = {"from_step": 4, "commit": "0" * 40}  # a session recorded before config.json named the machine
     config_path.write_text(json.dumps({**saved, "sessions": [first, later, first, old]}))
     sessions_by_run = gather.finished_sessions(runs, str(results))
     assert gather.trained_on(sessions_by_run, ["k2"]) == (
         f"{machine} + Other CPU (AVX2), 8 CPU cores, no GPU + machine not recorded", "2099-01-02")
     assert gather.trained_on(sessions_by_run, ["k1"]) == (machine, first["started"][:10])
+    # One precision per experiment: a session in another is named, with where it began.
+    assert reports.precision_line(runs, str(results)) == (
+        "Precision: bfloat16 for every run (the experiment's; `--mixed_precision` overrides it). Sessions of finished "
+        "runs in another precision: `k2/seed1` (off from step 0, not recorded from step 4).")
     config_path.write_text(json.dumps(saved))
+    assert reports.precision_line(runs, str(results)).endswith("Every session of every finished run computed in it.")
     # Provenance: the commit of this code, the CPU, each session's precision, the sha256 of the data.
     commit, _ = provenance.git_state()
     assert f"commit {commit[:10]}" in report and provenance.cpu_description() in report
