@@ -107,6 +107,8 @@ def write_report(path, module, mode, command, rows, figures, notes, runs, result
         "",
         "## Provenance",
         "",
+        precision_line(runs, results_dir, module.PRECISION),
+        "",
         *provenance_lines(runs, results_dir),
         *(module.external_provenance(results_dir) if hasattr(module, "external_provenance") else []),
         "",
@@ -137,7 +139,7 @@ def _planned_needs(results_dir):
             for run, hours, where in zip(plan["run"], plan["hours"], measured_on)}
 
 
-def precision_line(runs, results_dir):
+def precision_line(runs, results_dir, experiments_own):
     """The precision each run is set to (one per experiment, so its seeds and models compare), and every session of
     a finished run that computed in another (a run resumed with another ``--mixed_precision``, or trained before
     the experiment fixed its precision), from the sessions its config.json records."""
@@ -145,7 +147,10 @@ def precision_line(runs, results_dir):
     for run in runs:
         names.setdefault(run.config.mixed_precision, []).append(run.name)
     if len(names) == 1:
-        text = f"Precision: {next(iter(names))} for every run (the experiment's; `--mixed_precision` overrides it)."
+        precision = next(iter(names))
+        text = f"Precision: {precision} for every run " + (
+            "(the experiment's; `--mixed_precision` overrides it)." if precision == experiments_own else
+            f"(`--mixed_precision {precision}`; the experiment's own is {experiments_own}).")
     else:
         text = "Precision, as each run sets it: " + "; ".join(
             f"{precision} ({', '.join(dict.fromkeys(group))})" for precision, group in names.items()) + "."
@@ -169,7 +174,7 @@ def provenance_lines(runs, results_dir):
     """Which code, machine, software and data made each run's numbers, from its config.json and timing.csv."""
     lines = ["Every number above is computed from the `metrics.csv` rows of the run folders: the model at each "
              "report (`latest`), never `best.keras` (chosen on the validation data, which is the test set where "
-             "`validation_split` is 0).", "", precision_line(runs, results_dir), ""]
+             "`validation_split` is 0).", ""]
     needs = _planned_needs(results_dir)
     for run in runs:
         folder = os.path.join(results_dir, run.folder)

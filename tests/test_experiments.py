@@ -376,11 +376,14 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
         f"{machine} + Other CPU (AVX2), 8 CPU cores, no GPU + machine not recorded", "2099-01-02")
     assert gather.trained_on(sessions_by_run, ["k1"]) == (machine, first["started"][:10])
     # One precision per experiment: a session in another is named, with where it began.
-    assert reports.precision_line(runs, str(results)) == (
+    assert reports.precision_line(runs, str(results), jin.PRECISION) == (
         "Precision: bfloat16 for every run (the experiment's; `--mixed_precision` overrides it). Sessions of finished "
         "runs in another precision: `k2/seed1` (off from step 0, not recorded from step 4).")
     config_path.write_text(json.dumps(saved))
-    assert reports.precision_line(runs, str(results)).endswith("Every session of every finished run computed in it.")
+    assert reports.precision_line(runs, str(results), jin.PRECISION).endswith(
+        "Every session of every finished run computed in it.")
+    assert reports.precision_line(runs, str(results), "off").startswith(
+        "Precision: bfloat16 for every run (`--mixed_precision bfloat16`; the experiment's own is off).")
     # Provenance: the commit of this code, the CPU, each session's precision, the sha256 of the data.
     commit, _ = provenance.git_state()
     assert f"commit {commit[:10]}" in report and provenance.cpu_description() in report
