@@ -154,20 +154,25 @@ def precision_line(runs, results_dir, experiments_own):
     else:
         text = "Precision, as each run sets it: " + "; ".join(
             f"{precision} ({', '.join(dict.fromkeys(group))})" for precision, group in names.items()) + "."
-    others = []
+    others, unrecorded = [], []
     for run in runs:
         folder = os.path.join(results_dir, run.folder)
         done = gather.progress(folder)
         if done is None or not done.finished:
             continue
-        sessions = run_folder.read_config(folder).get("sessions", [])
-        odd = [f"{s.get('mixed_precision', 'not recorded')} from step {s.get('from_step', 0):,}" for s in sessions
-               if s.get("mixed_precision") != run.config.mixed_precision]
-        if odd:
-            others.append(f"`{run.folder}` ({', '.join(odd)})")
-    if others:
-        return text + " Sessions of finished runs in another precision: " + "; ".join(others) + "."
-    return text + " Every session of every finished run computed in it."
+        saved = run_folder.read_config(folder)
+        sessions = saved.get("sessions", [])
+        odd = [f"{s['mixed_precision']} from step {s.get('from_step', 0):,}" for s in sessions
+               if s.get("mixed_precision", run.config.mixed_precision) != run.config.mixed_precision]
+        others += [f"`{run.folder}` ({', '.join(odd)})"] if odd else []
+        blank = [f"{s.get('from_step', 0):,}" for s in sessions if "mixed_precision" not in s]
+        unrecorded += ([f"`{run.folder}` (from steps {', '.join(blank)}; its config.json: "
+                        f"{saved.get('run', {}).get('mixed_precision', 'not recorded')})"] if blank else [])
+    if not others and not unrecorded:
+        return text + " Every session of every finished run computed in it."
+    return " ".join([text, *([f"Sessions of finished runs in another precision: {'; '.join(others)}."] if others else []),
+                     *([f"Sessions from before the suite recorded each session's precision: {'; '.join(unrecorded)}."]
+                       if unrecorded else [])])
 
 
 def provenance_lines(runs, results_dir):

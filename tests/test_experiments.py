@@ -378,7 +378,8 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     # One precision per experiment: a session in another is named, with where it began.
     assert reports.precision_line(runs, str(results), jin.PRECISION) == (
         "Precision: bfloat16 for every run (the experiment's; `--mixed_precision` overrides it). Sessions of finished "
-        "runs in another precision: `k2/seed1` (off from step 0, not recorded from step 4).")
+        "runs in another precision: `k2/seed1` (off from step 0). Sessions from before the suite recorded each "
+        "session's precision: `k2/seed1` (from steps 4; its config.json: bfloat16).")
     config_path.write_text(json.dumps(saved))
     assert reports.precision_line(runs, str(results), jin.PRECISION).endswith(
         "Every session of every finished run computed in it.")
