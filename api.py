@@ -225,10 +225,10 @@ def evaluate_run(model, config, info, data_dir=None, eval_batch_size=500):
 def test(checkpoint, data_dir=None, output=None, eval_batch_size=500, model_name=None):
     """``--mode test``: the checkpoint's model on its dataset's test set, preprocessed as in training. Writes the
     softmax probabilities, a CSV per image, the confusion matrix, test_metrics.json and TensorBoard's test/ into
-    ``output`` (default: the run folder); returns the metrics."""
+    ``output`` (default: the run folder; runs/<name>_test for a shipped folder); returns the metrics."""
     model, model_path, run_dir, config, info = load_checkpoint(checkpoint, model_name)
     dataset, result = evaluate_run(model, config, info, data_dir, eval_batch_size)
-    output = output or run_dir
+    output = output or run_folder.default_test_output(run_dir)
     written = cifar10_test.write_predictions(
         result["probabilities"], dataset["y_test"], info.class_names, output, files=dataset.get("files_test"))
     metrics = {k: result[k] for k in ("loss", "accuracy", "error")}

@@ -100,6 +100,19 @@ def make_folder(path, flag):
         raise RunFolderError(f"cannot write to {flag} {path}: {error.strerror}") from None
 
 
+def is_shipped(folder):
+    """A shipped folder (pretrained/<name>/, experiments/ship_weights.py): tracked files that tests must not touch."""
+    return os.path.exists(os.path.join(folder, MANIFEST)) and not os.path.exists(os.path.join(folder, LATEST_MODEL))
+
+
+def default_test_output(run_dir):
+    """Where ``--mode test`` writes without ``--output``: the run folder, or for a shipped folder
+    ``runs/<name>_test`` (the shipped files stay as committed)."""
+    if is_shipped(run_dir):
+        return os.path.join("runs", os.path.basename(os.path.normpath(os.path.abspath(run_dir))) + "_test")
+    return run_dir
+
+
 def has_run(run_dir):
     return os.path.isdir(os.path.join(run_dir, CHECKPOINTS)) or os.path.exists(os.path.join(run_dir, CONFIG))
 

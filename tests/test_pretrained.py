@@ -23,7 +23,8 @@ def finished_run(cifar_archive, tmp_path):
     return log_dir
 
 
-def test_a_shipped_run_scores_its_manifest_and_a_changed_file_does_not(finished_run, cifar_archive, tmp_path, capsys):
+def test_a_shipped_run_scores_its_manifest_and_a_changed_file_does_not(finished_run, cifar_archive, tmp_path, capsys,
+                                                                       monkeypatch):
     root = tmp_path / "pretrained"
     assert ship_weights.main([str(finished_run), "tiny", "--data_dir", str(cifar_archive), "--root", str(root)]) == 0
     manifest = json.loads((root / "tiny" / "manifest.json").read_text())
@@ -35,11 +36,14 @@ def test_a_shipped_run_scores_its_manifest_and_a_changed_file_does_not(finished_
     assert json.loads((tmp_path / "out" / "test_metrics.json").read_text())["accuracy"] == \
         pytest.approx(manifest["test"]["accuracy"])
     assert ship_weights.main(["--check", str(root / "tiny"), "--data_dir", str(cifar_archive)]) == 0
-    # The shipped folder works wherever a run folder does: test and predict by its folder.
-    assert cifar10_main.main(["--mode", "test", "--checkpoint", str(root / "tiny"), "--data_dir", str(cifar_archive),
-                              "--output", str(tmp_path / "by_folder")]) == 0
-    assert json.loads((tmp_path / "by_folder" / "test_metrics.json").read_text())["accuracy"] == \
+    # The shipped folder works wherever a run folder does: test and predict by its folder. Without --output, the
+    # test's files go to runs/<name>_test: the shipped (committed) folder is left as it was.
+    shipped = sorted(path.name for path in (root / "tiny").iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert cifar10_main.main(["--mode", "test", "--checkpoint", str(root / "tiny"), "--data_dir", str(cifar_archive)]) == 0
+    assert json.loads((tmp_path / "runs" / "tiny_test" / "test_metrics.json").read_text())["accuracy"] == \
         pytest.approx(manifest["test"]["accuracy"])
+    assert sorted(path.name for path in (root / "tiny").iterdir()) == shipped
     image = tmp_path / "one.png"
     import cv2
     cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
