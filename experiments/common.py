@@ -120,9 +120,9 @@ def with_precision(runs, module, precision):
     """The runs in ``precision`` (``--mixed_precision``) instead of the experiment's own; a run that sets a precision
     of its own (he2016_matched's bfloat16 arm) keeps it."""
     if precision is None:
-        precision = module.PRECISION
+        return runs
     return [dataclasses.replace(run, config=dataclasses.replace(run.config, mixed_precision=precision))
-            if run.config.mixed_precision in ("auto", module.PRECISION) else run for run in runs]
+            if run.config.mixed_precision == module.PRECISION else run for run in runs]
 
 
 def experiment_name(module):
