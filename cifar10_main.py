@@ -70,8 +70,9 @@ COMMAND_FLAGS = (
                                         "file in either")),
     ("test", None, "--output", dict(default=None, help="test: folder for test_probabilities.npy, "
                                     "test_predictions.csv, test_metrics.json and test_confusion_matrix.png (default: "
-                                    "the run folder; runs/<name>_test for a shipped folder); predict: a CSV file of every image's class probabilities; "
-                                    "augment_preview: the PNG file (default augment_preview_<dataset>_<augment>.png)")),
+                                    "the run folder; runs/<name>_test for a shipped folder); predict: a CSV file of "
+                                    "every image's class probabilities; augment_preview: the PNG file (default "
+                                    "augment_preview_<dataset>_<augment>.png)")),
     ("test", None, "--images", dict(nargs="+", default=None, metavar="PATH",
                                     help="predict: image files and/or folders of images")),
     ("test", None, "--top_k", dict(type=run_config.positive_int, default=3, help="predict: classes shown per image")),

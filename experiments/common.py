@@ -42,7 +42,7 @@ class Experiment(typing.Protocol):
 
     TITLE: str  # the paper in a few words: "He et al. 2016a"
     PAPER: str  # the citation
-    PRECISION: str  # every run's --mixed_precision (off or bfloat16): one per experiment, so its seeds and models compare
+    PRECISION: str  # every run's --mixed_precision (off or bfloat16): one per experiment, so seeds and models compare
 
     def runs(self, mode, args) -> list:
         """The ``Run``s of a mode (full, quick or tiny); ``args`` is the parsed command line."""

@@ -170,9 +170,12 @@ def precision_line(runs, results_dir, experiments_own):
                         f"{saved.get('run', {}).get('mixed_precision', 'not recorded')})"] if blank else [])
     if not others and not unrecorded:
         return text + " Every session of every finished run computed in it."
-    return " ".join([text, *([f"Sessions of finished runs in another precision: {'; '.join(others)}."] if others else []),
-                     *([f"Sessions from before the suite recorded each session's precision: {'; '.join(unrecorded)}."]
-                       if unrecorded else [])])
+    parts = [text]
+    if others:
+        parts.append(f"Sessions of finished runs in another precision: {'; '.join(others)}.")
+    if unrecorded:
+        parts.append(f"Sessions from before the suite recorded each session's precision: {'; '.join(unrecorded)}.")
+    return " ".join(parts)
 
 
 def provenance_lines(runs, results_dir):

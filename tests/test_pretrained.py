@@ -40,7 +40,8 @@ def test_a_shipped_run_scores_its_manifest_and_a_changed_file_does_not(finished_
     # test's files go to runs/<name>_test: the shipped (committed) folder is left as it was.
     shipped = sorted(path.name for path in (root / "tiny").iterdir())
     monkeypatch.chdir(tmp_path)
-    assert cifar10_main.main(["--mode", "test", "--checkpoint", str(root / "tiny"), "--data_dir", str(cifar_archive)]) == 0
+    assert cifar10_main.main(["--mode", "test", "--checkpoint", str(root / "tiny"),
+                              "--data_dir", str(cifar_archive)]) == 0
     assert json.loads((tmp_path / "runs" / "tiny_test" / "test_metrics.json").read_text())["accuracy"] == \
         pytest.approx(manifest["test"]["accuracy"])
     assert sorted(path.name for path in (root / "tiny").iterdir()) == shipped
