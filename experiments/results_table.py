@@ -27,18 +27,24 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 # every row of it named "Quarter schedule: ..." with its schedule); quick and tiny checks are no results.
 TABLE_MODES = ("full", "quarter")
 SUMMARY_BEGIN, SUMMARY_END = "<!-- summary:begin -->", "<!-- summary:end -->"
-# The rows the README's summary shows: (paper, the start of the quantity as the experiment's report names it).
-# Selectors only; every number comes from numbers.csv.
+# The rows the README's summary shows: (paper, a regular expression matching the start of the quantity as the
+# experiment's report names it; $ ends it). Selectors only; every number comes from numbers.csv.
 HEADLINES = (
-    ("He et al. 2016a", "ResNet-20 ("),
-    ("Liang 2020", "ResNet-20 validation error at step 9775"),
-    ("Lu & Song", "Table 1: ResNet (ResNet-20), MNIST, highest test accuracy"),
-    ("Lu & Song", "Table 1: LeNet-5, MNIST, highest test accuracy"),
-    ("Lu & Song", "Table 1: ResNet (ResNet-20), CIFAR-10, highest test accuracy"),
-    ("Lu & Song", "Table 1: LeNet-5, CIFAR-10, highest test accuracy"),
-    ("Jin 2023", "late test accuracy, k = 4 minus the plain CNN"),
-    ("Xu", "ResNet18 test accuracy"),
+    ("He et al. 2016a", r"ResNet-20 \("),
+    ("Liang 2020", r"ResNet-20 validation error at step 9775$"),
+    ("Liang 2020", r"ResNet-20 validation error at step 9775, batch norm on each batch"),
+    ("Lu & Song", r"Table 1: ResNet \(ResNet-20\), MNIST, highest test accuracy"),
+    ("Lu & Song", r"Table 1: LeNet-5, MNIST, highest test accuracy"),
+    ("Lu & Song", r"Table 1: ResNet \(ResNet-20\), CIFAR-10, highest test accuracy"),
+    ("Lu & Song", r"Table 1: LeNet-5, CIFAR-10, highest test accuracy"),
+    ("Jin 2023", r"late test accuracy, k = 4 minus the plain CNN"),
+    ("Xu", r"ResNet18 test accuracy"),
 )
+
+
+def headline_rows(rows, paper, pattern):
+    """The rows of ``rows`` (numbers.csv frames) a HEADLINES entry selects."""
+    return rows[(rows["paper"] == paper) & rows["quantity"].str.match(pattern)]
 
 
 def _format(row, key, default):
@@ -90,9 +96,8 @@ def summary(results_root):
     rows = pd.concat(_frames(results_root), ignore_index=True) if _frames(results_root) else pd.DataFrame(
         columns=["paper", "quantity"])
     lines = ["| paper | quantity | paper's value | ours: mean ± sd (n seeds) |", "| --- | --- | --- | --- |"]
-    for paper, start in HEADLINES:
-        chosen = rows[(rows["paper"] == paper) & rows["quantity"].str.startswith(start)]
-        for row in chosen.to_dict("records"):
+    for paper, pattern in HEADLINES:
+        for row in headline_rows(rows, paper, pattern).to_dict("records"):
             n, fmt = int(row["n"]), _format(row, "format", "{:.4f}")
             ours = "not run here" if not n else _number(row["ours_mean"], fmt) + (
                 f" ± {_number(row['ours_sd'], fmt)} ({n})" if n > 1 else " (1)")
