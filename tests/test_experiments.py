@@ -305,14 +305,17 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     from experiments import common, jin
 
     results = tmp_path / "results"
-    argv = ["--tiny", "--seeds", "2", "--cifar10_dir", str(cifar_archive), "--results_dir", str(results)]
+    # In float32, not the experiment's bfloat16: the flag that replaces it is checked end to end, and a CPU without
+    # bfloat16 instructions (where it is emulated, far slower) keeps the suite fast.
+    argv = ["--tiny", "--seeds", "2", "--cifar10_dir", str(cifar_archive), "--results_dir", str(results),
+            "--mixed_precision", "off"]
     # First the compute plan: each distinct model timed once (here a fixed rate), hours = (training images + a
     # third of the validation images) / images/s; plan.md then opens the report.
     timed = []
     monkeypatch.setattr(plans, "_model_rate",
                         lambda config, shape: timed.append((config.model, shape)) or (500.0, "off"))
     assert jin.main(argv + ["--plan"]) == 0
-    runs = common.seeded(jin.runs("tiny"), 2)
+    runs = common.seeded(common.with_precision(jin.runs("tiny"), jin, "off"), 2)
     assert len(timed) == len({json.dumps(r.config.model_options, sort_keys=True) for r in runs})
     plan = (results / "plan.md").read_text()
     for run in runs:
@@ -336,6 +339,7 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     assert jin.main(argv) == 0
     report_text = (results / "report.md").read_text()
     assert report_text.index("## Compute plan") < report_text.index("## Numbers")
+    assert "Precision: off for every run (`--mixed_precision off`; the experiment's own is bfloat16). Every" in report_text
     metrics = pd.read_csv(results / "metrics.csv")
     assert sorted(metrics["run"].unique()) == ["k0", "k1", "k2", "k4"]
     assert metrics.groupby(["run", "seed"])["step"].apply(list).tolist() == [[2, 4]] * 8
@@ -368,7 +372,7 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     machine = f"{first['cpu']}, {first['cpu_cores']} CPU cores, no GPU"
     assert (k2["hardware"], k2["date"]) == (machine, first["started"][:10])
     later = {**first, "cpu": "Other CPU (AVX2)", "cpu_cores": 8, "started": "2099-01-02T03:04:05+00:00",
-             "mixed_precision": "off"}
+             "mixed_precision": "bfloat16"}
     old = {"from_step": 4, "commit": "0" * 40}  # a session recorded before config.json named the machine
     config_path.write_text(json.dumps({**saved, "sessions": [first, later, first, old]}))
     sessions_by_run = gather.finished_sessions(runs, str(results))
@@ -377,14 +381,13 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     assert gather.trained_on(sessions_by_run, ["k1"]) == (machine, first["started"][:10])
     # One precision per experiment: a session in another is named, with where it began.
     assert reports.precision_line(runs, str(results), jin.PRECISION) == (
-        "Precision: bfloat16 for every run (the experiment's; `--mixed_precision` overrides it). Sessions of finished "
-        "runs in another precision: `k2/seed1` (off from step 0). Sessions from before the suite recorded each "
-        "session's precision: `k2/seed1` (from steps 4; its config.json: bfloat16).")
+        "Precision: off for every run (`--mixed_precision off`; the experiment's own is bfloat16). Sessions of "
+        "finished runs in another precision: `k2/seed1` (bfloat16 from step 0). Sessions from before the suite "
+        "recorded each session's precision: `k2/seed1` (from steps 4; its config.json: off).")
     config_path.write_text(json.dumps(saved))
-    assert reports.precision_line(runs, str(results), jin.PRECISION).endswith(
-        "Every session of every finished run computed in it.")
-    assert reports.precision_line(runs, str(results), "off").startswith(
-        "Precision: bfloat16 for every run (`--mixed_precision bfloat16`; the experiment's own is off).")
+    assert reports.precision_line(runs, str(results), "off") == (
+        "Precision: off for every run (the experiment's; `--mixed_precision` overrides it). Every session of every "
+        "finished run computed in it.")
     # Provenance: the commit of this code, the CPU, each session's precision, the sha256 of the data.
     commit, _ = provenance.git_state()
     assert f"commit {commit[:10]}" in report and provenance.cpu_description() in report
