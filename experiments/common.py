@@ -158,9 +158,9 @@ def experiment_parser(module):
                              "plan.md, which the report then opens with), then exit")
     parser.add_argument("--mixed_precision", choices=run_config.PRECISIONS, default=None,
                         help=f"every run's precision (default: the experiment's, {module.PRECISION}: one for all its "
-                             f"runs and seeds, named in its report). Change it only where this machine cannot compute "
-                             f"that one fast (bfloat16 needs AVX512_BF16/AMX or a GPU of compute capability 8.0+); "
-                             f"the report lists every session's precision")
+                             "runs and seeds, named in its report). Change it only where this machine cannot compute "
+                             "that one fast (bfloat16 needs AVX512_BF16/AMX or a GPU of compute capability 8.0+); "
+                             "the report lists every session's precision")
     parser.add_argument("--results_dir", default=None, help="output folder (default results/<experiment>[_quick])")
     parser.add_argument("--cifar10_dir", default=None, help="CIFAR-10 for cifar10_main.py --data_dir (default: download)")
     parser.add_argument("--mnist_dir", default=None, help="MNIST for cifar10_main.py --data_dir (default: download)")

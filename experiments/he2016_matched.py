@@ -31,7 +31,7 @@ from dataclasses import replace
 import fileio
 import run_folder
 from experiments import common, peer, plots, stats
-from experiments.he2016 import PRECISION, RECIPE
+from experiments.he2016 import PRECISION, RECIPE  # noqa: F401  (He's precision is this experiment's too)
 
 TITLE = "He et al. 2016a, matched short runs"
 PAPER = ('K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image Recognition", CVPR 2016, Section 4.2, '

@@ -154,6 +154,20 @@ def precision_line(runs, results_dir, experiments_own):
     else:
         text = "Precision, as each run sets it: " + "; ".join(
             f"{precision} ({', '.join(dict.fromkeys(group))})" for precision, group in names.items()) + "."
+    others, unrecorded = _sessions_off_precision(runs, results_dir)
+    if not others and not unrecorded:
+        return text + " Every session of every finished run computed in it."
+    parts = [text]
+    if others:
+        parts.append(f"Sessions of finished runs in another precision: {'; '.join(others)}.")
+    if unrecorded:
+        parts.append(f"Sessions from before the suite recorded each session's precision: {'; '.join(unrecorded)}.")
+    return " ".join(parts)
+
+
+def _sessions_off_precision(runs, results_dir):
+    """For precision_line: the finished runs' sessions in a precision other than their run's, and those that
+    recorded none (before the suite kept each session's), as text per run folder."""
     others, unrecorded = [], []
     for run in runs:
         folder = os.path.join(results_dir, run.folder)
@@ -168,14 +182,7 @@ def precision_line(runs, results_dir, experiments_own):
         blank = [f"{s.get('from_step', 0):,}" for s in sessions if "mixed_precision" not in s]
         unrecorded += ([f"`{run.folder}` (from steps {', '.join(blank)}; its config.json: "
                         f"{saved.get('run', {}).get('mixed_precision', 'not recorded')})"] if blank else [])
-    if not others and not unrecorded:
-        return text + " Every session of every finished run computed in it."
-    parts = [text]
-    if others:
-        parts.append(f"Sessions of finished runs in another precision: {'; '.join(others)}.")
-    if unrecorded:
-        parts.append(f"Sessions from before the suite recorded each session's precision: {'; '.join(unrecorded)}.")
-    return " ".join(parts)
+    return others, unrecorded
 
 
 def provenance_lines(runs, results_dir):
