@@ -115,6 +115,40 @@ def auto_steps_per_execution(seconds_per_step):
     return int(min(100, max(1, SECONDS_PER_CALL / max(seconds_per_step, 1e-6))))
 
 
+BUSY = 0.25  # share of the CPUs other processes may use before a speed measurement says it is low
+
+
+def _cpu_times(path="/proc/stat"):
+    """(busy, total) jiffies of all CPUs since boot (Linux), or None where the file is not there."""
+    try:
+        with open(path) as handle:
+            fields = [int(value) for value in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = sum(fields[3:5])  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_share(seconds=0.5):
+    """The share of all CPUs that other processes use, measured while this one sleeps for ``seconds``: a speed
+    taken beside a training run (the suite's tests, a second run) is low, and should say so. None off Linux."""
+    before = _cpu_times()
+    time.sleep(seconds)
+    after = _cpu_times()
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def busy_warning(seconds=0.5):
+    """'' on an idle machine, else a sentence saying how busy it was (for plans and benchmarks)."""
+    share = busy_share(seconds)
+    if share is None or share < BUSY:
+        return ""
+    return (f"BUSY: other processes used {share:.0%} of the {os.cpu_count()} CPUs when this was measured, so the "
+            f"rates are low; measure again on an idle machine")
+
+
 def describe():
     """The machine in a few words: CPU model, cores, GPUs."""
     gpus = tf.config.list_physical_devices("GPU")

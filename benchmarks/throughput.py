@@ -269,6 +269,9 @@ def measure(args):
           f"images: {source}; TF {tf.__version__}, {os.cpu_count()} CPU cores, native bfloat16: "
           f"{hardware.cpu_has_native_bfloat16()}, oneDNN: TF_ENABLE_ONEDNN_OPTS="
           f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
+    busy = hardware.busy_warning()
+    if busy:
+        print(f"warning: {busy}")
     peaks = measure_peaks(args.matmul_size)
     results = {}
     for name in args.models:

@@ -2,6 +2,7 @@
 
 import datetime
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,10 @@ def compute_plan(runs, measure=None):
     """
     measure = measure or _model_rate
     rates, rows = {}, []
-    measured_on = f"{hardware.describe()}, {datetime.date.today().isoformat()}"
+    busy = hardware.busy_warning()
+    measured_on = f"{hardware.describe()}, {datetime.date.today().isoformat()}" + (f" ({busy})" if busy else "")
+    if busy:
+        print(f"warning: {busy}", file=sys.stderr)
     for run in runs:
         config = run.config
         steps = total_steps(config)

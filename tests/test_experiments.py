@@ -312,6 +312,7 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     # First the compute plan: each distinct model timed once (here a fixed rate), hours = (training images + a
     # third of the validation images) / images/s; plan.md then opens the report.
     timed = []
+    monkeypatch.setattr(hardware, "busy_warning", lambda: "")  # the suite's other workers may keep the CPUs busy
     monkeypatch.setattr(plans, "_model_rate",
                         lambda config, shape: timed.append((config.model, shape)) or (500.0, "off"))
     assert jin.main(argv + ["--plan"]) == 0
@@ -707,3 +708,21 @@ def test_the_plan_times_each_model_on_the_input_its_run_trains_on():
     assert shapes[("resnet18", "cifar10")] == shapes[("resnet50", "cifar10")] == (32, 32, 3)
     assert shapes[("lenet5", "mnist")] == (28, 28, 1) and shapes[("resnet20", "mnist")] == (32, 32, 3)
     assert shapes[("lenet5", "cifar10")] == (32, 32, 3)
+
+
+def test_a_plan_measured_on_a_busy_machine_says_its_rates_are_low(monkeypatch, capsys):
+    """Timing models beside a training run gave a tenth of the idle rates: the plan must say so, not plan with them."""
+    from experiments import jin
+
+    times = iter([(1000, 5000), (1000 + 180, 5000 + 200)])  # (busy, total) jiffies: others used 90% while it slept
+    monkeypatch.setattr(hardware, "_cpu_times", lambda: next(times))
+    plan = plans.compute_plan(jin.runs("tiny")[:1], measure=lambda config, shape: (100.0, "off"))
+    assert plan["measured_on"][0].endswith("(BUSY: other processes used 90% of the "
+                                            f"{os.cpu_count()} CPUs when this was measured, so the rates are low; "
+                                            "measure again on an idle machine)")
+    assert plans.plan_text(plan).startswith(f"Measured on {plan['measured_on'][0]}:")
+    assert capsys.readouterr().err.startswith("warning: BUSY: other processes used 90%")
+    idle = iter([(1000, 5000), (1000 + 10, 5000 + 200)])  # 5%: idle enough
+    monkeypatch.setattr(hardware, "_cpu_times", lambda: next(idle))
+    assert "BUSY" not in plans.compute_plan(jin.runs("tiny")[:1], measure=lambda config, shape: (100.0, "off"))[
+        "measured_on"][0]
