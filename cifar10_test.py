@@ -125,9 +125,9 @@ def resolve_checkpoint(path):
 
 def _folder_model(folder):
     """The model file a folder stands for: a run's latest.keras, or the .keras file its shipping manifest names."""
-    manifest = os.path.join(folder, run_folder.MANIFEST)
-    if os.path.exists(os.path.join(folder, run_folder.LATEST_MODEL)) or not os.path.exists(manifest):
+    if not run_folder.is_shipped(folder):
         return os.path.join(folder, run_folder.LATEST_MODEL)
+    manifest = os.path.join(folder, run_folder.MANIFEST)
     try:
         with open(manifest) as handle:
             name = json.load(handle)["name"]

@@ -101,7 +101,8 @@ def make_folder(path, flag):
 
 
 def is_shipped(folder):
-    """A shipped folder (pretrained/<name>/, experiments/ship_weights.py): tracked files that tests must not touch."""
+    """A shipped folder (pretrained/<name>/, experiments/ship_weights.py): a manifest and no latest.keras. Its
+    model is the file the manifest names, and ``--mode test`` writes nothing into it (tracked files)."""
     return os.path.exists(os.path.join(folder, MANIFEST)) and not os.path.exists(os.path.join(folder, LATEST_MODEL))
 
 

@@ -340,7 +340,8 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     assert jin.main(argv) == 0
     report_text = (results / "report.md").read_text()
     assert report_text.index("## Compute plan") < report_text.index("## Numbers")
-    assert "Precision: off for every run (`--mixed_precision off`; the experiment's own is bfloat16). Every" in report_text
+    assert ("Precision: off for every run (`--mixed_precision off`; the experiment's own is bfloat16). Every"
+            in report_text)
     metrics = pd.read_csv(results / "metrics.csv")
     assert sorted(metrics["run"].unique()) == ["k0", "k1", "k2", "k4"]
     assert metrics.groupby(["run", "seed"])["step"].apply(list).tolist() == [[2, 4]] * 8
