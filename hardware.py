@@ -68,7 +68,8 @@ def auto_precision(config, input_shape, replicas, measure):
 
     The first time a model, options, input, per-replica batch and machine are seen, a few timed training steps
     in each candidate precision decide (about 15 s for ResNet-20); the answer is cached (``calibration_cache_path``),
-    so later runs start at once. Where only one precision can pay, or RESNET_SUITE_CALIBRATE=0, the rule decides
+    so later runs start at once, unless other processes kept the CPU busy (then it is measured again next time).
+    Where only one precision can pay, or RESNET_SUITE_CALIBRATE=0, the rule decides
     (CPU flags, GPU compute capability). ``measure(precision) -> images/s`` times the model (the engine's step).
     """
     candidates = precision_candidates()
@@ -82,8 +83,12 @@ def auto_precision(config, input_shape, replicas, measure):
     cache = _read_cache(path)
     if key in cache:
         return cache[key]["choice"], cache[key]["images_per_sec"], f"cached in {path}"
+    busy = busy_warning()
     rates = {precision: round(float(measure(precision)), 1) for precision in candidates}
     choice = max(rates, key=rates.get)
+    if busy:  # both timed under the same load, so the choice stands; the rates are low, so they are not kept
+        print(f"warning: {busy}; the precision measurement is not cached", file=sys.stderr)
+        return choice, rates, "measured now on a busy machine, not cached"
     cache[key] = {"choice": choice, "images_per_sec": rates, "measured": time.strftime("%Y-%m-%d")}
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -375,6 +375,7 @@ def calibrating(monkeypatch, tmp_path):
     monkeypatch.delenv("RESNET_SUITE_CALIBRATE")
     monkeypatch.setenv("RESNET_SUITE_CACHE", str(tmp_path / "cache" / "precision.json"))
     monkeypatch.setattr(hardware, "precision_candidates", lambda: ["bfloat16", "off"])
+    monkeypatch.setattr(hardware, "busy_share", lambda seconds=0.5: 0.0)  # the other test worker is not load
     return tmp_path / "cache" / "precision.json"
 
 
@@ -394,6 +395,14 @@ def test_auto_precision_picks_the_faster_measured_one_and_caches_it(calibrating,
     assert hardware.auto_precision(config, (32, 32, 3), 1, rates.get)[0] == "off"
     assert "unreadable precision cache" in capsys.readouterr().err
     assert len(json.loads(calibrating.read_text())) == 1
+
+
+def test_auto_precision_on_a_busy_machine_chooses_but_keeps_nothing(calibrating, monkeypatch, capsys):
+    monkeypatch.setattr(hardware, "busy_share", lambda seconds=0.5: 0.9)
+    rates = {"bfloat16": 30.0, "off": 40.0}
+    choice, seen, source = hardware.auto_precision(RunConfig(model="lenet5"), (32, 32, 3), 1, rates.get)
+    assert (choice, seen) == ("off", rates) and "not cached" in source and not calibrating.exists()
+    assert "BUSY" in capsys.readouterr().err
 
 
 def test_auto_precision_follows_the_rule_when_told_not_to_measure(calibrating, monkeypatch):
