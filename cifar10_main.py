@@ -16,32 +16,9 @@ import dataclasses
 import os
 import sys
 
-import tf_setup  # noqa: F401  (before TensorFlow: oneDNN on, quiet C++ log; see tf_setup.py)
+import tf_setup  # noqa: F401  (before TensorFlow: oneDNN on, a quiet import; see tf_setup.py)
 
-
-def _import_tensorflow_quietly():
-    """Imports TensorFlow with file descriptor 2 muted, unless TF_CPP_MIN_LOG_LEVEL is 0.
-
-    TF's C++ start-up lines (oneDNN notice, CUDA stub lookup) are written before
-    its log level applies, so a bad flag would otherwise come after four lines
-    of chatter. Only the import is muted: device set-up messages still show.
-    """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
-        import tensorflow
-        return tensorflow
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    return tensorflow
-
-
-tf = _import_tensorflow_quietly()
+import tensorflow as tf  # noqa: E402
 
 import api  # noqa: E402
 import cifar10_train  # noqa: E402

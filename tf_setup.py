@@ -7,11 +7,34 @@ is entered (the CLI, experiments, benchmarks, tests or a user's own script). A v
   VNNI/BF16 or AMX; elsewhere it trains with Eigen's kernels. On a 2-core AMD EPYC with AVX2 only
   (2026-11-30) ResNet-20 trained 2-2.8x faster with oneDNN (benchmarks/README.md); ``=0`` turns it off.
 - ``TF_CPP_MIN_LOG_LEVEL=2``: TensorFlow's C++ log shows warnings and errors only.
+
+It then imports TensorFlow with file descriptor 2 muted (unless TF_CPP_MIN_LOG_LEVEL is 0): TF's C++ start-up
+lines (oneDNN notice, CUDA stub lookup) are written before its log level applies, so ``--help`` or a bad flag
+would otherwise come after six lines of chatter. Only the import is muted: device set-up messages still show.
 """
 
 import os
+import sys
 
 DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 for _name, _value in DEFAULTS.items():
     os.environ.setdefault(_name, _value)
+
+
+def _import_tensorflow_quietly():
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_import_tensorflow_quietly()

@@ -17,8 +17,7 @@ import os
 import sys
 import tempfile
 
-
-import cifar10_main  # noqa: F401  (first: it imports TensorFlow quietly)
+import tf_setup  # noqa: F401  (first: the environment's defaults, a quiet TensorFlow import)
 import api
 import run_config
 

@@ -35,7 +35,8 @@ import tempfile
 import time
 
 
-import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
+import tf_setup  # noqa: F401,E402  (first: the environment's defaults, a quiet TensorFlow import)
+import cifar10_main  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

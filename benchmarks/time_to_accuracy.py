@@ -16,7 +16,8 @@ import resource
 import tempfile
 
 
-import cifar10_main  # (first: it imports TensorFlow quietly)
+import tf_setup  # noqa: F401,E402  (first: the environment's defaults, a quiet TensorFlow import)
+import cifar10_main
 import api
 
 

@@ -20,7 +20,8 @@ import typing
 
 import pandas as pd
 
-import cifar10_main  # noqa: E402  (first: it imports TensorFlow quietly)
+import tf_setup  # noqa: F401,E402  (first: the environment's defaults, a quiet TensorFlow import)
+import cifar10_main  # noqa: E402
 import api  # noqa: E402
 import cifar10_train  # noqa: E402
 import fileio  # noqa: E402

@@ -19,7 +19,8 @@ import shutil
 import sys
 import time
 
-import cifar10_main  # (first: it imports TensorFlow quietly)
+import tf_setup  # noqa: F401,E402  (first: the environment's defaults, a quiet TensorFlow import)
+import cifar10_main
 import api
 import cifar10_test
 import fileio
