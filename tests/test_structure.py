@@ -1,7 +1,8 @@
 """The house: the product's imports form a strict hierarchy, even through imports inside functions, and the
-README says what each module owns."""
+README and the docs say what each module owns and link to what exists."""
 
 import ast
+import re
 
 from conftest import ROOT
 
@@ -75,3 +76,25 @@ def test_the_readme_says_what_each_top_level_module_owns():
     table = readme[readme.index("What each file owns:"):]
     missing = [path.name for path in sorted(ROOT.glob("*.py")) if f"| `{path.name}` |" not in table]
     assert not missing, f"README.md's file table has no row for {missing}"
+
+
+def _anchors(page):
+    """GitHub's anchors for a Markdown page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    """Pages moved out of the README (issue 36) keep their links true: each file and heading a link names exists."""
+    pages = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", ROOT / "experiments" / "RESULTS.md",
+             *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "experiments" / "results").glob("*/README.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists() or (anchor and anchor not in _anchors(linked)):
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken
