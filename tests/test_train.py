@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ import cifar10_main
 import cifar10_train
 import fileio
 import hardware
+import provenance
 import run_config
 import run_folder
 from run_config import RunConfig
@@ -234,6 +236,25 @@ def test_help_explains_every_flag(capsys):
         if action.option_strings and action.dest != "help":
             assert action.help, action.dest
     assert "GLOBAL batch size" in out
+
+
+# Flags the docs name that belong to other programs: TensorBoard's, pytest's and pip's.
+OTHER_PROGRAMS_FLAGS = {"--logdir", "--durations", "--dry"}
+
+
+def test_every_flag_the_docs_name_exists():
+    """A renamed or removed flag fails here until the README and docs/ say the new one: the docs name a flag of
+    cifar10_main.py (its parser, built from RunConfig) or one a suite tool declares (add_argument in its source)."""
+    import re
+
+    flags = {option for action in cifar10_main.build_parser()._actions for option in action.option_strings}
+    root = Path(provenance.ROOT)
+    for source in [*root.glob("*.py"), *root.glob("experiments/*.py"), *root.glob("benchmarks/*.py")]:
+        flags.update(re.findall(r"add_argument\(\s*\"(--[a-z0-9_]+)\"", source.read_text()))
+    pages = [root / "README.md", *sorted(root.glob("docs/*.md"))]
+    unknown = {f"{page.name}: {flag}" for page in pages for flag in re.findall(r"--[a-z][a-z0-9_]+", page.read_text())
+               if flag not in flags | OTHER_PROGRAMS_FLAGS}
+    assert not unknown, sorted(unknown)
 
 
 def test_list_models_prints_every_model_with_its_params(capsys, monkeypatch):
