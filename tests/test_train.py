@@ -257,6 +257,38 @@ def test_every_flag_the_docs_name_exists():
     assert not unknown, sorted(unknown)
 
 
+def _documented_commands(program):
+    """Every command line of ``program`` in the README and docs/, continuation lines joined, comments cut."""
+    import re
+
+    root = Path(provenance.ROOT)
+    text = "\n".join(page.read_text() for page in [root / "README.md", *sorted(root.glob("docs/*.md"))])
+    text = text.replace("\\\n", " ")
+    return sorted({re.split(r"\s+#|`|\|", line[line.index(program):])[0].strip()
+                   for line in text.splitlines() if program in line})
+
+
+def test_every_documented_command_parses(capsys):
+    """The commands the README and docs/ show are accepted as written: by cifar10_main.py's parser and RunConfig,
+    and by each experiment's parser."""
+    import importlib
+    import shlex
+
+    from experiments import common
+
+    main_commands = [c for c in _documented_commands("python cifar10_main.py") if "--help" not in c]
+    assert len(main_commands) > 10  # the README's four and the docs' walk-throughs
+    for command in main_commands:
+        cifar10_main.config_from_flags(cifar10_main.build_parser().parse_args(shlex.split(command)[2:]))
+    experiment_commands = [c for c in _documented_commands("python -m experiments.") if "--" in c]
+    for command in experiment_commands:
+        words = shlex.split(command)
+        module = importlib.import_module(words[2])
+        if hasattr(module, "PAPER"):  # the papers' experiments share one parser; the tools have their own
+            common.experiment_parser(module).parse_args(words[3:])
+    assert not capsys.readouterr().err
+
+
 def test_list_models_prints_every_model_with_its_params(capsys, monkeypatch):
     import resnet
 
