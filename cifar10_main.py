@@ -13,7 +13,6 @@ code 2; Ctrl-C keeps the last checkpoint and exits with 130.
 
 import argparse
 import dataclasses
-import os
 import sys
 
 import tf_setup  # noqa: F401  (before TensorFlow: oneDNN on, a quiet import; see tf_setup.py)
