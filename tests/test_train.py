@@ -4,8 +4,8 @@ import dataclasses
 import glob
 import json
 import os
+import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,10 +16,10 @@ import cifar10_main
 import cifar10_train
 import fileio
 import hardware
-import provenance
 import run_config
 import run_folder
 from run_config import RunConfig
+from conftest import ROOT
 
 
 def _tiny_data(n=32, size=16, classes=4, seed=0):
@@ -242,27 +242,26 @@ def test_help_explains_every_flag(capsys):
 OTHER_PROGRAMS_FLAGS = {"--logdir", "--durations", "--dry"}
 
 
+def _user_pages():
+    """The pages a user runs commands from: the README and docs/."""
+    return [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))]
+
+
 def test_every_flag_the_docs_name_exists():
     """A renamed or removed flag fails here until the README and docs/ say the new one: the docs name a flag of
     cifar10_main.py (its parser, built from RunConfig) or one a suite tool declares (add_argument in its source)."""
-    import re
-
     flags = {option for action in cifar10_main.build_parser()._actions for option in action.option_strings}
-    root = Path(provenance.ROOT)
-    for source in [*root.glob("*.py"), *root.glob("experiments/*.py"), *root.glob("benchmarks/*.py")]:
+    for source in [*ROOT.glob("*.py"), *ROOT.glob("experiments/*.py"), *ROOT.glob("benchmarks/*.py")]:
         flags.update(re.findall(r"add_argument\(\s*\"(--[a-z0-9_]+)\"", source.read_text()))
-    pages = [root / "README.md", *sorted(root.glob("docs/*.md"))]
-    unknown = {f"{page.name}: {flag}" for page in pages for flag in re.findall(r"--[a-z][a-z0-9_]+", page.read_text())
-               if flag not in flags | OTHER_PROGRAMS_FLAGS}
+    known = flags | OTHER_PROGRAMS_FLAGS
+    unknown = {f"{page.name}: {flag}" for page in _user_pages()
+               for flag in re.findall(r"--[a-z][a-z0-9_]+", page.read_text()) if flag not in known}
     assert not unknown, sorted(unknown)
 
 
 def _documented_commands(program):
     """Every command line of ``program`` in the README and docs/, continuation lines joined, comments cut."""
-    import re
-
-    root = Path(provenance.ROOT)
-    text = "\n".join(page.read_text() for page in [root / "README.md", *sorted(root.glob("docs/*.md"))])
+    text = "\n".join(page.read_text() for page in _user_pages())
     text = text.replace("\\\n", " ")
     return sorted({re.split(r"\s+#|`|\|", line[line.index(program):])[0].strip()
                    for line in text.splitlines() if program in line})
