@@ -19,6 +19,12 @@ SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 BATCH_NAMES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
+def subprocess_env(**extra):
+    """The environment of a process a test starts: the checkout importable (pytest's pythonpath reaches only its own
+    process), plus ``extra``. tf_setup quiets TensorFlow's start-up in the child itself."""
+    return dict(os.environ, PYTHONPATH=str(ROOT), **extra)
+
+
 def require_shared(*parts):
     """Path of a real dataset in ../shared/datasets; skip if absent, but fail under CI=true."""
     path = SHARED_DATASETS.joinpath(*parts)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import ROOT
+from conftest import subprocess_env
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
@@ -25,11 +25,6 @@ def _free_ports(count):
     return ports
 
 
-def _worker_env(**extra):
-    """The worker's environment: the checkout importable (the worker is a script in tests/)."""
-    return dict(os.environ, PYTHONPATH=str(ROOT), **extra)
-
-
 def _weights(path):
     stored = np.load(path)
     return int(stored["replicas"]), [stored[f"arr_{i}"] for i in range(len(stored.files) - 1)]
@@ -41,7 +36,7 @@ def _start_single_device(cifar_archive, tmp_path):
     out = tmp_path / "single.npz"
     process = subprocess.Popen([sys.executable, str(WORKER), "default", str(cifar_archive), str(tmp_path / "single"),
                                 str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=_worker_env())
+                               env=subprocess_env())
     return process, out
 
 
@@ -65,7 +60,7 @@ def test_mirrored_on_two_logical_cpus(cifar_archive, tmp_path):
     log_dir = tmp_path / "run"
     single = _start_single_device(cifar_archive, tmp_path)
     done = subprocess.run([sys.executable, str(WORKER), "mirrored", str(cifar_archive), str(log_dir), str(out)],
-                          capture_output=True, text=True, timeout=300, env=_worker_env())
+                          capture_output=True, text=True, timeout=300, env=subprocess_env())
     assert done.returncode == 0, done.stderr[-2000:]
     replicas, weights = _weights(out)
     assert replicas == 2
@@ -80,8 +75,8 @@ def _two_workers(cifar_archive, log_dir, scratch, out_dir):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     processes = []
     for index in range(2):
-        env = _worker_env(TMPDIR=str(scratch),
-                          TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        env = subprocess_env(TMPDIR=str(scratch),
+                             TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
             [sys.executable, str(WORKER), "multi_worker", str(cifar_archive), str(log_dir), str(out_dir / f"w{index}.npz")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

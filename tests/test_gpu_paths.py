@@ -7,7 +7,6 @@ or replaces TensorFlow's device listing with fake GPUs.
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 
@@ -20,9 +19,9 @@ import cifar10_train
 import hardware
 import run_config
 import run_folder
+from conftest import ROOT, subprocess_env
 from test_train import _config, _tiny_data
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Two logical CPUs as two replicas; the second replica's images overflow float16 (65504) in the forward pass.
 TWO_REPLICAS_ONE_OVERFLOWS = """
@@ -54,8 +53,8 @@ print(json.dumps([step(1e5), step(1.0)]))
 
 
 def test_an_overflow_on_one_replica_makes_every_replica_skip_the_step():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-    out = subprocess.run([sys.executable, "-c", TWO_REPLICAS_ONE_OVERFLOWS], capture_output=True, text=True, env=env,
+    out = subprocess.run([sys.executable, "-c", TWO_REPLICAS_ONE_OVERFLOWS], capture_output=True, text=True,
+                         env=subprocess_env(),
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     overflowed, normal = json.loads(out.stdout.strip().splitlines()[-1])
@@ -87,9 +86,8 @@ print(json.dumps({"finite": bool(np.isfinite(result["train_loss"])), "moved": bo
 
 def test_batch_norm_on_two_replicas_trains_and_each_keeps_its_own_statistics(tmp_path):
     """As in He et al.'s multi-GPU training, batch statistics are per replica (README: Several devices)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, "-c", TWO_REPLICAS_BATCH_NORM, str(tmp_path / "run")], capture_output=True,
-                         text=True, env=env, timeout=300)
+                         text=True, env=subprocess_env(), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"finite": True, "moved": True, "replicas_differ": True}
 
@@ -196,9 +194,9 @@ def test_a_gpu_that_tensorflow_cannot_see_is_named_with_the_fix(monkeypatch):
 
 
 def test_the_gpu_requirements_add_cuda_to_the_cpu_install():
-    with open(os.path.join(ROOT, "requirements-gpu.txt")) as handle:
+    with open(ROOT / "requirements-gpu.txt") as handle:
         lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
     assert "-r requirements.txt" in lines
-    with open(os.path.join(ROOT, "requirements.txt")) as handle:
+    with open(ROOT / "requirements.txt") as handle:
         cpu_pin = next(line.strip() for line in handle if line.startswith("tensorflow=="))
     assert f"tensorflow[and-cuda]=={cpu_pin.split('==')[1]}" in lines  # the same TensorFlow, with its CUDA libraries

@@ -1,18 +1,16 @@
 """A real training process killed (SIGKILL) or interrupted (Ctrl-C) mid-run continues when the same command runs again."""
 
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import tensorflow as tf
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, subprocess_env
 
 
 def _command(data_dir, log_dir, precision):
@@ -34,7 +32,7 @@ def _saved_step(log_dir):
 def test_stopped_run_then_same_command_continues_to_the_same_bytes(cifar_archive, tmp_path, stop, precision):
     log_dir = tmp_path / "run"
     command = _command(cifar_archive, log_dir, precision)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = subprocess_env()
     # The uninterrupted run it must match, trained alongside (the two TensorFlow start-ups overlap).
     reference = tmp_path / "uninterrupted"
     uninterrupted = subprocess.Popen(_command(cifar_archive, reference, precision), stdout=subprocess.PIPE,
