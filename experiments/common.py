@@ -59,8 +59,9 @@ class Experiment(typing.Protocol):
 
 
 # Optional names a paper module may add: add_arguments(parser) (flags of its own), full_mode(args) -> the mode a
-# flag of its own selects instead of full (he2016's quarter schedule), external_metrics(results_dir) -> frame and
-# external_provenance(results_dir) -> [str] (runs trained outside the engine: the PyTorch peer).
+# flag of its own selects instead of full (he2016's quarter schedule), external_metrics(results_dir) -> frame,
+# external_provenance(results_dir) -> [str] and external_sessions(results_dir) -> [(run, sessions)] (runs trained
+# outside the engine: the PyTorch peer).
 REQUIRED = ("TITLE", "PAPER", "PRECISION", "runs", "notes", "report_rows", "figures")
 
 

@@ -64,6 +64,10 @@ def external_provenance(results_dir):
     return peer.provenance_lines(results_dir, PEER)
 
 
+def external_sessions(results_dir):
+    return peer.finished_sessions(results_dir, PEER)
+
+
 def add_arguments(parser):
     parser.add_argument("--quarter", action="store_true",
                         help="a quarter of He's schedule, for a CPU: 16,000 steps x 128 (41 epochs), the rate divided "

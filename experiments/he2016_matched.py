@@ -71,6 +71,10 @@ def external_provenance(results_dir):
     return peer.provenance_lines(results_dir, PEER)
 
 
+def external_sessions(results_dir):
+    return peer.finished_sessions(results_dir, PEER)
+
+
 def notes(mode):
     steps, report, batch = SCHEDULE[mode]
     return [

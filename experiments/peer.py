@@ -51,6 +51,12 @@ def metrics(results_dir, name, label):
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def finished_sessions(results_dir, name):
+    """(name, sessions) of every finished peer seed, as ``gather.finished_sessions`` gives the engine's runs: the
+    machines and days of the results table's rows that the peer's numbers come from."""
+    return [(name, saved["sessions"]) for _, _, saved, _, finished in folders(results_dir, name) if finished]
+
+
 def provenance_lines(results_dir, name):
     """A report's provenance lines for the peer runs (their folders hold no config.json of the engine's)."""
     lines = []

@@ -62,6 +62,8 @@ def numbers_frame(rows, module, mode, metrics, runs, results_dir):
     A row naming its ``runs`` gets their wall time, machines and last training day, any other row the whole
     experiment's."""
     records, sessions_by_run = [], gather.finished_sessions(runs, results_dir)
+    if hasattr(module, "external_sessions"):  # the PyTorch peer's machines and days, from its peer_config.json
+        sessions_by_run += module.external_sessions(results_dir)
     for row in rows:
         mean, sd, n = stats.summary(row.get("ours"))
         machines, day = gather.trained_on(sessions_by_run, row.get("runs"))

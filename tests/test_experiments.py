@@ -139,6 +139,12 @@ def test_he2016_splits_the_gap_into_the_data_and_the_code(tmp_path):
     np.testing.assert_allclose(code["ours"], [0.13 - 0.11])
     assert "unpaired" in code["settings"] and "(n = 3 and 2)" in code["settings"]
     assert "--weight_decay_scope kernels --conv_padding same" in he2016.peer_command("full", 0, "r")
+    # The results table names the machine and day the peer's numbers come from (its peer_config.json), as it does
+    # for the engine's runs; they were empty before, shown as "nan".
+    numbers = reports.numbers_frame(list(rows.values()), he2016, "full", pd.concat([ours, peer_rows]), [],
+                                    str(tmp_path)).set_index("quantity")
+    peer_row = numbers.loc["PyTorch peer, same recipe and data: ResNet-20 test error, last model"]
+    assert (peer_row["hardware"], peer_row["date"]) == ("AMD EPYC, 2 CPU cores, no GPU", "2026-12-04")
 
 
 def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_depth(tmp_path):
