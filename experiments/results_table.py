@@ -31,6 +31,9 @@ SUMMARY_BEGIN, SUMMARY_END = "<!-- summary:begin -->", "<!-- summary:end -->"
 # experiment's report names it; $ ends it). Selectors only; every number comes from numbers.csv.
 HEADLINES = (
     ("He et al. 2016a", r"ResNet-20 \("),
+    ("He et al. 2016a", r"PyTorch peer, same recipe and data"),
+    ("He et al. 2016a", r"gap the data explains"),
+    ("He et al. 2016a", r"gap the code explains"),
     ("Liang 2020", r"ResNet-20 validation error at step 9775$"),
     ("Liang 2020", r"ResNet-20 validation error at step 9775, batch norm on each batch"),
     ("Lu & Song", r"Table 1: ResNet \(ResNet-20\), MNIST, highest test accuracy"),
