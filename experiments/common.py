@@ -72,6 +72,12 @@ def check_experiment(module):
         raise TypeError(f"{module.__name__} is not an experiment: it has no {', '.join(missing)} (see common.Experiment)")
 
 
+# Every CIFAR-10 report says what its data is and what issue 33 measured about it (results/he2016, he2016_matched).
+CIFAR10_DATA_NOTE = (
+    "CIFAR-10 here is the JPEG-derived copy (../shared/datasets/README.md): no CIFAR-10 number is directly comparable "
+    "with a paper's. Whether the data or our code explains such gaps was measured on He's ResNet-20: a PyTorch peer "
+    "trained on the same files with the same recipe lands beside ours (results/he2016, he2016_matched), so the data "
+    "does; that check changed no setting, so these runs are what the shipped code trains.")
 DATA_FLAGS = {"cifar10": "cifar10_dir", "mnist": "mnist_dir", "folder": "folder_dir"}
 
 

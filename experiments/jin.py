@@ -56,7 +56,7 @@ def notes(mode):
         "Residual blocks are He 2016a's basic block (conv-BN-ReLU, conv-BN, identity add, ReLU) at 64 filters.",
         "Test metrics are on the 10,000 test images (the paper's curves do not say which split); train metrics are "
         "means over each report window, with augmentation on.",
-        "CIFAR-10 here is the JPEG-derived copy (../shared/datasets/README.md).",
+        common.CIFAR10_DATA_NOTE,
     ]
     if mode != "full":
         result.append(f"REDUCED ({mode}): {epochs or 'a few steps'} epochs instead of 40, so a rebound near epoch 20 "

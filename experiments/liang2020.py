@@ -134,7 +134,7 @@ def notes(mode):
         "(rows 'batch norm on each batch of 250'; with --main_steps 9775 the last model is the step-9775 one). "
         "Other known differences from that code, not changed: its stem is conv-BN-ReLU and its first block's first conv has no BN-ReLU before it; Xavier "
         "initialisation (ours He normal); BN epsilon 1e-3 (ours 1e-5); zero channels split before and after.",
-        "CIFAR-10 here is the JPEG-derived copy (../shared/datasets/README.md): numbers are not directly comparable.",
+        common.CIFAR10_DATA_NOTE,
         "Depth sweep: He et al.'s Table 6 trained v1 blocks with option A (subsampling), flips and crops for 64k "
         "steps; ours are Liang's variant on his schedule.",
         "Inception-ResNet-v1 small: stride-1 stem for 32x32 inputs, 1/2/1 A/B/C blocks (not 5/10/5), same recipe.",

@@ -67,7 +67,7 @@ def notes(mode):
         "Plateau rule: a run has plateaued when the best test accuracy of its last 20% of steps beats the best before "
         "by less than one binomial standard error on 10,000 images (0.005); each run's gain is in the table and its "
         "curve in the figures. A run that is still rising is said so: its highest accuracy is not its end point.",
-        "CIFAR-10 here is the JPEG-derived copy (../shared/datasets/README.md); MNIST is exact.",
+        common.CIFAR10_DATA_NOTE + " MNIST is the exact official data.",
     ]
     if mode != "full":
         result.append(f"REDUCED ({mode}): {SCHEDULE[mode]['mnist'][0]['train_steps']} steps per MNIST run and "

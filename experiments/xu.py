@@ -67,7 +67,7 @@ def notes(mode):
         "Training loss and accuracy are means over each epoch (augmented images), as a per-epoch training log gives; "
         "our loss is the cross-entropy without the weight-decay term. Test accuracy is on the 10,000 test images "
         "at the end.",
-        "CIFAR-10 here is the JPEG-derived copy (../shared/datasets/README.md).",
+        common.CIFAR10_DATA_NOTE,
     ]
     if mode != "full":
         result.append(f"REDUCED ({mode}): {SCHEDULE[mode] or 'a few steps, not'} epochs instead of 100: only the "

@@ -37,6 +37,9 @@ def test_run_lists_build_and_every_run_is_a_valid_command(name, mode, tmp_path):
         argv = shlex.split(run_config.command(config))[2:]
         assert cifar10_main.config_from_flags(cifar10_main.build_parser().parse_args(argv)) == config
     assert all(isinstance(note, str) and note for note in module.notes(mode))
+    if name not in ("he2016", "he2016_matched") and any(run.config.dataset == "cifar10" for run in runs):
+        # What the data is and what the data-or-code runs (He's own reports) found about it.
+        assert any(common.CIFAR10_DATA_NOTE in note for note in module.notes(mode))
     if mode != "full":
         assert any(note.startswith("REDUCED") for note in module.notes(mode))  # the reduction is said
 
