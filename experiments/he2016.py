@@ -157,8 +157,22 @@ def report_rows(metrics, mode, args):
     loss = {"quantity": f"{_prefix(mode)}ResNet-20 test loss, last model", "paper": None,
             "ours": stats.last(metrics, "resnet20", "val_loss"), "schedule": _schedule(mode), "runs": ["resnet20"],
             "settings": _budget(mode).rstrip("; ")}
-    peer_rows = _peer_rows(metrics, mode) if mode != "quarter" else []
-    return depth_rows[:1] + [loss] + peer_rows + depth_rows[1:] + _ordering_rows(errors, mode)
+    extra_rows = _quarter_cost_rows(errors[20], args) if mode == "quarter" else _peer_rows(metrics, mode)
+    return depth_rows[:1] + [loss] + extra_rows + depth_rows[1:] + _ordering_rows(errors, mode)
+
+
+def _quarter_cost_rows(quarter, args):
+    """What the quarter schedule costs, calibrated on ResNet-20: the quarter's last test error against He's full
+    schedule's, read from the full experiment's metrics.csv beside this one (results/he2016)."""
+    results_dir = getattr(args, "results_dir", None)
+    path = os.path.join(os.path.dirname(os.path.normpath(results_dir)), "he2016", "metrics.csv") if results_dir else ""
+    full = (stats.last(run_folder.read_csv(path, numeric=("seed", "step", "val_error"), present=("run",),
+                                           increasing_step=False), "resnet20", "val_error")
+            if os.path.exists(path) else [])
+    cost, said = peer.unpaired(quarter, full, 10000)
+    return [{"quantity": "Quarter schedule: what it costs ResNet-20, quarter minus He's full schedule, test error",
+             "paper": None, "ours": cost, "format": "{:+.4f}", "runs": ["resnet20"],
+             "settings": f"{said}; the full schedule's runs: {path or 'results/he2016'}"}]
 
 
 def _prefix(mode):

@@ -152,7 +152,8 @@ def test_he2016_splits_the_gap_into_the_data_and_the_code(tmp_path):
 
 def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_depth(tmp_path):
     from experiments import he2016
-    args = common.experiment_parser(he2016).parse_args(["--quarter"])
+    args = common.experiment_parser(he2016).parse_args(["--quarter", "--results_dir",
+                                                          str(tmp_path / "he2016_quarter")])
     assert common.run_mode(he2016, args) == "quarter"
     runs = he2016.runs("quarter", args)
     assert [run.name for run in runs] == ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
@@ -181,6 +182,16 @@ def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_dep
     assert large["settings"].startswith("one seed: beyond")
     order = rows["Quarter schedule: consecutive depths where the deeper net has the lower test error"]
     assert (order["ours"], order["paper"]) == ([2], 2)
+    # What the quarter costs, calibrated on ResNet-20 against the full schedule's runs beside it (results/he2016).
+    cost = "Quarter schedule: what it costs ResNet-20, quarter minus He's full schedule, test error"
+    assert "no result" in rows[cost]["settings"]  # no full-schedule results beside this folder yet
+    (tmp_path / "he2016").mkdir()
+    pd.DataFrame({"run": ["resnet20", "resnet20", "peer"], "seed": 0, "step": [32000, 64000, 64000],
+                  "val_error": [0.15, 0.09, 0.05]}).to_csv(tmp_path / "he2016" / "metrics.csv", index=False)
+    rows = {row["quantity"]: row for row in he2016.report_rows(metrics, "quarter", args)}
+    np.testing.assert_allclose(rows[cost]["ours"], [0.102 - 0.09])  # the last model's, ResNet-20's, not the peer's
+    assert rows[cost]["settings"].startswith("one seed: within")  # the full schedule has one seed here
+    assert rows[cost]["settings"].endswith(f"the full schedule's runs: {tmp_path / 'he2016' / 'metrics.csv'}")
     paths = he2016.figures(metrics, str(tmp_path), "quarter", common.experiment_parser(he2016).parse_args(
         ["--quarter", "--results_dir", str(tmp_path)]))
     assert [os.path.basename(p) for p in paths] == ["fig6_test_error.png", "table6_depth.png"]
