@@ -54,8 +54,7 @@ print(json.dumps([step(1e5), step(1.0)]))
 
 def test_an_overflow_on_one_replica_makes_every_replica_skip_the_step():
     out = subprocess.run([sys.executable, "-c", TWO_REPLICAS_ONE_OVERFLOWS], capture_output=True, text=True,
-                         env=subprocess_env(),
-                         timeout=300)
+                         env=subprocess_env(), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     overflowed, normal = json.loads(out.stdout.strip().splitlines()[-1])
     # Keras alone applies it (the first replica's gradients were finite): the weights became NaN, the scale stayed.
