@@ -27,7 +27,7 @@ import cifar10_train  # noqa: E402
 import fileio  # noqa: E402
 import run_config  # noqa: E402
 import run_folder  # noqa: E402
-from experiments import gather, plans, reports  # noqa: E402
+from experiments import gather, peer, plans, reports  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
@@ -59,9 +59,8 @@ class Experiment(typing.Protocol):
 
 
 # Optional names a paper module may add: add_arguments(parser) (flags of its own), full_mode(args) -> the mode a
-# flag of its own selects instead of full (he2016's quarter schedule), external_metrics(results_dir) -> frame,
-# external_provenance(results_dir) -> [str] and external_sessions(results_dir) -> [(run, sessions)] (runs trained
-# outside the engine: the PyTorch peer).
+# flag of its own selects instead of full (he2016's quarter schedule), PEER and PEER_LABEL (the run name and label of
+# runs trained outside the engine by the PyTorch peer, read through experiments/peer.py).
 REQUIRED = ("TITLE", "PAPER", "PRECISION", "runs", "notes", "report_rows", "figures")
 
 
@@ -244,8 +243,8 @@ def _main(module, args, argv):
             return 130
     runs = with_trained_seeds(runs, results_dir)
     metrics = gather.collect(runs, results_dir)
-    if hasattr(module, "external_metrics"):  # runs trained outside the engine (he2016_matched's PyTorch peer)
-        metrics = pd.concat([metrics, module.external_metrics(results_dir)], ignore_index=True)
+    if hasattr(module, "PEER"):  # runs trained outside the engine (the PyTorch peer)
+        metrics = pd.concat([metrics, peer.metrics(results_dir, module.PEER, module.PEER_LABEL)], ignore_index=True)
     lost = gather.runs_without_folders(results_dir, metrics)
     if lost:
         print(f"{name}: error: {os.path.join(results_dir, 'metrics.csv')} holds finished runs whose run folders are "

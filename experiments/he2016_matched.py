@@ -63,17 +63,6 @@ def peer_command(mode, seed, results_dir, data_dir="DATA"):
     return peer.command(os.path.join(results_dir, PEER, f"seed{seed}"), steps, report, batch, seed, data_dir)
 
 
-def external_metrics(results_dir):
-    return peer.metrics(results_dir, PEER, PEER_LABEL)
-
-
-def external_provenance(results_dir):
-    return peer.provenance_lines(results_dir, PEER)
-
-
-def external_sessions(results_dir):
-    return peer.finished_sessions(results_dir, PEER)
-
 
 def notes(mode):
     steps, report, batch = SCHEDULE[mode]

@@ -12,7 +12,7 @@ import hardware
 import provenance
 import run_config
 import run_folder
-from experiments import gather, plans, stats
+from experiments import gather, peer, plans, stats
 
 
 def machine():
@@ -62,8 +62,8 @@ def numbers_frame(rows, module, mode, metrics, runs, results_dir):
     A row naming its ``runs`` gets their wall time, machines and last training day, any other row the whole
     experiment's."""
     records, sessions_by_run = [], gather.finished_sessions(runs, results_dir)
-    if hasattr(module, "external_sessions"):  # the PyTorch peer's machines and days, from its peer_config.json
-        sessions_by_run += module.external_sessions(results_dir)
+    if hasattr(module, "PEER"):  # the PyTorch peer's machines and days, from its peer_config.json
+        sessions_by_run += peer.finished_sessions(results_dir, module.PEER)
     for row in rows:
         mean, sd, n = stats.summary(row.get("ours"))
         machines, day = gather.trained_on(sessions_by_run, row.get("runs"))
@@ -112,7 +112,7 @@ def write_report(path, module, mode, command, rows, figures, notes, runs, result
         precision_line(runs, results_dir, module.PRECISION),
         "",
         *provenance_lines(runs, results_dir),
-        *(module.external_provenance(results_dir) if hasattr(module, "external_provenance") else []),
+        *(peer.provenance_lines(results_dir, module.PEER) if hasattr(module, "PEER") else []),
         "",
         "## Figures",
         "",

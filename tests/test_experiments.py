@@ -18,7 +18,7 @@ import hardware
 import provenance
 import run_folder
 import run_config
-from experiments import common, gather, plans, plots, reports, stats
+from experiments import common, gather, peer, plans, plots, reports, stats
 
 EXPERIMENTS = ["he2016", "he2016_matched", "liang2020", "lu_song", "jin", "xu", "yuan"]
 
@@ -100,11 +100,11 @@ def test_matched_runs_pair_the_tensorflow_arms_and_judge_the_peer_unpaired(tmp_p
     _peer_folder(tmp_path / "peer" / "seed0", [0.30, 0.20], 1000)
     _peer_folder(tmp_path / "peer" / "seed1", [0.30, 0.22], 1000)
     _peer_folder(tmp_path / "peer" / "seed2", [0.30], 1000)  # training elsewhere: left out, named unfinished
-    peer = matched.external_metrics(str(tmp_path))
-    assert sorted(peer["seed"].unique()) == [0, 1] and set(peer["run"]) == {"peer"}
+    peer_rows = peer.metrics(str(tmp_path), matched.PEER, matched.PEER_LABEL)
+    assert sorted(peer_rows["seed"].unique()) == [0, 1] and set(peer_rows["run"]) == {"peer"}
     ours = pd.DataFrame({"run": ["ours", "ours", "decay_all", "decay_all"], "seed": [0, 1, 0, 1], "step": 1000,
                          "val_error": [0.25, 0.27, 0.20, 0.23], "val_loss": 0.6})
-    rows = {row["quantity"]: row for row in matched.report_rows(pd.concat([ours, peer]), "quick", None)}
+    rows = {row["quantity"]: row for row in matched.report_rows(pd.concat([ours, peer_rows]), "quick", None)}
     decay = rows["decay on every parameter minus ours as it was: test error"]
     np.testing.assert_allclose(decay["ours"], [-0.05, -0.04])  # seed by seed
     assert "beyond noise" in decay["settings"]
@@ -112,7 +112,7 @@ def test_matched_runs_pair_the_tensorflow_arms_and_judge_the_peer_unpaired(tmp_p
     np.testing.assert_allclose(peer_row["ours"], [0.21 - 0.26])  # the difference of the means
     assert "unpaired" in peer_row["settings"]
     assert "no result" in rows["PyTorch peer, same recipe minus symmetric stride-2 padding: test error"]["settings"]
-    lines = matched.external_provenance(str(tmp_path))
+    lines = peer.provenance_lines(str(tmp_path), matched.PEER)
     assert len(lines) == 3 and "UNFINISHED" in lines[2] and "commit abc1234567" in lines[0]
     # The batch-norm scales come from each seed's cached summary of its last model (the model is not committed).
     for seed, mean in ((0, 1.0), (1, 0.8)):
@@ -120,17 +120,29 @@ def test_matched_runs_pair_the_tensorflow_arms_and_judge_the_peer_unpaired(tmp_p
         (tmp_path / "decay_all" / f"seed{seed}" / matched.BN_SCALES).write_text(
             json.dumps({"mean_abs": mean, "max_abs": 2 * mean}))
     args = common.experiment_parser(matched).parse_args(["--results_dir", str(tmp_path)])
-    rows = {row["quantity"]: row for row in matched.report_rows(pd.concat([ours, peer]), "quick", args)}
+    rows = {row["quantity"]: row for row in matched.report_rows(pd.concat([ours, peer_rows]), "quick", args)}
     scale = rows["decay on every parameter: batch-norm scale, mean absolute gamma over every layer of the last model"]
     assert scale["ours"] == [1.0, 0.8] and scale["settings"].startswith("largest 2.00")
     assert rows["ours as it was: batch-norm scale, mean absolute gamma over every layer of the last model"]["ours"] == []
+
+
+def test_a_report_takes_the_peer_runs_a_module_names(tmp_path, capsys):
+    """The runner reads the peer's folders of a module naming PEER into its metrics.csv, report and numbers."""
+    from experiments import he2016_matched as matched
+    _peer_folder(tmp_path / "peer" / "seed0", [0.30, 0.20], 1000)
+    assert common.main(matched, ["--report", "--tiny", "--results_dir", str(tmp_path)]) == 0
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert metrics.loc[metrics["run"] == "peer", "val_error"].tolist() == [0.30, 0.20]
+    assert "`peer/seed0` (PyTorch peer, wall time" in (tmp_path / "report.md").read_text()
+    numbers = pd.read_csv(tmp_path / "numbers.csv")
+    assert "2026-12-04" in set(numbers["date"].astype(str))
 
 
 def test_he2016_splits_the_gap_into_the_data_and_the_code(tmp_path):
     from experiments import he2016
     _peer_folder(tmp_path / "peer" / "seed0", [0.30, 0.10], 1000)
     _peer_folder(tmp_path / "peer" / "seed1", [0.30, 0.12], 1000)
-    peer_rows = he2016.external_metrics(str(tmp_path))
+    peer_rows = peer.metrics(str(tmp_path), he2016.PEER, he2016.PEER_LABEL)
     ours = pd.DataFrame({"run": "resnet20", "seed": [0, 1, 2], "step": 1000, "val_error": [0.12, 0.13, 0.14],
                          "val_loss": 0.5})
     rows = {row["quantity"]: row for row in he2016.report_rows(pd.concat([ours, peer_rows]), "full", None)}
@@ -206,18 +218,18 @@ def test_the_peer_writes_the_engines_columns_and_keeps_a_finished_run(tmp_path, 
         pytest.skip("no .venv-peer with PyTorch (python -m venv .venv-peer && .venv-peer/bin/pip install "
                     "torch==2.13.0 numpy pandas)")
 
-    def peer(steps):
+    def train_peer(steps):
         command = [python, "-m", "benchmarks.pytorch_peer_train", "--data_dir", str(cifar_archive), "--train_steps",
                    str(steps), "--report_freq", "1", "--save_freq", "1", "--batch_size", "4", "--log_dir",
                    str(tmp_path / "peer")]
         return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
 
-    assert peer(2).returncode == 0
+    assert train_peer(2).returncode == 0
     first = pd.read_csv(tmp_path / "peer" / "metrics.csv")
     assert tuple(first.columns) == tuple(cifar10_train.CSV_COLUMNS) and list(first["step"]) == [1, 2]
-    refused = peer(3)  # other settings in the same folder: refused, not mixed
+    refused = train_peer(3)  # other settings in the same folder: refused, not mixed
     assert refused.returncode != 0 and "other settings" in refused.stderr
-    again = peer(2)  # the same command on a finished run trains nothing
+    again = train_peer(2)  # the same command on a finished run trains nothing
     assert again.returncode == 0 and "finished at step 2" in again.stdout
     assert pd.read_csv(tmp_path / "peer" / "metrics.csv").equals(first)
 
