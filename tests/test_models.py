@@ -142,6 +142,7 @@ def test_imagenet_resnets_match_published_counts(depth):
     assert resnet.MODELS[f"resnet{depth}"].params_m == TORCHVISION_PARAMS_M[depth]
     assert abs(resnet.trainable_params(model) - expected) / expected < 0.005
     assert model.get_layer("stem_pool") is not None  # the ImageNet stem at 224x224
+    _assert_logits(model, 1000)  # resnet101 and resnet152's registry check (the registry builds them here)
 
 
 @pytest.mark.parametrize("depth, keras_builder", [(50, "ResNet50"), (152, "ResNet152")])
@@ -228,11 +229,13 @@ def test_unfit_input_and_unknown_option_are_clear_errors():
 # backbones (the same keras_resnet builder as resnet50_imagenet, which does take its step).
 TOO_BIG_FOR_A_CI_STEP = {"resnet1202", "resnet101", "resnet152", "inception_resnet_v1", "resnet101_imagenet",
                          "resnet152_imagenet", "resnet50v2_imagenet", "resnet101v2_imagenet", "resnet152v2_imagenet"}
-# Deeper variants of a builder already stepped through tf.function: tracing 100+
-# layers costs 20-40 s each, so they take their step eagerly (same math). resnet50_imagenet's
-# keras.applications graph is traced by the engine in tests/test_transfer.py.
-EAGER_STEP = {"resnet32", "resnet44", "resnet56", "resnet110", "resnet110_v2", "resnet164_v2", "resnet34",
-              "resnet50_imagenet"}
+# Deeper variants of a builder already stepped through tf.function: tracing 50+ layers costs 10-40 s each, so
+# they take their step eagerly (same math). The pre-activation builder is traced at its smallest depth, 11
+# (test_preactivation_builder_traces_its_step); resnet50's bottleneck blocks are made of the helpers resnet18's
+# traced step runs (_conv, _bn, _projection); resnet50_imagenet's keras.applications graph is traced by the
+# engine in tests/test_transfer.py.
+EAGER_STEP = {"resnet32", "resnet44", "resnet56", "resnet110", "resnet56_v2", "resnet110_v2", "resnet164_v2",
+              "resnet34", "resnet50", "resnet50_imagenet"}
 
 
 def _assert_logits(model, classes):
@@ -241,8 +244,9 @@ def _assert_logits(model, classes):
 
 
 # The models too big for a step still build and give logits; resnet1202 is left out: its 1202 layers take a minute
-# to build, and its depth rule is the other CIFAR ResNets'.
-@pytest.mark.parametrize("name", sorted(TOO_BIG_FOR_A_CI_STEP - {"resnet1202"}))
+# to build, and its depth rule is the other CIFAR ResNets'; resnet101 and resnet152 are checked where
+# test_imagenet_resnets_match_published_counts builds them.
+@pytest.mark.parametrize("name", sorted(TOO_BIG_FOR_A_CI_STEP - {"resnet1202", "resnet101", "resnet152"}))
 def test_registry_builds_logits(name):
     model = resnet.build_model(name, (32, 32, 3), 7)
     assert model(np.zeros((2, 32, 32, 3), np.float32), training=False).shape == (2, 7)
@@ -252,13 +256,21 @@ def test_registry_builds_logits(name):
 @pytest.mark.parametrize("name", [n for n in resnet.MODELS if n not in TOO_BIG_FOR_A_CI_STEP])
 def test_one_training_step_per_model(name):
     shape = (28, 28, 1) if name == "lenet5" else (32, 32, 3)
-    model = resnet.build_model(name, shape, 7)
+    _assert_one_step_trains(resnet.build_model(name, shape, 7), shape, eager=name in EAGER_STEP)
+
+
+def test_preactivation_builder_traces_its_step():
+    _assert_one_step_trains(resnet.resnet_v2(11, (32, 32, 3), 7), (32, 32, 3), eager=False)
+
+
+def _assert_one_step_trains(model, shape, eager):
+    """One step of the engine's step function (traced unless ``eager``) changes the weights and counts 2 images."""
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
     step, _ = cifar10_train.build_step_functions(model, optimizer, tf.distribute.get_strategy(), 2)
     x = tf.random.stateless_normal((2, *shape), seed=[0, 1])
     before = [w.numpy().copy() for w in model.trainable_weights]
     batches = iter(tf.data.Dataset.from_tensors((x, tf.constant([1, 3]))).repeat())
-    tf.config.run_functions_eagerly(name in EAGER_STEP)
+    tf.config.run_functions_eagerly(eager)
     try:
         totals, steps_run, last = step(batches, tf.constant(1))
         totals = totals.numpy()
