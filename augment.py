@@ -47,7 +47,6 @@ def channel_stats(images, chunk=4096):
     return [float(v) for v in mean], [float(v) for v in std]
 
 
-
 def normalize(images, norm):
     """uint8 (or float 0-255) images -> the float32 inputs the model was trained on."""
     images = tf.cast(images, tf.float32)
@@ -319,5 +318,3 @@ def liang_image_data_generator():
     return tf.keras.preprocessing.image.ImageDataGenerator(
         width_shift_range=0.1, height_shift_range=0.1, horizontal_flip=True
     )
-
-

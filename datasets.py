@@ -21,7 +21,6 @@ from downloads import DataError, created_folder, fetch
 from run_config import DATASETS
 
 
-
 # torchvision's mirror of the official MNIST files, with the published MD5s of the .gz files.
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_FILES = {

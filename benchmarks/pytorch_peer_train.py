@@ -257,8 +257,8 @@ def make_parser():
                         help="mean: zero-pad the normalised image (He's text, the suite's he recipe); black: pad the "
                              "raw image (torchvision's RandomCrop, akamaster)")
     parser.add_argument("--report_freq", type=int, default=500, help="steps between test evaluations and CSV rows")
-    parser.add_argument("--save_freq", type=int, default=500, help="steps between saved states (a multiple of "
-                                                                    "--report_freq)")
+    parser.add_argument("--save_freq", type=int, default=500,
+                        help="steps between saved states (a multiple of --report_freq)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation, data order, crops and flips")
     return parser
 
@@ -266,8 +266,7 @@ def make_parser():
 def main(argv=None):
     args = make_parser().parse_args(argv)
     if args.train_steps < 1 or args.report_freq < 1 or args.save_freq % args.report_freq:
-        make_parser().error("--train_steps and --report_freq must be positive, --save_freq a multiple of "
-                             "--report_freq")
+        make_parser().error("--train_steps and --report_freq must be positive, --save_freq a multiple of --report_freq")
     train(args)
 
 

@@ -56,7 +56,6 @@ def peer_command(mode, seed, results_dir, data_dir="DATA"):
     return peer.command(os.path.join(results_dir, PEER, f"seed{seed}"), steps, report, batch, seed, data_dir, flags)
 
 
-
 def add_arguments(parser):
     parser.add_argument("--quarter", action="store_true",
                         help="a quarter of He's schedule, for a CPU: 16,000 steps x 128 (41 epochs), the rate divided "

@@ -63,7 +63,6 @@ def peer_command(mode, seed, results_dir, data_dir="DATA"):
     return peer.command(os.path.join(results_dir, PEER, f"seed{seed}"), steps, report, batch, seed, data_dir)
 
 
-
 def notes(mode):
     steps, report, batch = SCHEDULE[mode]
     return [

@@ -39,6 +39,8 @@ def _nearest_counts():
     """The two correct-image counts on the 734 validation photos whose accuracies bracket the paper's."""
     below = int(PAPER_VAL_ACCURACY * FULL_SET_VALIDATION)
     return below, below + 1
+
+
 # mode -> (model, epochs or steps flag, report every, batch)
 SCHEDULE = {
     "full": ("resnet152_imagenet", {"epochs": 50}, None, 64),

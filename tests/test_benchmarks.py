@@ -99,4 +99,3 @@ def test_profile_ops_on_a_run_without_a_trace_is_a_one_line_error(tmp_path, caps
         profile_ops.main(["--trace", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "no profiler trace in" in capsys.readouterr().err
-

@@ -185,8 +185,10 @@ TENSOR_RECIPES = [name for name, recipe in augment.RECIPES.items() if not recipe
 @pytest.mark.parametrize("recipe_name", TENSOR_RECIPES)
 def test_recipe_keeps_shape_dtype_random_and_seeded(recipe_name):
     norm = augment.normalization(recipe_name, BATCH)
-    run = lambda seed, index: augment.train_transform(recipe_name, norm, seed)(  # noqa: E731
-        BATCH, tf.constant([seed, index], tf.int64)).numpy()
+
+    def run(seed, index):
+        return augment.train_transform(recipe_name, norm, seed)(BATCH, tf.constant([seed, index], tf.int64)).numpy()
+
     first = run(0, 0)
     assert first.shape == BATCH.shape and first.dtype == np.float32
     np.testing.assert_array_equal(first, run(0, 0))  # fixed seed: same output
@@ -233,8 +235,11 @@ def test_keras_applications_normalisation_is_their_own_preprocess_input():
 
 def test_imagedatagenerator_recipe_is_random_and_seeded():
     norm = augment.normalization("imagedatagenerator", BATCH)
-    take = lambda seed: [x.numpy() for x, _ in cifar10_input.make_train_dataset(  # noqa: E731
-        BATCH, np.arange(6), 3, norm, "imagedatagenerator", seed).take(2)]
+
+    def take(seed):
+        batches = cifar10_input.make_train_dataset(BATCH, np.arange(6), 3, norm, "imagedatagenerator", seed)
+        return [x.numpy() for x, _ in batches.take(2)]
+
     a, b, c = take(0), take(0), take(1)
     assert a[0].shape == (3, 32, 32, 3) and a[0].dtype == np.float32
     np.testing.assert_array_equal(a[0], b[0])

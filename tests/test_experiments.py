@@ -164,8 +164,7 @@ def test_he2016_splits_the_gap_into_the_data_and_the_code(tmp_path):
 
 def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_depth(tmp_path):
     from experiments import he2016
-    args = common.experiment_parser(he2016).parse_args(["--quarter", "--results_dir",
-                                                          str(tmp_path / "he2016_quarter")])
+    args = common.experiment_parser(he2016).parse_args(["--quarter", "--results_dir", str(tmp_path / "he2016_quarter")])
     assert common.run_mode(he2016, args) == "quarter"
     runs = he2016.runs("quarter", args)
     assert [run.name for run in runs] == ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
@@ -750,9 +749,8 @@ def test_a_plan_measured_on_a_busy_machine_says_its_rates_are_low(monkeypatch, c
     times = iter([(1000, 5000), (1000 + 180, 5000 + 200)])  # (busy, total) jiffies: others used 90% while it slept
     monkeypatch.setattr(hardware, "_cpu_times", lambda: next(times))
     plan = plans.compute_plan(jin.runs("tiny")[:1], measure=lambda config, shape: (100.0, "off"))
-    assert plan["measured_on"][0].endswith("(BUSY: other processes used 90% of the "
-                                            f"{os.cpu_count()} CPUs when this was measured, so the rates are low; "
-                                            "measure again on an idle machine)")
+    assert plan["measured_on"][0].endswith(f"(BUSY: other processes used 90% of the {os.cpu_count()} CPUs when this "
+                                           "was measured, so the rates are low; measure again on an idle machine)")
     assert plans.plan_text(plan).startswith(f"Measured on {plan['measured_on'][0]}:")
     assert capsys.readouterr().err.startswith("warning: BUSY: other processes used 90%")
     idle = iter([(1000, 5000), (1000 + 10, 5000 + 200)])  # 5%: idle enough

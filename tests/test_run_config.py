@@ -83,8 +83,8 @@ def test_a_config_from_before_runconfig_loads_with_its_old_option_a(tmp_path):
     # The same command with today's code builds He's option A: a different run, refused with the reason.
     fileio.write_json(str(tmp_path / run_folder.CONFIG), OLD_FLAT_CONFIG)
     today = dataclasses.replace(config, model_options={"conv_padding": "same"})
-    with pytest.raises(run_folder.RunFolderError, match=r"model_options: \{'shortcut': 'A_avgpool', 'conv_padding': "
-                                                       r"'same'\} -> \{'conv_padding': 'same'\}"):
+    changed = r"model_options: \{'shortcut': 'A_avgpool', 'conv_padding': 'same'\} -> \{'conv_padding': 'same'\}"
+    with pytest.raises(run_folder.RunFolderError, match=changed):
         run_folder.prepare(str(tmp_path), today)
 
 
