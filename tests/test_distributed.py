@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+import cifar10_main
+import distributed_worker
 from conftest import subprocess_env
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -30,23 +32,13 @@ def _weights(path):
     return int(stored["replicas"]), [stored[f"arr_{i}"] for i in range(len(stored.files) - 1)]
 
 
-def _start_single_device(cifar_archive, tmp_path):
-    """The same training on one device, started beside the run it checks (their TensorFlow start-ups overlap):
-    what two replicas must reproduce (global-batch loss, scaled L2). ``_single_device_weights`` collects it."""
-    out = tmp_path / "single.npz"
-    process = subprocess.Popen([sys.executable, str(WORKER), "default", str(cifar_archive), str(tmp_path / "single"),
-                                str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=subprocess_env())
-    return process, out
-
-
-def _single_device_weights(started):
-    process, out = started
-    _, err = process.communicate(timeout=300)
-    assert process.returncode == 0, err[-2000:]
-    replicas, weights = _weights(out)
-    assert replicas == 1
-    return weights
+def _single_device_weights(cifar_archive, tmp_path):
+    """The same training on one device, in this process (no TensorFlow start-up of its own): what two replicas
+    must reproduce (global-batch loss, scaled L2)."""
+    args = cifar10_main.build_parser().parse_args(distributed_worker.flags("default", cifar_archive, tmp_path / "single"))
+    result = cifar10_main.run_train(args)
+    assert result["num_replicas"] == 1
+    return [np.asarray(w) for w in result["model"].trainable_weights]
 
 
 def _assert_same_training(weights, reference):
@@ -58,7 +50,6 @@ def _assert_same_training(weights, reference):
 def test_mirrored_on_two_logical_cpus(cifar_archive, tmp_path):
     out = tmp_path / "weights.npz"
     log_dir = tmp_path / "run"
-    single = _start_single_device(cifar_archive, tmp_path)
     done = subprocess.run([sys.executable, str(WORKER), "mirrored", str(cifar_archive), str(log_dir), str(out)],
                           capture_output=True, text=True, timeout=300, env=subprocess_env())
     assert done.returncode == 0, done.stderr[-2000:]
@@ -66,7 +57,7 @@ def test_mirrored_on_two_logical_cpus(cifar_archive, tmp_path):
     assert replicas == 2
     assert "2 replica(s)" in done.stdout
     assert (log_dir / "latest.keras").exists() and (log_dir / "metrics.csv").exists()
-    _assert_same_training(weights, _single_device_weights(single))
+    _assert_same_training(weights, _single_device_weights(cifar_archive, tmp_path))
 
 
 def _two_workers(cifar_archive, log_dir, scratch, out_dir):
@@ -90,13 +81,12 @@ def test_two_workers_end_with_identical_weights_and_chief_checkpoints(cifar_arch
     log_dir = tmp_path / "run"
     scratch = tmp_path / "tmp"  # the workers' temporary folder: the non-chief's scratch saves go here
     scratch.mkdir()
-    single = _start_single_device(cifar_archive, tmp_path)
     _two_workers(cifar_archive, log_dir, scratch, tmp_path)
     (replicas0, weights0), (replicas1, weights1) = _weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")
     assert replicas0 == replicas1 == 2
     for a, b in zip(weights0, weights1):
         np.testing.assert_array_equal(a, b)
-    _assert_same_training(weights0, _single_device_weights(single))
+    _assert_same_training(weights0, _single_device_weights(cifar_archive, tmp_path))
     # Worker 0 is the chief: it alone writes the run folder.
     assert (log_dir / "latest.keras").exists() and (log_dir / "ckpt").is_dir()
     assert sorted(os.listdir(log_dir / "ckpt"))
