@@ -19,14 +19,26 @@ import provenance
 SECONDS_PER_CALL = 0.25  # steps_per_execution=auto aims at tf.function calls of about this length
 
 
+# ONEDNN_MAX_CPU_ISA values that still let oneDNN use bfloat16 instructions (oneDNN's names; unset means all).
+BFLOAT16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10", "ALL", "DEFAULT")
+
+
+def onednn_isa_cap():
+    """ONEDNN_MAX_CPU_ISA when it keeps oneDNN from bfloat16 instructions (AVX2, AVX512_CORE, ...), else None.
+    TensorFlow still sends bfloat16 convolutions to oneDNN then, which refuses them: the op fails mid-run."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    return cap if cap and not cap.startswith(BFLOAT16_ISAS) else None
+
+
 def cpu_has_native_bfloat16():
-    """True when the CPU has bfloat16 instructions (AVX512_BF16 or AMX), where mixed bfloat16 pays."""
+    """True when the CPU has bfloat16 instructions (AVX512_BF16 or AMX) that oneDNN may use, where mixed bfloat16
+    pays."""
     try:
         with open("/proc/cpuinfo") as handle:
             flags = handle.read()
     except OSError:
         return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    return (" avx512_bf16" in flags or " amx_bf16" in flags) and onednn_isa_cap() is None
 
 
 def resolve_mixed_precision(requested):
@@ -44,6 +56,10 @@ def resolve_mixed_precision(requested):
         return "bfloat16" if cpu_has_native_bfloat16() else "off"
     if requested == "float16" and not has_gpu:
         raise ValueError("--mixed_precision float16 needs a GPU (on CPU it is slower); use bfloat16 or off")
+    if requested == "bfloat16" and not has_gpu and onednn_isa_cap():
+        raise ValueError(f"--mixed_precision bfloat16 with ONEDNN_MAX_CPU_ISA={onednn_isa_cap()}: oneDNN refuses "
+                         "bfloat16 convolutions below AVX512_CORE_BF16 (the run would fail at its first step); "
+                         "use --mixed_precision off, or unset ONEDNN_MAX_CPU_ISA")
     return requested
 
 

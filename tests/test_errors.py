@@ -11,6 +11,7 @@ import pytest
 import api
 import cifar10_input
 import cifar10_main
+import hardware
 import run_folder
 from conftest import write_python_archive
 
@@ -108,6 +109,21 @@ def test_md5_mismatch(capsys, tmp_path, monkeypatch, cifar_batches):
     cache = tmp_path / "cache"
     _assert_one_line_error(capsys, ["--data_dir", str(cache), "--log_dir", str(tmp_path / "run")],
                            "failed its MD5 check", cache, tmp_path / "run")
+
+
+def test_bfloat16_under_a_onednn_isa_cap_is_one_line_and_auto_takes_float32(capsys, tmp_path, cifar_archive,
+                                                                             monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 (how one mimics an older CPU) keeps oneDNN from bfloat16 while TensorFlow still sends
+    it bfloat16 convolutions: the run used to fail at its first step, with auto as well on a bfloat16 CPU."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert hardware.onednn_isa_cap() == "AVX2" and not hardware.cpu_has_native_bfloat16()
+    assert hardware.resolve_mixed_precision("auto") == "off"
+    argv = ["--data_dir", str(cifar_archive), "--batch_size", "4", "--mixed_precision", "bfloat16", "--log_dir",
+            str(tmp_path / "run")]
+    _assert_one_line_error(capsys, argv, "--mixed_precision bfloat16 with ONEDNN_MAX_CPU_ISA=AVX2", tmp_path / "run")
+    for allowing in ("AVX512_CORE_BF16", "avx512_core_amx", "ALL", ""):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", allowing)
+        assert hardware.onednn_isa_cap() is None and hardware.resolve_mixed_precision("bfloat16") == "bfloat16"
 
 
 def test_image_folder_without_images(capsys, tmp_path):
