@@ -8,7 +8,7 @@ correctly, its test accuracy and loss, and the sha256 of the weights file. ``--c
 shipped folder, evaluates it again and says whether every figure still holds (evaluation is
 deterministic: the count of correct images must match exactly).
 
-  python -m experiments.ship_weights experiments/results/he2016/resnet20/seed0 resnet20_he2016 \\
+  python -m experiments.ship_weights experiments/results/he2016/resnet20/seed1 resnet20_he2016 \\
       --data_dir ../shared/datasets/cifar10
   python -m experiments.ship_weights --check pretrained/resnet20_he2016 --data_dir ../shared/datasets/cifar10
 """
