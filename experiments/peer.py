@@ -78,13 +78,19 @@ def _session_text(session):
 
 def unpaired(first, second, test_images):
     """(the difference of two runs' mean per-seed values, in words whether it is beyond noise): seeds of two
-    implementations are not paired, so the margin is 2 s.e. of a difference of two means."""
+    implementations are not paired, so the margin is 2 s.e. of a difference of two means. With one seed on one
+    side, the other side's seed sd stands for both (the same recipe); with one on each, only the test
+    set's sampling noise is known (``stats.verdict``)."""
     (m1, s1, n1), (m2, s2, n2) = stats.summary(first), stats.summary(second)
     if not (n1 and n2):
         return np.array([]), "not run here: one of the two has no result"
-    if n1 < 2 or n2 < 2:
+    if n1 < 2 and n2 < 2:
         return np.array([m1 - m2]), stats.verdict(np.array([m1 - m2]), test_images)
-    margin = 2 * (s1**2 / n1 + s2**2 / n2) ** 0.5
+    if n1 < 2 or n2 < 2:
+        margin = 2 * (s1 if n1 > 1 else s2) * (1 / n1 + 1 / n2) ** 0.5
+        borrowed = f"; the sd of the {max(n1, n2)} seeds stands for both sides"
+    else:
+        margin, borrowed = 2 * (s1**2 / n1 + s2**2 / n2) ** 0.5, ""
     side = "beyond" if abs(m1 - m2) > margin else "within"
     return np.array([m1 - m2]), (f"unpaired: {side} noise, |difference of means| vs 2 s.e. = {margin:.4f} "
-                                 f"(n = {n1} and {n2})")
+                                 f"(n = {n1} and {n2}{borrowed})")

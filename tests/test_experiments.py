@@ -153,6 +153,13 @@ def test_he2016_splits_the_gap_into_the_data_and_the_code(tmp_path):
     code = rows["gap the code explains: ours minus peer, test error"]
     np.testing.assert_allclose(code["ours"], [0.13 - 0.11])
     assert "unpaired" in code["settings"] and "(n = 3 and 2)" in code["settings"]
+    # One peer seed: ours' seed sd (0.01 over 3 seeds) stands for both, 2 x 0.01 x sqrt(1/3 + 1) = 0.0231.
+    one_peer = peer_rows[peer_rows["seed"] == 0]
+    rows = {row["quantity"]: row for row in he2016.report_rows(pd.concat([ours, one_peer]), "full", None)}
+    code = rows["gap the code explains: ours minus peer, test error"]
+    np.testing.assert_allclose(code["ours"], [0.13 - 0.10])
+    assert code["settings"] == ("unpaired: beyond noise, |difference of means| vs 2 s.e. = 0.0231 (n = 3 and 1; the "
+                                "sd of the 3 seeds stands for both sides)")
     assert "--weight_decay_scope kernels --conv_padding same" in he2016.peer_command("full", 0, "r")
     # The results table names the machine and day the peer's numbers come from (its peer_config.json), as it does
     # for the engine's runs; they were empty before, shown as "nan".
@@ -186,11 +193,13 @@ def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_dep
     resnet44 = rows["Quarter schedule: ResNet-44 (0.66M parameters) test error, last model (Table 6)"]
     assert "not run here" in resnet44["settings"] and "--quarter --only resnet44" in resnet44["settings"]
     small = rows["Quarter schedule: ResNet-32 minus ResNet-20, test error"]
-    np.testing.assert_allclose(small["ours"], [0.098 - 0.102])  # within the test set's noise at one seed
-    assert small["paper"] == pytest.approx(0.0751 - 0.0875) and small["settings"].startswith("one seed: within")
+    np.testing.assert_allclose(small["ours"], [0.098 - 0.102])  # one seed against two: ResNet-20's sd for both
+    assert small["paper"] == pytest.approx(0.0751 - 0.0875) and small["settings"] == (
+        "unpaired: within noise, |difference of means| vs 2 s.e. = 0.0069 (n = 1 and 2; the sd of the 2 seeds "
+        "stands for both sides)")
     large = rows["Quarter schedule: ResNet-56 minus ResNet-32, test error"]
     np.testing.assert_allclose(large["ours"], [0.081 - 0.098])
-    assert large["settings"].startswith("one seed: beyond")
+    assert large["settings"].startswith("unpaired: beyond noise")
     order = rows["Quarter schedule: consecutive depths where the deeper net has the lower test error"]
     assert (order["ours"], order["paper"]) == ([2], 2)
     # What the quarter costs, calibrated on ResNet-20 against the full schedule's runs beside it (results/he2016).
@@ -201,7 +210,7 @@ def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_dep
                   "val_error": [0.15, 0.09, 0.05]}).to_csv(tmp_path / "he2016" / "metrics.csv", index=False)
     rows = {row["quantity"]: row for row in he2016.report_rows(metrics, "quarter", args)}
     np.testing.assert_allclose(rows[cost]["ours"], [0.102 - 0.09])  # the last model's, ResNet-20's, not the peer's
-    assert rows[cost]["settings"].startswith("one seed: within")  # the full schedule has one seed here
+    assert rows[cost]["settings"].startswith("unpaired: beyond noise")  # the quarter's sd for both
     assert rows[cost]["settings"].endswith(f"the full schedule's runs: {tmp_path / 'he2016' / 'metrics.csv'}")
     paths = he2016.figures(metrics, str(tmp_path), "quarter", common.experiment_parser(he2016).parse_args(
         ["--quarter", "--results_dir", str(tmp_path)]))
