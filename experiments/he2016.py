@@ -103,10 +103,11 @@ def notes(mode):
     ]
     if mode == "full":
         result.append("Compute: 64,000 steps x 128 images = 8.19M images per run, and each depth costs about "
-                      "(depth - 2) / 18 ResNet-20s (ResNet-110: 6x). ResNet-20's seed 0 ran in float32 on several "
-                      "2-core machines (each session's machine and commit are under Provenance, each report's speed "
-                      "in timing.csv): about 6 hours. The deeper rows are not run on these CPUs; their commands are "
-                      "in the table, and results/he2016_quarter has the depth trend at a quarter of the schedule.")
+                      "(depth - 2) / 18 ResNet-20s (ResNet-110: 6x). ResNet-20's seeds ran in float32 on 2-core "
+                      "machines, each across sessions (every session's machine and commit and every seed's wall time "
+                      "are under Provenance, each report's speed in timing.csv). The deeper rows are not run on these "
+                      "CPUs; their commands are in the table, and results/he2016_quarter has the depth trend at a "
+                      "quarter of the schedule.")
         result.append(
             "If ours is more than 1 point of error from the paper's 8.75% (the table says), what differs: the data "
             "(a JPEG-q75 copy with 4:2:0 chroma: fine detail and colour resolution lost in the training and test "
