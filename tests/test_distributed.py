@@ -35,8 +35,8 @@ def _weights(path):
 def _single_device_weights(cifar_archive, tmp_path):
     """The same training on one device, in this process (no TensorFlow start-up of its own): what two replicas
     must reproduce (global-batch loss, scaled L2)."""
-    args = cifar10_main.build_parser().parse_args(distributed_worker.flags("default", cifar_archive, tmp_path / "single"))
-    result = cifar10_main.run_train(args)
+    flags = distributed_worker.flags("default", cifar_archive, tmp_path / "single")
+    result = cifar10_main.run_train(cifar10_main.build_parser().parse_args(flags))
     assert result["num_replicas"] == 1
     return [np.asarray(w) for w in result["model"].trainable_weights]
 
