@@ -24,7 +24,7 @@ import sys
 
 from dataclasses import replace
 
-from experiments import common, peer, plots, stats
+from experiments import common, gather, peer, plots, stats
 import run_folder
 from run_config import RunConfig
 
@@ -289,13 +289,18 @@ def _depth_figure(metrics, out_dir, mode):
 
 
 def _test_last_models(out_dir, args):
-    """--mode test on each seed's last model: test_metrics.json, predictions and TensorBoard's test images. A seed
-    whose model went with its checkpoint (a committed result) keeps the test_metrics.json it was tested into."""
+    """--mode test on each finished seed's last model: test_metrics.json, predictions and TensorBoard's test images.
+    A seed whose model went with its checkpoint (a committed result) keeps the test_metrics.json it was tested into;
+    an unfinished one (perhaps training now, in another process) is left alone."""
     import api
 
     for folder in sorted(glob.glob(os.path.join(out_dir, "resnet*", "seed*"))):
         if not os.path.exists(os.path.join(folder, run_folder.LATEST_MODEL)):
             print(f"{folder}: no {run_folder.LATEST_MODEL} (its model was not kept): its test_metrics.json stays as it was")
+            continue
+        done = gather.progress(folder)
+        if done is None or not done.finished:
+            print(f"{folder}: UNFINISHED, not tested")
             continue
         api.test(folder, data_dir=args.cifar10_dir)
 

@@ -242,7 +242,7 @@ def test_the_peer_writes_the_engines_columns_and_keeps_a_finished_run(tmp_path, 
     assert pd.read_csv(tmp_path / "peer" / "metrics.csv").equals(first)
 
 
-def test_he2016_report_keeps_the_test_metrics_of_a_seed_whose_model_was_not_kept(tmp_path, capsys):
+def test_he2016_report_keeps_the_test_metrics_of_a_seed_whose_model_was_not_kept(tmp_path, capsys, monkeypatch):
     from experiments import he2016
     seed = tmp_path / "resnet20" / "seed0"
     seed.mkdir(parents=True)
@@ -251,6 +251,14 @@ def test_he2016_report_keeps_the_test_metrics_of_a_seed_whose_model_was_not_kept
     he2016._test_last_models(str(tmp_path), args)
     assert (seed / "test_metrics.json").read_text() == '{"test_error": 0.1259}'
     assert "its test_metrics.json stays as it was" in capsys.readouterr().out
+    # A seed still training (in another process, say) is not tested: its folder is not written into.
+    training = tmp_path / "resnet20" / "seed1"
+    training.mkdir()
+    (training / run_folder.LATEST_MODEL).write_bytes(b"a model at step 1,000")
+    monkeypatch.setattr(gather, "progress", lambda folder: gather.Progress(pd.DataFrame(), 1000, 64000))
+    he2016._test_last_models(str(tmp_path), args)
+    assert sorted(path.name for path in training.iterdir()) == [run_folder.LATEST_MODEL]
+    assert f"{training}: UNFINISHED, not tested" in capsys.readouterr().out
 
 
 def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
