@@ -56,8 +56,9 @@ def resolve_mixed_precision(requested):
         return "bfloat16" if cpu_has_native_bfloat16() else "off"
     if requested == "float16" and not has_gpu:
         raise ValueError("--mixed_precision float16 needs a GPU (on CPU it is slower); use bfloat16 or off")
-    if requested == "bfloat16" and not has_gpu and onednn_isa_cap():
-        raise ValueError(f"--mixed_precision bfloat16 with ONEDNN_MAX_CPU_ISA={onednn_isa_cap()}: oneDNN refuses "
+    cap = onednn_isa_cap()
+    if requested == "bfloat16" and not has_gpu and cap:
+        raise ValueError(f"--mixed_precision bfloat16 with ONEDNN_MAX_CPU_ISA={cap}: oneDNN refuses "
                          "bfloat16 convolutions below AVX512_CORE_BF16 (the run would fail at its first step); "
                          "use --mixed_precision off, or unset ONEDNN_MAX_CPU_ISA")
     return requested
