@@ -12,6 +12,7 @@ import dataclasses
 import glob
 import json
 import os
+import signal
 import sys
 
 import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
@@ -43,6 +44,15 @@ USER_ERRORS = (  # each a problem the user can fix, said in one line
     run_folder.RunFolderError,
     cifar10_test.CheckpointError,
 )
+
+
+def stop_on_sigterm():
+    """Makes SIGTERM (``kill``, a batch scheduler's stop, a container's shutdown) stop a run as Ctrl-C does: the
+    engine keeps its last checkpoint and the CLI says so, where Python's default would die without a word. It
+    also reaches runs started with ``nohup ... &`` from a script, which inherit SIGINT as ignored."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def check_tf_config(text):

@@ -154,6 +154,7 @@ def main(argv=None):
     if args.list_models:
         list_models()
         return 0
+    api.stop_on_sigterm()
     run = {"train": run_train, "test": run_test, "predict": run_predict, "augment_preview": run_augment_preview}
     try:
         run[args.mode](args)

@@ -182,6 +182,7 @@ def main(module, argv=None):
     damaged file in it (a run's metrics.csv, timing.csv or config.json, plan.csv) end with one error line, exit 2."""
     check_experiment(module)
     args = experiment_parser(module).parse_args(argv)
+    api.stop_on_sigterm()
     try:
         return _main(module, args, argv)
     except run_folder.RunFolderError as error:

@@ -1,4 +1,5 @@
-"""A real training process killed (SIGKILL) or interrupted (Ctrl-C) mid-run continues when the same command runs again."""
+"""A real training process killed (SIGKILL) or stopped (SIGTERM, handled as Ctrl-C) mid-run continues when the same
+command runs again."""
 
 import re
 import signal
@@ -24,6 +25,23 @@ def _command(data_dir, log_dir, precision):
     return [sys.executable, str(ROOT / "cifar10_main.py"), *_flags(data_dir, log_dir, precision)]
 
 
+def test_ctrl_c_exits_130_with_one_line_and_sigterm_is_handled_as_ctrl_c(monkeypatch, capsys):
+    """Ctrl-C raises KeyboardInterrupt in Python's main thread; the CLI turns it into one line and exit 130. SIGTERM
+    is given the same meaning (the subprocess test above sends it to a real training)."""
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cifar10_main, "run_train", interrupted)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert cifar10_main.main(["--mode", "train"]) == 130
+        assert "interrupted; the last checkpoint is kept" in capsys.readouterr().err
+        assert callable(signal.getsignal(signal.SIGTERM))  # main installed a handler (the default would end pytest)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _saved_step(log_dir):
     """The newest checkpoint's step, from its index files, in plain Python. Polled through TensorFlow
     (tf.train.latest_checkpoint), a loaded test worker once saw no step-20 checkpoint until the 100-step run had
@@ -32,7 +50,7 @@ def _saved_step(log_dir):
     return max(steps, default=0)
 
 
-@pytest.mark.parametrize("stop, precision", [(signal.SIGKILL, "off"), (signal.SIGINT, "auto")])
+@pytest.mark.parametrize("stop, precision", [(signal.SIGKILL, "off"), (signal.SIGTERM, "auto")])
 def test_stopped_run_then_same_command_continues_to_the_same_bytes(cifar_archive, tmp_path, stop, precision):
     log_dir = tmp_path / "run"
     command = _command(cifar_archive, log_dir, precision)
@@ -52,7 +70,7 @@ def test_stopped_run_then_same_command_continues_to_the_same_bytes(cifar_archive
     finally:
         if process.poll() is None:
             process.kill()
-    if stop == signal.SIGINT:  # Ctrl-C: exit 130, one line saying the checkpoint is kept
+    if stop == signal.SIGTERM:  # kill, a scheduler's stop: as Ctrl-C, exit 130 and one line saying the checkpoint is kept
         assert process.returncode == 130, process.stderr.read().decode()[-2000:]
         assert "interrupted; the last checkpoint is kept" in process.stderr.read().decode()
     else:
