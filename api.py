@@ -63,7 +63,8 @@ def check_tf_config(text):
         spec = json.loads(text)
     except ValueError as error:
         raise UsageError(f"TF_CONFIG is not JSON ({error})") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict) or not isinstance(spec.get("task"), dict):
+    if not (isinstance(spec, dict) and isinstance(spec.get("cluster"), dict)
+            and isinstance(spec.get("task"), dict)):
         raise UsageError('TF_CONFIG must be {"cluster": {"worker": [...]}, "task": {"type": "worker", "index": N}}')
 
 
@@ -187,7 +188,8 @@ def train(config, on_report=None, verbose=1, resume=False, overwrite=False):
         weights_note = " NOTE: --weights none: random initialisation, not a reproduction of a pretrained result."
     fine_tune = f" + {config.fine_tune_steps} fine-tuning" if config.fine_tune_steps else ""
     print(f"Training {config.model} on {config.dataset} from {config.data_dir}: {len(data['x_train'])} training images "
-          f"{list(data['x_train'].shape[1:])} -> model input size {list(config.image_size or data['x_train'].shape[1:3])}, "
+          f"{list(data['x_train'].shape[1:])} -> model input size "
+          f"{list(config.image_size or data['x_train'].shape[1:3])}, "
           f"augment {config.augment}, validating on {data['validation']}; {strategy.num_replicas_in_sync} replica(s), "
           f"global batch {config.batch_size}, {config.train_steps} steps{fine_tune}, precision "
           f"{config.mixed_precision}{precision_note}; run folder {config.log_dir}.{weights_note}")
@@ -213,7 +215,8 @@ def load_checkpoint(checkpoint, model_name=None):
     model = cifar10_test.load_model(model_path)
     expected = (None, *info.input_shape)
     if tuple(model.input_shape) != expected:
-        raise cifar10_test.CheckpointError(f"{model_path} takes inputs {model.input_shape}, the run's config says {expected}")
+        raise cifar10_test.CheckpointError(
+            f"{model_path} takes inputs {model.input_shape}, the run's config says {expected}")
     return model, model_path, run_dir, config, info
 
 

@@ -143,7 +143,8 @@ def _read_archive(path):
                     parse = _unpickle if name in python_names else _parse_binary
                     parsed[name] = parse(tar.extractfile(member).read(), name)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-        raise DataError(f"CIFAR-10 archive {path} is truncated or corrupt ({error}); delete it or pass another --data_dir") from None
+        raise DataError(f"CIFAR-10 archive {path} is truncated or corrupt ({error}); "
+                        "delete it or pass another --data_dir") from None
     binary = TEST_BATCH not in parsed and "test_batch.bin" in parsed
     names = [f"{n}.bin" if binary else n for n in (*TRAIN_BATCHES, TEST_BATCH)]
     for name in names:
@@ -263,7 +264,8 @@ def make_train_dataset(images, labels, batch_size, norm, augment="he", seed=0, i
     stream_seed = tf.cast(seed, tf.int64) * 1_000_003 + pipeline_id  # workers augment differently
 
     def preprocess(index, batch_indices):
-        return transform(tf.gather(images_t, batch_indices), tf.stack([stream_seed, index])), tf.gather(labels_t, batch_indices)
+        images = transform(tf.gather(images_t, batch_indices), tf.stack([stream_seed, index]))
+        return images, tf.gather(labels_t, batch_indices)
 
     # Keras' RandomFlip (the sequential recipe) advances its own generator: map serially so it stays reproducible.
     calls = tf.data.AUTOTUNE if parallel and not recipe.keras_layers else None

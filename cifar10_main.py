@@ -17,8 +17,6 @@ import sys
 
 import tf_setup  # noqa: F401  (before TensorFlow: oneDNN on, a quiet import; see tf_setup.py)
 
-import tensorflow as tf  # noqa: E402
-
 import api  # noqa: E402
 import cifar10_train  # noqa: E402
 import resnet  # noqa: E402
@@ -81,9 +79,9 @@ def build_parser():
         formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--mode", choices=MODES, default="train",
-                        help="train: train a model and write a run folder; test: evaluate a run's model on the test set; "
-                             "predict: print the top classes of --images with a run's model; augment_preview: write a "
-                             "PNG grid of originals and augmented versions (Liang's Fig. 5)")
+                        help="train: train a model and write a run folder; test: evaluate a run's model on the test "
+                             "set; predict: print the top classes of --images with a run's model; augment_preview: "
+                             "write a PNG grid of originals and augmented versions (Liang's Fig. 5)")
     groups = {name: parser.add_argument_group(title) for name, title in GROUPS.items()}
     order = list(GROUPS)
     settings = sorted(run_config.flag_arguments(), key=lambda flag: order.index(flag[0]))  # stable: usage by group

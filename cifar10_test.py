@@ -108,7 +108,8 @@ def resolve_checkpoint(path):
     if os.path.isdir(path):
         run_dir, model_path = path, _folder_model(path)
         if not os.path.exists(model_path):
-            raise CheckpointError(f"--checkpoint {path} holds no {run_folder.LATEST_MODEL}; has the run reached its first report?")
+            raise CheckpointError(f"--checkpoint {path} holds no {run_folder.LATEST_MODEL}; "
+                                  "has the run reached its first report?")
     else:
         if not path.endswith(".keras"):
             raise CheckpointError(f"--checkpoint {path} is neither a run folder nor a .keras file")
@@ -118,8 +119,8 @@ def resolve_checkpoint(path):
     except run_folder.RunFolderError as error:
         raise CheckpointError(f"{error}; the run's config.json must sit beside the .keras file") from None
     if info is None:
-        raise CheckpointError(f"{os.path.join(run_dir, run_folder.CONFIG)} holds no data facts (classes, normalisation): "
-                              f"the run never started training")
+        raise CheckpointError(f"{os.path.join(run_dir, run_folder.CONFIG)} holds no data facts "
+                              "(classes, normalisation): the run never started training")
     return model_path, run_dir, config, info
 
 
@@ -144,7 +145,8 @@ def load_model(model_path):
     try:
         return keras.models.load_model(model_path, compile=False)
     except Exception as error:
-        raise CheckpointError(f"cannot load {model_path}: {type(error).__name__}: {str(error).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"cannot load {model_path}: {type(error).__name__}: {str(error).splitlines()[0]}") from None
 
 
 def confusion_matrix(labels, predicted, num_classes):

@@ -137,7 +137,9 @@ def is_chief(strategy):
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
 
 
 def build_step_functions(model, optimizer, strategy, global_batch_size, loss_scaling=False, jit_compile=False):
@@ -223,7 +225,8 @@ def _eval_batch_function(model, strategy, loss_fn):
         labels = tf.maximum(labels, 0)
         logits = tf.cast(model(images, training=False), tf.float32)
         correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32)
-        return tf.stack([tf.reduce_sum(loss_fn(labels, logits) * real), tf.reduce_sum(correct * real), tf.reduce_sum(real)])
+        return tf.stack([tf.reduce_sum(loss_fn(labels, logits) * real), tf.reduce_sum(correct * real),
+                         tf.reduce_sum(real)])
 
     @tf.function
     def eval_batch_fn(batch):
@@ -439,7 +442,8 @@ def _open_folder(run, resume, overwrite, scratch_dir, session_notes):
             f"checkpoint ({run_folder.CHECKPOINTS}/) to continue it from; pass --overwrite to retrain it from step 0, "
             f"or choose another --log_dir")
     finished = resuming and step >= config.stages_steps
-    if chief and not finished:  # only once the checkpoint restored: a run that cannot continue leaves the folder as it was
+    # Only once the checkpoint restored: a run that cannot continue leaves the folder as it was.
+    if chief and not finished:
         earlier = run_folder.read_config(config.log_dir).get("sessions", [UNRECORDED]) if resuming else []
         # Precision may change between sessions (a CPU run resumed on a GPU): each session records its own.
         sessions = earlier + [dict(provenance.session(config.data_dir, run.restored_step()),
@@ -553,7 +557,8 @@ class Reporter:
         summaries.write_report_scalars(self.writers["train"], self.writers["validation"], row, self.best_accuracy,
                                        images_per_sec)
         if self.verbose:
-            print(f"\nstep {step}/{self.run.config.stages_steps}: train loss {train_loss:.4f} error {train_error:.4f} | "
+            print(f"\nstep {step}/{self.run.config.stages_steps}: "
+                  f"train loss {train_loss:.4f} error {train_error:.4f} | "
                   f"val loss {val_loss:.4f} error {val_error:.4f} | lr {learning_rate:g} | {images_per_sec:.0f} img/s",
                   flush=True)
         if self.chief:  # the CSVs and models first; the checkpoint (by the caller) last

@@ -31,7 +31,8 @@ def fetch(url, md5, folder, what):
         failure = (f"downloaded {what} {fname} failed its MD5 check" if isinstance(error, ValueError)
                    else f"could not download {what} from {url}")
         raise DataError(
-            f"{failure} ({reason}); download {fname} yourself and pass --data_dir DIR (the folder holding it)") from None
+            f"{failure} ({reason}); download {fname} yourself and pass --data_dir DIR (the folder holding it)"
+        ) from None
     os.replace(partial, target)
     return target
 

@@ -174,4 +174,5 @@ def busy_warning(seconds=0.5):
 def describe():
     """The machine in a few words: CPU model, cores, GPUs."""
     gpus = tf.config.list_physical_devices("GPU")
-    return f"{provenance.cpu_description()}, {os.cpu_count()} CPU cores" + (f", {len(gpus)} GPU(s)" if gpus else ", no GPU")
+    devices = f", {len(gpus)} GPU(s)" if gpus else ", no GPU"
+    return f"{provenance.cpu_description()}, {os.cpu_count()} CPU cores{devices}"

@@ -1,8 +1,8 @@
 """Where a run's numbers came from: the code, the machine, the software and the data.
 
 Every time a run starts or resumes, the engine appends one session to its config.json: the git
-commit (and the tracked files that differed from it, if any), the CPU model and its vector extension, the GPUs, the versions of
-Python, TensorFlow, Keras and NumPy, the sha256 of the dataset file(s), the command line and the
+commit (and the tracked files that differed from it, if any), the CPU model and its vector extension, the GPUs,
+the versions of Python, TensorFlow, Keras and NumPy, the sha256 of the dataset file(s), the command line and the
 step it started from. A run that spans machines or commits lists each.
 """
 

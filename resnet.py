@@ -355,8 +355,10 @@ def _preact_bottleneck(x, filters, stride, weight_decay, name):
     if stride != 1 or x.shape[-1] != 4 * filters:
         shortcut = _conv(preact, 4 * filters, 1, stride, weight_decay, f"{name}_proj_conv")
     y = _conv(preact, filters, 1, 1, weight_decay, f"{name}_conv1")
-    y = _conv(layers.ReLU(name=f"{name}_relu2")(_bn(y, f"{name}_bn2")), filters, 3, stride, weight_decay, f"{name}_conv2")
-    y = _conv(layers.ReLU(name=f"{name}_relu3")(_bn(y, f"{name}_bn3")), 4 * filters, 1, 1, weight_decay, f"{name}_conv3")
+    y = layers.ReLU(name=f"{name}_relu2")(_bn(y, f"{name}_bn2"))
+    y = _conv(y, filters, 3, stride, weight_decay, f"{name}_conv2")
+    y = layers.ReLU(name=f"{name}_relu3")(_bn(y, f"{name}_bn3"))
+    y = _conv(y, 4 * filters, 1, 1, weight_decay, f"{name}_conv3")
     return layers.Add(name=f"{name}_add")([shortcut, y])
 
 
@@ -378,7 +380,8 @@ def resnet_v2(depth, input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4)
             x = _preact_bottleneck(x, filters, stride, weight_decay, f"stage{stage + 1}_block{index + 1}")
     x = layers.ReLU(name="final_relu")(_bn(x, "final_bn"))
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = layers.Dense(num_classes, kernel_initializer="he_normal", kernel_regularizer=_l2(weight_decay), name="logits")(x)
+    outputs = layers.Dense(num_classes, kernel_initializer="he_normal", kernel_regularizer=_l2(weight_decay),
+                           name="logits")(x)
     return keras.Model(inputs, outputs, name=f"resnet{depth}_v2")
 
 
@@ -439,7 +442,7 @@ def _block_c(x, wd, name):
     return _inception_residual(x, [b0, b1], INCEPTION_RESNET_SCALES["c"], wd, name)
 
 
-def _reduction_a(x, wd, k=192, l=192, m=256, n=384):
+def _reduction_a(x, wd, k=192, l=192, m=256, n=384):  # noqa: E741 (Szegedy et al.'s names for the filter counts)
     pool = layers.MaxPooling2D(3, strides=2, padding="valid", name="reduction_a_pool")(x)
     b1 = _conv_bn_relu(x, n, 3, wd, "reduction_a_b1", strides=2, padding="valid")
     b2 = _conv_bn_relu(_conv_bn_relu(x, k, 1, wd, "reduction_a_b2a"), l, 3, wd, "reduction_a_b2b")
@@ -529,7 +532,8 @@ def lenet5(input_shape=(32, 32, 3), num_classes=10, weight_decay=0.0):
     """
     inputs = keras.Input(shape=input_shape, name="image")
     padding = "same" if input_shape[0] < 32 else "valid"
-    x = layers.Conv2D(6, 5, padding=padding, activation="relu", kernel_regularizer=_l2(weight_decay), name="conv1")(inputs)
+    x = layers.Conv2D(6, 5, padding=padding, activation="relu", kernel_regularizer=_l2(weight_decay),
+                      name="conv1")(inputs)
     x = layers.MaxPooling2D(2, name="pool1")(x)
     x = layers.Conv2D(16, 5, activation="relu", kernel_regularizer=_l2(weight_decay), name="conv2")(x)
     x = layers.MaxPooling2D(2, name="pool2")(x)
@@ -556,7 +560,8 @@ def alexnet(input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4, dense_un
     for index, (filters, size, pool) in enumerate(
         [(96, 3, True), (256, 5, True), (384, 3, False), (384, 3, False), (256, 3, True)], start=1
     ):
-        x = layers.Conv2D(filters, size, padding="same", use_bias=False, kernel_regularizer=_l2(wd), name=f"conv{index}")(x)
+        x = layers.Conv2D(filters, size, padding="same", use_bias=False, kernel_regularizer=_l2(wd),
+                          name=f"conv{index}")(x)
         x = layers.ReLU(name=f"relu{index}")(_bn(x, f"bn{index}"))
         if pool:
             x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
@@ -576,7 +581,8 @@ def jin_cnn(input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4, residual
     identity add, ReLU).
     """
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=_l2(weight_decay), name="stem_conv")(inputs)
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=_l2(weight_decay),
+                      name="stem_conv")(inputs)
     x = layers.MaxPooling2D(2, name="stem_pool")(x)
     for index in range(residual_blocks):
         x = basic_block_v1(x, filters, 1, "A", weight_decay, f"res{index + 1}")
@@ -678,7 +684,8 @@ def unfreeze_top(model, fine_tune_at):
         try:
             value = float(fine_tune_at)
         except ValueError:
-            raise ValueError(f"--fine_tune_at {fine_tune_at}: not a layer of the backbone, an index or a fraction") from None
+            raise ValueError(
+                f"--fine_tune_at {fine_tune_at}: not a layer of the backbone, an index or a fraction") from None
         if 0.0 < value < 1.0:
             first = int(round(len(names) * (1.0 - value)))
         elif value.is_integer() and 0 <= value < len(names):

@@ -21,7 +21,8 @@ from tensorboard.plugins.hparams import api as hp
 
 import fileio
 
-HPARAM_METRICS = [hp.Metric(tag, group=group) for group in ("validation", "test") for tag in ("accuracy", "error", "loss")]
+HPARAM_METRICS = [hp.Metric(tag, group=group)
+                  for group in ("validation", "test") for tag in ("accuracy", "error", "loss")]
 HPARAM_METRICS.append(hp.Metric("best_accuracy", group="validation"))
 
 

@@ -73,7 +73,7 @@ def read_cifar10(data_dir):
                        for member in archive.getmembers() if "_batch" in member.name}
 
     batches = {name: {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
-               for name, batch in batches.items()}  # Python 2 str keys read as str, pickles written by Python 3 as bytes
+               for name, batch in batches.items()}  # Python 2 str keys read as str, Python 3's pickles as bytes
 
     def images(names):
         data = np.concatenate([batches[name]["data"] for name in names])

@@ -59,7 +59,8 @@ def load_images(data_dir, count, shape):
         return data["x_train"][:count], data["y_train"][:count], f"CIFAR-10 from {data['source']}"
     rng = np.random.RandomState(0)
     images = rng.randint(0, 256, size=(count, *shape), dtype=np.uint8)
-    return images, rng.randint(0, 10, size=count).astype(np.int32), "random uint8 images (speed does not depend on content)"
+    labels = rng.randint(0, 10, size=count).astype(np.int32)
+    return images, labels, "random uint8 images (speed does not depend on content)"
 
 
 def time_training(train_steps_fn, iterator, steps, steps_per_execution):

@@ -22,7 +22,8 @@ import api
 
 
 def main(argv=None):
-    parser = cifar10_main.OneLineParser(prog="python -m benchmarks.time_to_accuracy", description=__doc__.split("\n\n")[0],
+    parser = cifar10_main.OneLineParser(prog="python -m benchmarks.time_to_accuracy",
+                                        description=__doc__.split("\n\n")[0],
                                         epilog="Flags after -- go to cifar10_main.py (e.g. -- --mixed_precision off)")
     parser.add_argument("--model", default="resnet20", help="model to train")
     parser.add_argument("--target", type=float, default=0.9125, help="test accuracy to reach (He et al.: 0.9125)")

@@ -68,7 +68,8 @@ def check_experiment(module):
     """Raises TypeError naming what an experiment module lacks of ``Experiment``."""
     missing = [name for name in REQUIRED if not hasattr(module, name)]
     if missing:
-        raise TypeError(f"{module.__name__} is not an experiment: it has no {', '.join(missing)} (see common.Experiment)")
+        raise TypeError(
+            f"{module.__name__} is not an experiment: it has no {', '.join(missing)} (see common.Experiment)")
 
 
 # Every CIFAR-10 report says what its data is and what issue 33 measured about it (results/he2016, he2016_matched).
@@ -169,7 +170,8 @@ def experiment_parser(module):
                              "that one fast (bfloat16 needs AVX512_BF16/AMX or a GPU of compute capability 8.0+); "
                              "the report lists every session's precision")
     parser.add_argument("--results_dir", default=None, help="output folder (default results/<experiment>[_quick])")
-    parser.add_argument("--cifar10_dir", default=None, help="CIFAR-10 for cifar10_main.py --data_dir (default: download)")
+    parser.add_argument("--cifar10_dir", default=None,
+                        help="CIFAR-10 for cifar10_main.py --data_dir (default: download)")
     parser.add_argument("--mnist_dir", default=None, help="MNIST for cifar10_main.py --data_dir (default: download)")
     parser.add_argument("--folder_dir", default=None, help="the image folder for --dataset folder runs")
     if hasattr(module, "add_arguments"):
@@ -201,7 +203,8 @@ def run_mode(module, args):
 def _main(module, args, argv):
     mode = run_mode(module, args)
     name = experiment_name(module)
-    results_dir = args.results_dir = args.results_dir or os.path.join("results", name + ("" if mode == "full" else f"_{mode}"))
+    default_dir = os.path.join("results", name + ("" if mode == "full" else f"_{mode}"))
+    results_dir = args.results_dir = args.results_dir or default_dir
     runs = seeded(with_precision(module.runs(mode, args), module, args.mixed_precision), args.seeds)
     unknown = set(args.only or []) - {run.name for run in runs}
     if unknown:
@@ -220,7 +223,8 @@ def _main(module, args, argv):
         for run in runs:
             if args.only and run.name not in args.only:
                 continue
-            print(f"{run.folder}: {run_config.command(run.located(getattr(args, DATA_FLAGS[run.config.dataset]), results_dir))}")
+            data_dir = getattr(args, DATA_FLAGS[run.config.dataset])
+            print(f"{run.folder}: {run_config.command(run.located(data_dir, results_dir))}")
         return 0
     notes = list(module.notes(mode)) if hasattr(module, "notes") else []
     print(f"{module.TITLE} ({mode} mode) -> {results_dir}")

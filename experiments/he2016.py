@@ -1,4 +1,4 @@
-"""He et al. 2016a, "Deep Residual Learning for Image Recognition", Section 4.2: CIFAR-10, Table 6 and Fig. 6.
+r"""He et al. 2016a, "Deep Residual Learning for Image Recognition", Section 4.2: CIFAR-10, Table 6 and Fig. 6.
 
 Trains the CIFAR ResNets of Table 6 (ResNet-20, 32, 44, 56 and 110: 8.75, 7.51, 7.17, 6.97 and 6.43% test
 error) with the paper's recipe exactly: option A shortcuts (stride-2 subsampling + zero channels), batch
@@ -14,7 +14,8 @@ ResNet-20's compute); ``--quarter`` trains them at a quarter of the schedule (16
 at 8k and 12k) for a CPU, into results/he2016_quarter, labelled as such everywhere.
 
   python -m experiments.he2016 --cifar10_dir ../shared/datasets/cifar10 --results_dir experiments/results/he2016
-  python -m experiments.he2016 --quarter --cifar10_dir ../shared/datasets/cifar10 --results_dir experiments/results/he2016_quarter
+  python -m experiments.he2016 --quarter --cifar10_dir ../shared/datasets/cifar10 \
+      --results_dir experiments/results/he2016_quarter
 """
 
 import functools
@@ -296,7 +297,8 @@ def _test_last_models(out_dir, args):
 
     for folder in sorted(glob.glob(os.path.join(out_dir, "resnet*", "seed*"))):
         if not os.path.exists(os.path.join(folder, run_folder.LATEST_MODEL)):
-            print(f"{folder}: no {run_folder.LATEST_MODEL} (its model was not kept): its test_metrics.json stays as it was")
+            print(f"{folder}: no {run_folder.LATEST_MODEL} (its model was not kept): "
+                  "its test_metrics.json stays as it was")
             continue
         done = gather.progress(folder)
         if done is None or not done.finished:

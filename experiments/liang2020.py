@@ -132,8 +132,9 @@ def notes(mode):
         "averages, which before training are the initial 0 and 1 (a far larger step-0 loss). At step 9775 the "
         "report gives both: the run's own validation (moving averages) and its last model re-validated his way "
         "(rows 'batch norm on each batch of 250'; with --main_steps 9775 the last model is the step-9775 one). "
-        "Other known differences from that code, not changed: its stem is conv-BN-ReLU and its first block's first conv has no BN-ReLU before it; Xavier "
-        "initialisation (ours He normal); BN epsilon 1e-3 (ours 1e-5); zero channels split before and after.",
+        "Other known differences from that code, not changed: its stem is conv-BN-ReLU and its first block's "
+        "first conv has no BN-ReLU before it; Xavier initialisation (ours He normal); BN epsilon 1e-3 (ours "
+        "1e-5); zero channels split before and after.",
         common.CIFAR10_DATA_NOTE,
         "Depth sweep: He et al.'s Table 6 trained v1 blocks with option A (subsampling), flips and crops for 64k "
         "steps; ours are Liang's variant on his schedule.",
@@ -220,13 +221,15 @@ def _his_validation_rows(metrics, args):
              "ours": [result[key] for result in results], "format": "{:.4f}",
              "schedule": f"step {PAPER_STEP:,} of the 80k-step schedule (lr 0.1 to 40k) x {BATCH}",
              "settings": where + f"the last model, re-validated: {HIS_VALIDATION} in each seed's folder"}
-            for name, column, key in (("validation error", "val_error", "error"), ("validation loss", "val_loss", "loss"))]
+            for name, column, key in (("validation error", "val_error", "error"),
+                                      ("validation loss", "val_loss", "loss"))]
 
 
 def report_rows(metrics, mode, args):
     rows = _step_rows(metrics, 0) + _step_rows(metrics, PAPER_STEP) + _his_validation_rows(metrics, args)
     errors = _final_errors(metrics, mode, args)
-    sweep_note = "He et al.: 64k steps, v1 blocks, flip+crop" + ("" if mode == "full" else f"; ours: {SCHEDULE[mode][1]} steps")
+    sweep_note = "He et al.: 64k steps, v1 blocks, flip+crop"
+    sweep_note += "" if mode == "full" else f"; ours: {SCHEDULE[mode][1]} steps"
     for depth in DEPTHS:
         rows.append({"quantity": f"ResNet-{depth} test error (paper column: He et al. Table 6)", "comparable": False,
                      "paper": HE_TABLE6_ERROR[depth], "ours": errors[depth], "test_images": 10000,
@@ -250,7 +253,8 @@ def figures(metrics, out_dir, mode, args):
     for column, name, title in (("error", "fig6_error.png", "Fig. 6: error"),
                                 ("accuracy", "fig7_accuracy.png", "Fig. 7: accuracy")):
         figure, axis = plt.subplots(figsize=(6.4, 4.2))
-        plots.plot_mean(axis, metrics, "resnet20_liang", f"train_{column}", label=f"train {column} (report-window mean)")
+        plots.plot_mean(axis, metrics, "resnet20_liang", f"train_{column}",
+                        label=f"train {column} (report-window mean)")
         plots.plot_mean(axis, metrics, "resnet20_liang", f"val_{column}", label=f"validation {column} (test set)")
         if column == "error":
             plots.plot_mean(axis, metrics, "resnet20_liang", "train_batch_error", label="train error (one batch)",
@@ -265,7 +269,8 @@ def figures(metrics, out_dir, mode, args):
 
     by_depth = {d: stats.summary(e) for d, e in _final_errors(metrics, mode, args).items()}
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    axis.errorbar(DEPTHS, [by_depth[d][0] for d in DEPTHS], yerr=[s[1] if s[1] == s[1] else 0 for s in by_depth.values()],
+    axis.errorbar(DEPTHS, [by_depth[d][0] for d in DEPTHS],
+                  yerr=[s[1] if s[1] == s[1] else 0 for s in by_depth.values()],
                   fmt="o-", capsize=3, label=f"ours, Liang's variant ({mode})")
     axis.plot(DEPTHS, [HE_TABLE6_ERROR[d] for d in DEPTHS], "s--", label="He et al. 2016a, Table 6 (64k steps)")
     axis.set_xscale("log")

@@ -71,8 +71,8 @@ def notes(mode):
     ]
     if mode != "full":
         result.append(f"REDUCED ({mode}): {SCHEDULE[mode]['mnist'][0]['train_steps']} steps per MNIST run and "
-                      f"{SCHEDULE[mode]['cifar10'][0]['train_steps']} per CIFAR-10 run (batch 128) instead of 30 epochs; the "
-                      f"highest accuracies are those of these short runs.")
+                      f"{SCHEDULE[mode]['cifar10'][0]['train_steps']} per CIFAR-10 run (batch 128) instead of "
+                      f"30 epochs; the highest accuracies are those of these short runs.")
     return result
 
 
@@ -116,7 +116,8 @@ def report_rows(metrics, mode, args):
     for dataset, dataset_name in DATASETS.items():
         for other in ("lenet5", "alexnet"):
             paper = PAPER_TABLE1[("resnet20", dataset)][1] - PAPER_TABLE1[(other, dataset)][1]
-            resnet, baseline = (stats.best(metrics, f"{model}_{dataset}", "val_accuracy") for model in ("resnet20", other))
+            resnet, baseline = (stats.best(metrics, f"{model}_{dataset}", "val_accuracy")
+                                for model in ("resnet20", other))
             ours = stats.paired(resnet, baseline)
             rows.append({"quantity": f"{dataset_name}: ResNet's highest test accuracy minus {MODELS[other]}'s",
                          "paper": paper, "ours": ours, "comparable": full,

@@ -46,7 +46,8 @@ def metrics(results_dir, name, label):
     frames = []
     for seed, folder, _, reports, finished in folders(results_dir, name):
         if finished:
-            frame = reports.merge(run_folder.read_timing(os.path.join(folder, run_folder.TIMING)), on="step", how="left")
+            timing = run_folder.read_timing(os.path.join(folder, run_folder.TIMING))
+            frame = reports.merge(timing, on="step", how="left")
             frames.append(frame.assign(run=name, seed=seed, label=label, group=""))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -98,9 +98,10 @@ def plan_text(plan, selected=None):
     """The plan as the markdown a report starts with; ``selected`` (``--only``) names the runs meant to be run here."""
     lines = [f"Measured on {plan['measured_on'].iloc[0]}: each model alone on one in-memory batch, "
              "so the hours are a lower bound.",
-             "", "| run | model | steps x batch | precision | images/s | hours |", "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['run']} | {r['model']} | {r['steps']} x {r['batch']} | {r['precision']} | {r['images_per_sec']:.0f} | "
-              f"{r['hours']:.2f} |" for r in plan.to_dict("records")]
+             "", "| run | model | steps x batch | precision | images/s | hours |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['run']} | {r['model']} | {r['steps']} x {r['batch']} | {r['precision']} | "
+              f"{r['images_per_sec']:.0f} | {r['hours']:.2f} |" for r in plan.to_dict("records")]
     lines += ["", f"Total: {plan['hours'].sum():.1f} hours for {len(plan)} run(s)."]
     if selected:
         chosen = plan[plan["run"].str.split("/").str[0].isin(selected)]

@@ -67,8 +67,9 @@ def numbers_frame(rows, module, mode, metrics, runs, results_dir):
     for row in rows:
         mean, sd, n = stats.summary(row.get("ours"))
         machines, day = gather.trained_on(sessions_by_run, row.get("runs"))
-        records.append({"paper": module.TITLE, "mode": mode, "quantity": row["quantity"], "paper_value": row.get("paper"),
-                        "ours_mean": mean, "ours_sd": sd, "n": n, "comparable": row.get("comparable", True),
+        records.append({"paper": module.TITLE, "mode": mode, "quantity": row["quantity"],
+                        "paper_value": row.get("paper"), "ours_mean": mean, "ours_sd": sd, "n": n,
+                        "comparable": row.get("comparable", True),
                         "test_images": row.get("test_images"), "format": row.get("format", "{:.4f}"),
                         "paper_format": row.get("paper_format", "{:g}"),
                         "schedule": row.get("schedule", ""),
@@ -91,7 +92,8 @@ def write_report(path, module, mode, command, rows, figures, notes, runs, result
         f"Paper: {module.PAPER}",
         "",
         f"- Command: `{command}`",
-        f"- Mode: **{mode}**" + (" (a reduced schedule, not the paper's: see the reductions below)" if mode != "full" else ""),
+        f"- Mode: **{mode}**"
+        + (" (a reduced schedule, not the paper's: see the reductions below)" if mode != "full" else ""),
         f"- Machine: {machine()}",
         f"- Date: {datetime.date.today().isoformat()}",
         "",

@@ -37,7 +37,8 @@ def score(folder_or_file, data_dir):
     model_path, run_dir, config, info = cifar10_test.resolve_checkpoint(folder_or_file)
     model = cifar10_test.load_model(model_path)
     dataset, result = api.evaluate_run(model, config, info, data_dir)
-    return {"num_images": int(len(dataset["y_test"])), "correct": int(round(result["accuracy"] * len(dataset["y_test"]))),
+    num_images = len(dataset["y_test"])
+    return {"num_images": int(num_images), "correct": int(round(result["accuracy"] * num_images)),
             "accuracy": float(result["accuracy"]), "loss": float(result["loss"]),
             "data": os.path.basename(dataset["source"]), "data_sha256": provenance.data_sha256(dataset["source"])}
 
@@ -108,7 +109,8 @@ def main(argv=None):
         parser.error(str(error).splitlines()[0])
     test = manifest["test"]
     print(f"Shipped {os.path.join(args.root, args.name)}: {test['correct']} of {test['num_images']} test images right "
-          f"(accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}), weights sha256 {manifest['weights_sha256'][:12]}")
+          f"(accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}), "
+          f"weights sha256 {manifest['weights_sha256'][:12]}")
     return 0
 
 

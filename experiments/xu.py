@@ -121,7 +121,8 @@ def figures(metrics, out_dir, mode, args):
         figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
         plots.plot_mean(loss_axis, metrics, model, "train_loss", x="epoch", label="ours: training loss", marker="o",
                         markersize=3)
-        loss_axis.plot(paper_epochs, [PAPER_TABLES[model][e][0] for e in paper_epochs], "s--", label="Xu: training loss")
+        loss_axis.plot(paper_epochs, [PAPER_TABLES[model][e][0] for e in paper_epochs], "s--",
+                       label="Xu: training loss")
         for column, label in (("train_accuracy", "ours: training accuracy"), ("val_accuracy", "ours: test accuracy")):
             plots.plot_mean(accuracy_axis, metrics, model, column, x="epoch", label=label, marker="o", markersize=3)
         accuracy_axis.plot(paper_epochs, [PAPER_TABLES[model][e][1] for e in paper_epochs], "s--",

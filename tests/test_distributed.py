@@ -69,7 +69,8 @@ def _two_workers(cifar_archive, log_dir, scratch, out_dir):
         env = subprocess_env(TMPDIR=str(scratch),
                              TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
-            [sys.executable, str(WORKER), "multi_worker", str(cifar_archive), str(log_dir), str(out_dir / f"w{index}.npz")],
+            [sys.executable, str(WORKER), "multi_worker", str(cifar_archive), str(log_dir),
+             str(out_dir / f"w{index}.npz")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=300) for p in processes]
     for p, (_, err) in zip(processes, outputs):
@@ -90,7 +91,8 @@ def test_two_workers_end_with_identical_weights_and_chief_checkpoints(cifar_arch
     # Worker 0 is the chief: it alone writes the run folder.
     assert (log_dir / "latest.keras").exists() and (log_dir / "ckpt").is_dir()
     assert sorted(os.listdir(log_dir / "ckpt"))
-    assert not [name for name in os.listdir(scratch) if name.startswith("worker_")], "the non-chief's scratch folder is left"
+    assert not [name for name in os.listdir(scratch) if name.startswith("worker_")], \
+        "the non-chief's scratch folder is left"
     # Committed without its checkpoint, the finished run ends both workers at once (none waits on the other).
     shutil.rmtree(log_dir / "ckpt")
     metrics = (log_dir / "metrics.csv").read_bytes()

@@ -112,7 +112,7 @@ def test_md5_mismatch(capsys, tmp_path, monkeypatch, cifar_batches):
 
 
 def test_bfloat16_under_a_onednn_isa_cap_is_one_line_and_auto_takes_float32(capsys, tmp_path, cifar_archive,
-                                                                             monkeypatch):
+                                                                            monkeypatch):
     """ONEDNN_MAX_CPU_ISA=AVX2 (how one mimics an older CPU) keeps oneDNN from bfloat16 while TensorFlow still sends
     it bfloat16 convolutions: the run used to fail at its first step, with auto as well on a bfloat16 CPU."""
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
@@ -208,7 +208,8 @@ def test_a_damaged_metrics_or_timing_csv_is_one_line_and_nothing_changes(capsys,
     metrics, timing = (run / "metrics.csv").read_text(), (run / "timing.csv").read_text()
     damages = [
         ("metrics.csv", metrics[:-len(metrics.splitlines()[-1]) // 2 - 1], "row 2 has no number in"),  # cut short
-        ("metrics.csv", metrics.replace(metrics.splitlines()[1].split(",")[0] + ",", "oops,", 1), "row 1 has no number"),
+        ("metrics.csv", metrics.replace(metrics.splitlines()[1].split(",")[0] + ",", "oops,", 1),
+         "row 1 has no number"),
         ("metrics.csv", "\n".join(line.split(",", 1)[1] for line in metrics.splitlines()), "no step column"),
         ("metrics.csv", "\n".join([metrics.splitlines()[0], *reversed(metrics.splitlines()[1:])]), "do not rise"),
         ("metrics.csv", "", "No columns to parse"),

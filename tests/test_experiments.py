@@ -123,7 +123,8 @@ def test_matched_runs_pair_the_tensorflow_arms_and_judge_the_peer_unpaired(tmp_p
     rows = {row["quantity"]: row for row in matched.report_rows(pd.concat([ours, peer_rows]), "quick", args)}
     scale = rows["decay on every parameter: batch-norm scale, mean absolute gamma over every layer of the last model"]
     assert scale["ours"] == [1.0, 0.8] and scale["settings"].startswith("largest 2.00")
-    assert rows["ours as it was: batch-norm scale, mean absolute gamma over every layer of the last model"]["ours"] == []
+    gamma = "ours as it was: batch-norm scale, mean absolute gamma over every layer of the last model"
+    assert rows[gamma]["ours"] == []
 
 
 def test_a_report_takes_the_peer_runs_a_module_names(tmp_path, capsys):
@@ -309,8 +310,9 @@ def test_lu_song_table1_comes_from_the_metrics(tmp_path):
     from experiments import lu_song
 
     rows = []
-    for run, (train, test) in {"resnet20_cifar10": ((0.5, 0.8), (0.6, 0.7)), "lenet5_cifar10": ((0.4, 0.45), (0.3, 0.5)),
-                               "alexnet_cifar10": ((0.2, 0.3), (0.25, 0.35))}.items():
+    curves = {"resnet20_cifar10": ((0.5, 0.8), (0.6, 0.7)), "lenet5_cifar10": ((0.4, 0.45), (0.3, 0.5)),
+              "alexnet_cifar10": ((0.2, 0.3), (0.25, 0.35))}
+    for run, (train, test) in curves.items():
         for step, (train_accuracy, val_accuracy) in enumerate(zip(train, test), start=1):
             rows.append({"run": run, "seed": 0, "step": step, "train_accuracy": train_accuracy,
                          "val_accuracy": val_accuracy})
@@ -369,19 +371,23 @@ def test_jin_end_to_end_in_tiny_mode_then_reuses_its_runs(cifar_archive, tmp_pat
     plan = (results / "plan.md").read_text()
     for run in runs:
         config = run.config
-        hours = (config.train_steps * config.batch_size + config.train_steps // config.report_freq * 10000 / 3) / 500 / 3600
-        assert f"| {run.folder} | jin_cnn | {config.train_steps} x {config.batch_size} | off | 500 | {hours:.2f} |" in plan
+        images = config.train_steps * config.batch_size + config.train_steps // config.report_freq * 10000 / 3
+        hours = images / 500 / 3600
+        assert (f"| {run.folder} | jin_cnn | {config.train_steps} x {config.batch_size} | off | 500 | {hours:.2f} |"
+                in plan)
     planned = pd.read_csv(results / "plan.csv")  # the same plan as data, every run, with or without --only
     assert planned["run"].tolist() == [run.folder for run in runs]
     # A run not made is reported as such, with the hours the plan says it needs on the machine it was measured on.
     measured_on = f"{hardware.describe()}, {datetime.date.today().isoformat()}"
-    assert planned["measured_on"].tolist() == [measured_on] * len(runs) and plan.startswith(f"Measured on {measured_on}:")
+    assert planned["measured_on"].tolist() == [measured_on] * len(runs)
+    assert plan.startswith(f"Measured on {measured_on}:")
     assert reports.provenance_lines(runs[:1], str(results))[-1] == (
         f"- `{runs[0].folder}`: not run here: needs about {planned['hours'][0]:.1f} hours on {measured_on} "
         "(plan.md; machines differ); its command is under Runs")
     # A plan.csv from before it named its machine says whose hours they are without naming it.
     planned.drop(columns="measured_on").to_csv(results / "plan.csv", index=False)
-    assert "hours on the machine plan.md was measured on (plan.md" in reports.provenance_lines(runs[:1], str(results))[-1]
+    last_line = reports.provenance_lines(runs[:1], str(results))[-1]
+    assert "hours on the machine plan.md was measured on (plan.md" in last_line
     planned.to_csv(results / "plan.csv", index=False)
     k0 = planned[planned["run"].str.startswith("k0/")]
     assert f"Planned here (--only k0): {k0['hours'].sum():.1f} hours for 2 run(s)" in plans.plan_text(planned, ["k0"])
@@ -535,7 +541,8 @@ def test_liang_run_follows_his_text_and_wenxinxus_defaults():
     resolved = run_config.resolve(main, 50000)
     assert (resolved.batch_size, resolved.report_freq, resolved.report_at_start) == (128, 391, True)
     assert (resolved.train_steps, resolved.lr_schedule_steps, resolved.lr_decay_at) == (9775, 80000, (0.5, 0.75))
-    assert (resolved.optimizer, resolved.learning_rate, resolved.momentum, resolved.weight_decay) == ("sgd", 0.1, 0.9, 2e-4)
+    optimizer = (resolved.optimizer, resolved.learning_rate, resolved.momentum, resolved.weight_decay)
+    assert optimizer == ("sgd", 0.1, 0.9, 2e-4)
     # wenxinxu's convolutions pad as TensorFlow's "SAME" does: the resolved run records it
     assert resolved.model_options == {"preactivation": True, "shortcut": "A_avgpool", "conv_padding": "same"}
     assert resolved.augment == "liang" and resolved.validation_split == 0.0
@@ -545,7 +552,8 @@ def test_liang_run_follows_his_text_and_wenxinxus_defaults():
     assert augment.normalization("liang", np.zeros((2, 32, 32, 3), np.uint8)) == {"per_image": True}
     schedule = cifar10_train.learning_rate_schedule(resolved)
     # The rate of the update with 0-based index i; wenxinxu decays after the update of index 40000, as Keras does.
-    assert [float(schedule(i)) for i in (9774, 40000, 40001, 60000, 60001)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+    assert ([float(schedule(i)) for i in (9774, 40000, 40001, 60000, 60001)]
+            == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001]))
     assert 9775 % resolved.report_freq == 0  # step 9775 is a report
 
 
@@ -600,7 +608,8 @@ def test_liangs_step_9775_is_revalidated_his_way_once_and_cached(cifar_archive, 
     assert liang2020.his_validation(str(run_dir), str(cifar_archive)) == first  # cached: not evaluated again
     # The report uses it only where the run's last model is the step-9775 one.
     metrics = pd.read_csv(run_dir / run_folder.METRICS).assign(run="resnet20_liang", seed=0)
-    args = common.experiment_parser(liang2020).parse_args(["--results_dir", str(tmp_path), "--cifar10_dir", str(cifar_archive)])
+    args = common.experiment_parser(liang2020).parse_args(
+        ["--results_dir", str(tmp_path), "--cifar10_dir", str(cifar_archive)])
     rows = liang2020._his_validation_rows(metrics, args)
     assert [row["ours"] for row in rows] == [[], []] and "only with --main_steps 9775" in rows[0]["settings"]
     # As if the run had stopped at step 9775: its metrics and its cached result say so (still not evaluated again).
@@ -655,7 +664,8 @@ def test_the_readme_results_table_is_built_from_full_mode_numbers(tmp_path):
                                str(results_page)]) == 0
     assert results_page.read_text() == f"# all\n{results_table.BEGIN}\n{text}\n{results_table.END}\n"
     short = results_table.summary(str(tmp_path / "results"))
-    assert readme.read_text() == f"# title\n{results_table.SUMMARY_BEGIN}\n{short}\n{results_table.SUMMARY_END}\nafter\n"
+    expected = f"# title\n{results_table.SUMMARY_BEGIN}\n{short}\n{results_table.SUMMARY_END}\nafter\n"
+    assert readme.read_text() == expected
     unmarked = tmp_path / "notes.md"
     unmarked.write_text("# no markers\n")
     with pytest.raises(SystemExit, match="has no"):

@@ -71,7 +71,8 @@ import cifar10_train, run_config, resnet
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 rng = np.random.RandomState(0)
 x = rng.randint(0, 256, (32, 16, 16, 3), dtype=np.uint8); y = rng.randint(0, 4, 32).astype(np.int32)
-data = {"x_train": x, "y_train": y, "x_val": x[:8], "y_val": y[:8], "class_names": list("abcd"), "validation": "first 8"}
+data = {"x_train": x, "y_train": y, "x_val": x[:8], "y_val": y[:8], "class_names": list("abcd"),
+        "validation": "first 8"}
 config = run_config.resolve(run_config.RunConfig(model="resnet20", train_steps=2, report_freq=2, batch_size=8,
                             augment="none", mixed_precision="off", log_dir=sys.argv[1], eval_batch_size=8,
                             steps_per_execution=1), 32, replicas=2)

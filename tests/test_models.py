@@ -342,4 +342,5 @@ def test_models_with_fused_batch_norm_save_and_load(tmp_path):
         plain = resnet.build_model("resnet20", (32, 32, 3), 10)
     kinds = {type(layer) for layer in plain.layers}
     assert keras.layers.BatchNormalization in kinds and resnet.FusedBatchNormalization not in kinds
-    assert resnet.FusedBatchNormalization in {type(layer) for layer in resnet.build_model("resnet20", (32, 32, 3), 10).layers}
+    fused = {type(layer) for layer in resnet.build_model("resnet20", (32, 32, 3), 10).layers}
+    assert resnet.FusedBatchNormalization in fused

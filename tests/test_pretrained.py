@@ -54,7 +54,8 @@ def test_a_shipped_run_scores_its_manifest_and_a_changed_file_does_not(finished_
     manifest["test"]["correct"] += 1
     (root / "tiny" / "manifest.json").write_text(json.dumps(manifest))
     assert ship_weights.check(str(root / "tiny"), str(cifar_archive)) == [
-        f"{manifest['test']['correct'] - 1} of 7 test images right, the manifest says {manifest['test']['correct']} of 7"]
+        f"{manifest['test']['correct'] - 1} of 7 test images right, "
+        f"the manifest says {manifest['test']['correct']} of 7"]
     (root / "tiny" / "tiny.keras").write_bytes((root / "tiny" / "tiny.keras").read_bytes() + b"\0")
     assert any("sha256 differs" in p for p in ship_weights.check(str(root / "tiny"), str(cifar_archive)))
 

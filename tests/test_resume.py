@@ -70,7 +70,7 @@ def test_stopped_run_then_same_command_continues_to_the_same_bytes(cifar_archive
     finally:
         if process.poll() is None:
             process.kill()
-    if stop == signal.SIGTERM:  # kill, a scheduler's stop: as Ctrl-C, exit 130 and one line saying the checkpoint is kept
+    if stop == signal.SIGTERM:  # kill, a scheduler's stop: as Ctrl-C, exit 130, one line saying the checkpoint is kept
         assert process.returncode == 130, process.stderr.read().decode()[-2000:]
         assert "interrupted; the last checkpoint is kept" in process.stderr.read().decode()
     else:

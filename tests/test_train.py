@@ -88,7 +88,8 @@ def test_same_run_again_is_finished_another_is_refused_resume_extends(trained_ru
     again = cifar10_train.train(_config(log_dir), _tiny_data(), verbose=0)
     assert again["step"] == 40 and pd.read_csv(log_dir / run_folder.METRICS)["step"].tolist() == [10, 20, 30, 40]
     # Different settings: refused, naming what differs.
-    with pytest.raises(run_folder.RunFolderError, match="another run.*learning_rate: 0.05 -> 0.1.*--resume.*--overwrite"):
+    with pytest.raises(run_folder.RunFolderError,
+                       match="another run.*learning_rate: 0.05 -> 0.1.*--resume.*--overwrite"):
         cifar10_train.train(_config(log_dir, learning_rate=0.1), _tiny_data(), verbose=0)
     # --resume continues it with the new settings (here: 10 more steps).
     result = cifar10_train.train(_config(log_dir, train_steps=50), _tiny_data(), verbose=0, resume=True)
@@ -105,12 +106,14 @@ def test_a_committed_result_without_its_checkpoint_is_kept_never_retrained_over(
     config = dataclasses.replace(run_folder.saved_config(str(log_dir))[0], log_dir=str(log_dir))
     metrics = (log_dir / run_folder.METRICS).read_bytes()
     again = cifar10_train.train(config, _tiny_data(), verbose=0)
-    assert (again["step"], again["model"]) == (config.stages_steps, None) and (log_dir / run_folder.METRICS).read_bytes() == metrics
+    assert (again["step"], again["model"]) == (config.stages_steps, None)
+    assert (log_dir / run_folder.METRICS).read_bytes() == metrics
     assert again["val_accuracy"] == pytest.approx(pd.read_csv(log_dir / run_folder.METRICS)["val_accuracy"].iloc[-1])
     # Unfinished and without a checkpoint: refused (restarting would overwrite its reports), nothing changes.
     half = b"".join(metrics.splitlines(keepends=True)[:3])  # the header and the reports at steps 10 and 20
     (log_dir / run_folder.METRICS).write_bytes(half)
-    with pytest.raises(run_folder.RunFolderError, match=f"reported up to step 20 of {config.stages_steps} but no checkpoint.*--overwrite"):
+    with pytest.raises(run_folder.RunFolderError,
+                       match=f"reported up to step 20 of {config.stages_steps} but no checkpoint.*--overwrite"):
         cifar10_train.train(config, _tiny_data(), verbose=0)
     assert (log_dir / run_folder.METRICS).read_bytes() == half
 
@@ -179,8 +182,8 @@ def test_deterministic_runs_match_and_an_interrupted_run_resumes_to_the_same_num
     result = cifar10_train.train(_config(interrupted, **config), _tiny_data(), verbose=0)  # the same command again
     assert result["step"] == 12
     # Step 6's partial report window came back from the checkpoint: the numbers are the uninterrupted run's.
-    pd.testing.assert_frame_equal(pd.read_csv(interrupted / run_folder.METRICS), pd.read_csv(first / run_folder.METRICS),
-                                  rtol=1e-5)
+    pd.testing.assert_frame_equal(pd.read_csv(interrupted / run_folder.METRICS),
+                                  pd.read_csv(first / run_folder.METRICS), rtol=1e-5)
 
 
 def test_bfloat16_and_xla_paths_train_and_save(tmp_path):
@@ -316,7 +319,8 @@ def test_any_model_trains_with_its_option_from_the_cli(capsys, cifar_archive, tm
 
 def test_option_a_model_does_not_take_is_one_line(capsys, cifar_archive, tmp_path):
     code, _, err = _main(capsys, "--model", "lenet5", "--shortcut", "B", "--data_dir", str(cifar_archive),
-                         "--train_steps", "2", "--report_freq", "2", "--batch_size", "5", "--log_dir", str(tmp_path / "run"))
+                         "--train_steps", "2", "--report_freq", "2", "--batch_size", "5",
+                         "--log_dir", str(tmp_path / "run"))
     assert code == 2 and "model lenet5 does not take option(s) ['shortcut']" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
 
@@ -343,8 +347,8 @@ def test_step_0_report_last_batch_error_and_a_longer_schedule(tmp_path):
     np.testing.assert_allclose(batch_errors, np.round(batch_errors), atol=1e-6)
     # The step-0 report has no images/s (nothing trained yet): read back as it was written, not as damage.
     timing = run_folder.read_timing(str(log_dir / run_folder.TIMING))
-    assert np.isnan(timing["images_per_sec"].iloc[0]) and run_folder.read_metrics(str(log_dir / run_folder.METRICS)).equals(
-        metrics)
+    assert np.isnan(timing["images_per_sec"].iloc[0])
+    assert run_folder.read_metrics(str(log_dir / run_folder.METRICS)).equals(metrics)
     again = cifar10_train.train(_config(log_dir, train_steps=4, report_freq=2, steps_per_execution=1,
                                         report_at_start=True, lr_decay_at=[0.5], lr_schedule_steps=8),
                                 _tiny_data(), verbose=0)
