@@ -663,15 +663,17 @@ def _loop(run, reporter, train_data, val_data, step, verbose, on_report):
     progbar = keras.utils.Progbar(config.stages_steps, verbose=verbose and (1 if os.isatty(1) else 2), unit_name="step",
                                   stateful_metrics=["loss", "accuracy"])
     pacer = _Pacer(config.steps_per_execution, config.profile_steps, os.path.join(reporter.write_dir, "train"))
+    eval_batch_fn = None
     for stage in run.stages:
         if step >= stage.end_step:
             continue
         entered = stage.enter()
         if verbose and entered:
             print(f"\nstep {step}: {entered}", flush=True)
-        train_steps_fn, eval_batch_fn = build_step_functions(
+        train_steps_fn, stage_eval_fn = build_step_functions(
             run.model, stage.optimizer, run.strategy, config.batch_size, config.mixed_precision == "float16",
             config.jit_compile == "on")
+        eval_batch_fn = eval_batch_fn or stage_eval_fn  # no optimizer in it: one trace serves every stage
         if config.report_at_start and step == 0 and not reporter.rows:  # the untrained model (Liang's step 0)
             reporter.report(0, stage.learning_rate(1), np.zeros(4), np.zeros(3), _validate(eval_batch_fn, val_data),
                             float("nan"))

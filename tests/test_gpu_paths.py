@@ -62,7 +62,7 @@ def test_an_overflow_on_one_replica_makes_every_replica_skip_the_step():
     assert normal == dict(finite=True, scales=[2.0 ** 14] * 2, applied=1)  # the next good step is applied
 
 
-# ResNet-20 (fused batch norm) through the engine on two logical CPUs.
+# Fused batch norm (Jin's CNN with one residual block: ResNet-20's basic block) through the engine on two logical CPUs.
 TWO_REPLICAS_BATCH_NORM = """import json, sys
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -73,9 +73,9 @@ rng = np.random.RandomState(0)
 x = rng.randint(0, 256, (32, 16, 16, 3), dtype=np.uint8); y = rng.randint(0, 4, 32).astype(np.int32)
 data = {"x_train": x, "y_train": y, "x_val": x[:8], "y_val": y[:8], "class_names": list("abcd"),
         "validation": "first 8"}
-config = run_config.resolve(run_config.RunConfig(model="resnet20", train_steps=2, report_freq=2, batch_size=8,
-                            augment="none", mixed_precision="off", log_dir=sys.argv[1], eval_batch_size=8,
-                            steps_per_execution=1), 32, replicas=2)
+config = run_config.resolve(run_config.RunConfig(model="jin_cnn", model_options={"residual_blocks": 1}, train_steps=2,
+                            report_freq=2, batch_size=8, augment="none", mixed_precision="off", log_dir=sys.argv[1],
+                            eval_batch_size=8, steps_per_execution=1), 32, replicas=2)
 result = cifar10_train.train(config, data, strategy, verbose=0)
 bn = next(l for l in result["model"].layers if isinstance(l, resnet.FusedBatchNormalization))
 copies = [v.numpy() for v in strategy.experimental_local_results(bn.moving_mean.value)]

@@ -144,9 +144,9 @@ def test_real_flower_photos_end_to_end(tmp_path, capsys):
     folder = require_shared("flower_photos_mini")
     log_dir = tmp_path / "flowers"
     assert _train(log_dir, folder, "--model", "resnet50_imagenet", "--weights", "none", "--freeze_backbone",
-                  "--image_size", "64", "64", "--optimizer", "adam", "--learning_rate", "1e-4") == 0
+                  "--image_size", "32", "32", "--optimizer", "adam", "--learning_rate", "1e-4") == 0
     _, info = run_folder.saved_config(str(log_dir))
     assert info.class_names == ("daisy", "dandelion", "roses", "sunflowers", "tulips")
-    assert info.num_train_images == 320 and info.stored_size == (74, 74) and info.input_shape == (64, 64, 3)
+    assert info.num_train_images == 320 and info.stored_size == (37, 37) and info.input_shape == (32, 32, 3)
     assert cifar10_main.main(["--mode", "test", "--checkpoint", str(log_dir)]) == 0
     assert len(pd.read_csv(log_dir / "test_predictions.csv")) == 80
