@@ -324,7 +324,7 @@ def test_folder_run_tests_with_its_own_preprocessing(capsys, image_folder, tmp_p
 
 def test_mnist_trains_a_cifar_model_and_tests(capsys, mnist_dir, tmp_path):
     log_dir = tmp_path / "run"
-    assert cifar10_main.main(["--dataset", "mnist", "--data_dir", str(mnist_dir), "--model", "resnet20",
+    assert cifar10_main.main(["--dataset", "mnist", "--data_dir", str(mnist_dir), "--model", "jin_cnn",
                               "--train_steps", "2", "--report_freq", "2", "--batch_size", "4",
                               "--log_dir", str(log_dir)]) == 0
     config, info = run_folder.saved_config(str(log_dir))

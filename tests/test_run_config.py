@@ -223,14 +223,15 @@ def test_a_config_in_epochs_resolves_to_steps_and_stays_resolved():
 
 
 def test_the_readmes_python_example_trains(cifar_archive, tmp_path, monkeypatch):
-    """The README's 'From Python' block, run as written but on tiny data and for two steps."""
+    """The README's 'From Python' block, run as written but on tiny data, for two steps, with Jin's CNN."""
     import re
 
     readme = (provenance.ROOT + "/README.md")
     with open(readme) as handle:
         block = re.search(r"```python\n(.*?)```", handle.read(), re.S).group(1)
     assert "api.train(config)" in block and 'api.test("runs/r20_2k")' in block
-    tiny = (block.replace('"../shared/datasets/cifar10"', repr(str(cifar_archive)))
+    assert 'model="resnet20"' in block
+    tiny = (block.replace('"../shared/datasets/cifar10"', repr(str(cifar_archive))).replace("resnet20", "jin_cnn")
             .replace("train_steps=2000", "train_steps=2").replace("report_freq=500", "report_freq=1, batch_size=5"))
     monkeypatch.chdir(tmp_path)
     exec(compile(tiny, "README.md", "exec"), {})
