@@ -135,12 +135,10 @@ def make_optimizer(config, loss_scaling, learning_rate=None):
 def is_chief(strategy):
     """Only the chief writes files under MultiWorkerMirroredStrategy; every other strategy is its own chief."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster or resolver.task_type == "chief":
         return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type == "chief":
-        return True
-    return task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
 
 
 def build_step_functions(model, optimizer, strategy, global_batch_size, loss_scaling=False, jit_compile=False):

@@ -24,8 +24,8 @@ def test_real_cifar10_loads_with_published_counts():
 def test_short_real_run_trains_and_tests(tmp_path, capsys):
     archive = require_shared("cifar10", "cifar-10-python-jpeg75.tar.gz")
     log_dir = tmp_path / "real"
-    # Jin's plain CNN: the real files through training, validation and test mode, not ResNet-20's cost (the tiny-data
-    # tests and the shipped weights' test run ResNet-20).
+    # Jin's plain CNN: the real files through training, validation and test mode, not ResNet-20's cost (ResNet-20
+    # trains in test_train's command-line test and meets the real test set in the shipped weights' test).
     code = cifar10_main.main(["--data_dir", str(archive.parent), "--train_steps", "6", "--report_freq", "3",
                               "--batch_size", "32", "--validation_split", "0.02", "--log_dir", str(log_dir),
                               "--model", "jin_cnn"])
