@@ -39,6 +39,7 @@ and offsets, biases), as Caffe, fb.resnet.torch and akamaster's PyTorch code do.
 
 import contextlib
 import dataclasses
+import inspect
 import math
 import os
 from typing import Callable, Optional
@@ -229,6 +230,7 @@ def _cifar_resnet(depth):
     def build(input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4, **options):
         return resnet_v1(depth, input_shape, num_classes, weight_decay, **options)
 
+    build.__wrapped__ = resnet_v1  # option_defaults reads the options' defaults from it
     build.__name__ = f"resnet{depth}"
     build.__doc__ = f"ResNet-{depth} for CIFAR (He et al. 2016a, Section 4.2 and Table 6)."
     return build
@@ -332,6 +334,7 @@ def _imagenet_resnet(depth):
     def build(input_shape=(224, 224, 3), num_classes=1000, weight_decay=1e-4, **options):
         return resnet_imagenet(depth, input_shape, num_classes, weight_decay, **options)
 
+    build.__wrapped__ = resnet_imagenet  # option_defaults reads the options' defaults from it
     build.__name__ = f"resnet{depth}"
     build.__doc__ = f"ResNet-{depth} (He et al. 2016a, Table 1), at 224x224 with 1000 classes by default."
     return build
@@ -839,6 +842,15 @@ def decay_every_parameter(model, weight_decay):
         if variable.regularizer is None:
             variable.regularizer = _l2(weight_decay)
     return model
+
+
+def option_defaults(name):
+    """The defaults of model ``name``'s options, as its builder declares them: an option given at its default
+    builds the same model as the option left out."""
+    spec = MODELS[name]
+    parameters = inspect.signature(spec.builder).parameters  # follows __wrapped__ to the family's builder
+    return {option: parameters[option].default for option in spec.options
+            if option in parameters and parameters[option].default is not inspect.Parameter.empty}
 
 
 def build_model(name, input_shape, num_classes, weight_decay=1e-4, weight_decay_scope="kernels", **options):

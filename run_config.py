@@ -546,10 +546,20 @@ def _from_flat(saved, version):
 
 
 def differences(saved, config):
-    """Settings of ``config`` that differ from a saved run's, as "name: saved -> new" (execution settings aside)."""
+    """Settings of ``config`` that differ from a saved run's, as "name: saved -> new" (execution settings aside).
+
+    Model options are compared with the builder's defaults filled in: ``shortcut: "A"`` given builds what
+    leaving it out builds."""
+    import resnet
+
+    def value(run, name):
+        if name != "model_options" or run.model not in resnet.MODELS:
+            return getattr(run, name)
+        return {**resnet.option_defaults(run.model), **run.model_options}
+
     return [f"{field.name}: {getattr(saved, field.name)!r} -> {getattr(config, field.name)!r}"
             for field in dataclasses.fields(RunConfig)
-            if field.name not in NOT_IDENTITY and getattr(saved, field.name) != getattr(config, field.name)]
+            if field.name not in NOT_IDENTITY and value(saved, field.name) != value(config, field.name)]
 
 
 # ----------------------------------------------------------------------------

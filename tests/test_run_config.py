@@ -107,6 +107,16 @@ def test_a_run_saved_before_version_4_keeps_kernel_decay_and_tensorflows_padding
         run_config.check(RunConfig(weight_decay_scope="bn"))
 
 
+def test_an_option_given_at_its_default_is_the_same_run():
+    """he2016's folders record shortcut "A" (the builder's default); the CLI leaves it out: the same model,
+    so no "another run" refusal. An option at another value still differs."""
+    saved = RunConfig(model="resnet20", model_options={"shortcut": "A", "conv_padding": "same"})
+    assert run_config.differences(saved, RunConfig(model="resnet20", model_options={"conv_padding": "same"})) == []
+    other = RunConfig(model="resnet20", model_options={"shortcut": "B", "conv_padding": "same"})
+    assert [line.split(":")[0] for line in run_config.differences(saved, other)] == ["model_options"]
+    assert resnet.option_defaults("resnet18") == {"stem": "auto", "conv_padding": "same"}
+
+
 @pytest.mark.parametrize("saved, message", [
     ({"config_version": 99, "run": {}}, "config_version 99; this code reads 1 to 4"),
     ({"config_version": 3, "run": {"model": "resnet20", "colour": "blue"}, "data": None}, "does not know: colour"),
