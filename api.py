@@ -55,6 +55,18 @@ def stop_on_sigterm():
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def interrupted(code, own_process):
+    """The exit code after Ctrl-C or SIGTERM, its line already printed. In a process of its own (the CLI or an
+    experiment run as a command), the process ends here with ``os._exit``: freeing the interrupted run's
+    TensorFlow objects once waited forever (a he2016 run, 2026-12-07), and everything a run keeps was written at
+    its last report and checkpoint. Called from Python (a test, a notebook), it returns the code."""
+    if own_process:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def check_tf_config(text):
     """TF_CONFIG as multi_worker needs it: JSON with a cluster of workers and this process's task."""
     if not text:

@@ -165,7 +165,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\ncifar10_main.py: interrupted; the last checkpoint is kept: run the same command again to continue",
               file=sys.stderr)
-        return 130
+        return api.interrupted(130, own_process=argv is None)  # argv None: this command is the process
     return 0
 
 

@@ -245,7 +245,7 @@ def _main(module, args, argv):
         except KeyboardInterrupt:
             print(f"\n{name}: interrupted; finished runs are kept and the interrupted one continues from its last "
                   f"checkpoint: run the same command again", file=sys.stderr)
-            return 130
+            return api.interrupted(130, own_process=argv is None)  # argv None: this command is the process
     runs = with_trained_seeds(runs, results_dir)
     metrics = gather.collect(runs, results_dir)
     if hasattr(module, "PEER"):  # runs trained outside the engine (the PyTorch peer)
