@@ -23,13 +23,15 @@ from conftest import ROOT, subprocess_env
 from test_train import _config, _tiny_data
 
 
-# Two logical CPUs as two replicas; the second replica's images overflow float16 (65504) in the forward pass.
-TWO_REPLICAS_ONE_OVERFLOWS = """
+# Two logical CPUs as two replicas, in one process (one TensorFlow start-up for both checks):
+# - float16 with loss scaling: the second replica's images overflow float16 (65504) in the forward pass;
+# - fused batch norm (Jin's CNN with one residual block: ResNet-20's basic block) through the engine.
+TWO_REPLICAS = """
 import json, sys
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import keras, cifar10_train
+import keras, cifar10_train, run_config, resnet
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 keras.mixed_precision.set_global_policy("mixed_float16")
 with strategy.scope():
@@ -48,27 +50,7 @@ def step(second_half):
                 scales=[float(v) for v in strategy.experimental_local_results(optimizer.dynamic_scale.value)],
                 applied=int(optimizer.iterations.numpy()))
 
-print(json.dumps([step(1e5), step(1.0)]))
-"""
-
-
-def test_an_overflow_on_one_replica_makes_every_replica_skip_the_step():
-    out = subprocess.run([sys.executable, "-c", TWO_REPLICAS_ONE_OVERFLOWS], capture_output=True, text=True,
-                         env=subprocess_env(), timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    overflowed, normal = json.loads(out.stdout.strip().splitlines()[-1])
-    # Keras alone applies it (the first replica's gradients were finite): the weights became NaN, the scale stayed.
-    assert overflowed == dict(finite=True, scales=[2.0 ** 14] * 2, applied=0)
-    assert normal == dict(finite=True, scales=[2.0 ** 14] * 2, applied=1)  # the next good step is applied
-
-
-# Fused batch norm (Jin's CNN with one residual block: ResNet-20's basic block) through the engine on two logical CPUs.
-TWO_REPLICAS_BATCH_NORM = """import json, sys
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import cifar10_train, run_config, resnet
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+overflow = [step(1e5), step(1.0)]
 rng = np.random.RandomState(0)
 x = rng.randint(0, 256, (32, 16, 16, 3), dtype=np.uint8); y = rng.randint(0, 4, 32).astype(np.int32)
 data = {"x_train": x, "y_train": y, "x_val": x[:8], "y_val": y[:8], "class_names": list("abcd"),
@@ -79,17 +61,31 @@ config = run_config.resolve(run_config.RunConfig(model="jin_cnn", model_options=
 result = cifar10_train.train(config, data, strategy, verbose=0)
 bn = next(l for l in result["model"].layers if isinstance(l, resnet.FusedBatchNormalization))
 copies = [v.numpy() for v in strategy.experimental_local_results(bn.moving_mean.value)]
-print(json.dumps({"finite": bool(np.isfinite(result["train_loss"])), "moved": bool(np.abs(copies[0]).sum() > 0),
-                  "replicas_differ": bool(not np.allclose(copies[0], copies[1]))}))
+print(json.dumps({"overflow": overflow, "batch_norm": {
+    "finite": bool(np.isfinite(result["train_loss"])), "moved": bool(np.abs(copies[0]).sum() > 0),
+    "replicas_differ": bool(not np.allclose(copies[0], copies[1]))}}))
 """
 
 
-def test_batch_norm_on_two_replicas_trains_and_each_keeps_its_own_statistics(tmp_path):
-    """As in He et al.'s multi-GPU training, batch statistics are per replica (README: Several devices)."""
-    out = subprocess.run([sys.executable, "-c", TWO_REPLICAS_BATCH_NORM, str(tmp_path / "run")], capture_output=True,
-                         text=True, env=subprocess_env(), timeout=300)
+@pytest.fixture(scope="module")
+def two_replicas(tmp_path_factory):
+    """What the TWO_REPLICAS script saw, run once for the module's tests."""
+    out = subprocess.run([sys.executable, "-c", TWO_REPLICAS, str(tmp_path_factory.mktemp("two_replicas") / "run")],
+                         capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"finite": True, "moved": True, "replicas_differ": True}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_an_overflow_on_one_replica_makes_every_replica_skip_the_step(two_replicas):
+    overflowed, normal = two_replicas["overflow"]
+    # Keras alone applies it (the first replica's gradients were finite): the weights became NaN, the scale stayed.
+    assert overflowed == dict(finite=True, scales=[2.0 ** 14] * 2, applied=0)
+    assert normal == dict(finite=True, scales=[2.0 ** 14] * 2, applied=1)  # the next good step is applied
+
+
+def test_batch_norm_on_two_replicas_trains_and_each_keeps_its_own_statistics(two_replicas):
+    """As in He et al.'s multi-GPU training, batch statistics are per replica (docs: several devices)."""
+    assert two_replicas["batch_norm"] == {"finite": True, "moved": True, "replicas_differ": True}
 
 
 class _Overflowing(keras.optimizers.LossScaleOptimizer):

@@ -75,31 +75,6 @@ def test_imagenet_weights_offline_is_one_clear_line(capsys, flowers, tmp_path, m
     assert not (tmp_path / "run").exists()
 
 
-def test_fine_tuning_stage_unfreezes_the_top_only(flowers, tmp_path, capsys):
-    log_dir = tmp_path / "fine"
-    assert _train(log_dir, flowers, "--model", "resnet50_imagenet", "--weights", "none", "--image_size", "32", "32",
-                  "--freeze_backbone", "--fine_tune_at", "conv5_block3_1_conv", "--fine_tune_steps", "2",
-                  "--optimizer", "adam", "--learning_rate", "1e-3") == 0
-    out = capsys.readouterr().out
-    assert "random initialisation, not a reproduction" in out and "fine-tuning the top" in out
-    metrics = pd.read_csv(log_dir / "metrics.csv")
-    assert metrics["step"].tolist() == [2, 4]
-    np.testing.assert_allclose(metrics["learning_rate"], [1e-3, 1e-4])  # stage 2 at a tenth of the rate
-    config, _ = run_folder.saved_config(str(log_dir))
-    assert config.pretrained is False and config.fine_tune_steps == 2 and config.fine_tune_learning_rate == 1e-4
-
-    # Rebuild the same initial weights (same seed) and compare: only the unfrozen top moved.
-    keras.utils.set_random_seed(0)
-    initial = resnet.build_model("resnet50_imagenet", (32, 32, 3), 3, weights="none", freeze_backbone=True)
-    trained = keras.models.load_model(log_dir / "latest.keras", compile=False)
-    before = {w.path: w.numpy() for w in initial.get_layer(resnet.BACKBONE).weights}
-    after = {w.path: w.numpy() for w in trained.get_layer(resnet.BACKBONE).weights}
-    moved = {path for path in before if not np.array_equal(before[path], after[path])}
-    assert {"conv5_block3_1_conv/kernel", "conv5_block3_3_conv/kernel"} <= moved
-    assert all(path.startswith("conv5_block3_") for path in moved)  # nothing below the layer named
-    assert not any("_bn/" in path for path in moved)  # batch norm stays frozen and in inference mode
-
-
 def test_test_mode_writes_per_image_csv_and_confusion_matrix_then_predict(flowers, tmp_path, capsys):
     log_dir = tmp_path / "run"
     assert _train(log_dir, flowers, "--model", "jin_cnn", "--train_steps", "4") == 0
@@ -139,14 +114,33 @@ def test_test_mode_writes_per_image_csv_and_confusion_matrix_then_predict(flower
     assert (predicted["predicted_class"] == predictions["predicted_class"]).all()
 
 
-def test_real_flower_photos_end_to_end(tmp_path, capsys):
-    """The real (downscaled) flower photos through the transfer path: resnet50_imagenet, no pretrained weights."""
+def test_fine_tuning_on_the_real_flower_photos_unfreezes_the_top_only(tmp_path, capsys):
+    """The real (downscaled) flower photos through Yuan's transfer path, ResNet-50 without pretrained weights: a
+    frozen backbone, then a fine-tuning stage at a tenth of the rate; one ResNet-50 training serves both."""
     folder = require_shared("flower_photos_mini")
-    log_dir = tmp_path / "flowers"
-    assert _train(log_dir, folder, "--model", "resnet50_imagenet", "--weights", "none", "--freeze_backbone",
-                  "--image_size", "32", "32", "--optimizer", "adam", "--learning_rate", "1e-4") == 0
-    _, info = run_folder.saved_config(str(log_dir))
+    log_dir = tmp_path / "fine"
+    assert _train(log_dir, folder, "--model", "resnet50_imagenet", "--weights", "none", "--image_size", "32", "32",
+                  "--freeze_backbone", "--fine_tune_at", "conv5_block3_1_conv", "--fine_tune_steps", "2",
+                  "--optimizer", "adam", "--learning_rate", "1e-3") == 0
+    out = capsys.readouterr().out
+    assert "random initialisation, not a reproduction" in out and "fine-tuning the top" in out
+    metrics = pd.read_csv(log_dir / "metrics.csv")
+    assert metrics["step"].tolist() == [2, 4]
+    np.testing.assert_allclose(metrics["learning_rate"], [1e-3, 1e-4])  # stage 2 at a tenth of the rate
+    config, info = run_folder.saved_config(str(log_dir))
+    assert config.pretrained is False and config.fine_tune_steps == 2 and config.fine_tune_learning_rate == 1e-4
     assert info.class_names == ("daisy", "dandelion", "roses", "sunflowers", "tulips")
     assert info.num_train_images == 320 and info.stored_size == (37, 37) and info.input_shape == (32, 32, 3)
+
+    # Rebuild the same initial weights (same seed) and compare: only the unfrozen top moved.
+    keras.utils.set_random_seed(0)
+    initial = resnet.build_model("resnet50_imagenet", (32, 32, 3), 5, weights="none", freeze_backbone=True)
+    trained = keras.models.load_model(log_dir / "latest.keras", compile=False)
+    before = {w.path: w.numpy() for w in initial.get_layer(resnet.BACKBONE).weights}
+    after = {w.path: w.numpy() for w in trained.get_layer(resnet.BACKBONE).weights}
+    moved = {path for path in before if not np.array_equal(before[path], after[path])}
+    assert {"conv5_block3_1_conv/kernel", "conv5_block3_3_conv/kernel"} <= moved
+    assert all(path.startswith("conv5_block3_") for path in moved)  # nothing below the layer named
+    assert not any("_bn/" in path for path in moved)  # batch norm stays frozen and in inference mode
     assert cifar10_main.main(["--mode", "test", "--checkpoint", str(log_dir)]) == 0
     assert len(pd.read_csv(log_dir / "test_predictions.csv")) == 80
