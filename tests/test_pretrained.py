@@ -1,26 +1,37 @@
 """Shipped weights: a finished run becomes pretrained/<name>/ with a manifest that an evaluation can check."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import cifar10_main
 import provenance
-from conftest import ROOT, require_shared
+from conftest import ROOT, require_shared, tiny_cifar, write_python_archive
 from experiments import ship_weights
 
 SHIPPED = sorted((ROOT / "pretrained").glob("*/manifest.json"))
 SHARED_FOLDER = {"cifar10": "cifar10", "mnist": "mnist"}  # a manifest's dataset -> its folder in ../shared/datasets
 
 
-@pytest.fixture
-def finished_run(cifar_archive, tmp_path):
-    log_dir = tmp_path / "run"
-    assert cifar10_main.main(["--data_dir", str(cifar_archive), "--model", "jin_cnn", "--train_steps", "4",
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """One tiny finished run for the module (each test gets its own copy of it)."""
+    root = tmp_path_factory.mktemp("pretrained")
+    archive = write_python_archive(root / "data" / "cifar-10-python.tar.gz", tiny_cifar())
+    log_dir = root / "run"
+    assert cifar10_main.main(["--data_dir", str(archive.parent), "--model", "jin_cnn", "--train_steps", "4",
                               "--report_freq", "2", "--batch_size", "5", "--mixed_precision", "off",
                               "--log_dir", str(log_dir)]) == 0
     return log_dir
+
+
+@pytest.fixture
+def finished_run(trained_once, tmp_path):
+    """A copy the test may change: shipping, damaging or editing it leaves the module's run as it was."""
+    return Path(shutil.copytree(trained_once, tmp_path / "run"))
 
 
 def test_a_shipped_run_scores_its_manifest_and_a_changed_file_does_not(finished_run, cifar_archive, tmp_path, capsys,
