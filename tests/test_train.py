@@ -241,8 +241,8 @@ def test_help_explains_every_flag(capsys):
     assert "GLOBAL batch size" in out
 
 
-# Flags the docs name that belong to other programs: TensorBoard's, pytest's and pip's.
-OTHER_PROGRAMS_FLAGS = {"--logdir", "--durations", "--dry"}
+# Flags the docs name that belong to other programs: TensorBoard's, pytest's (and pytest-xdist's) and pip's.
+OTHER_PROGRAMS_FLAGS = {"--logdir", "--durations", "--dist", "--maxprocesses", "--dry"}
 
 
 def _user_pages():
