@@ -296,13 +296,13 @@ def _test_last_models(out_dir, args):
     import api
 
     for folder in sorted(glob.glob(os.path.join(out_dir, "resnet*", "seed*"))):
+        done = gather.progress(folder)
+        if done is None or not done.finished:  # before its first report too: no model yet, but not "not kept"
+            print(f"{folder}: UNFINISHED, not tested")
+            continue
         if not os.path.exists(os.path.join(folder, run_folder.LATEST_MODEL)):
             print(f"{folder}: no {run_folder.LATEST_MODEL} (its model was not kept): "
                   "its test_metrics.json stays as it was")
-            continue
-        done = gather.progress(folder)
-        if done is None or not done.finished:
-            print(f"{folder}: UNFINISHED, not tested")
             continue
         api.test(folder, data_dir=args.cifar10_dir)
 

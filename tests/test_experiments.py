@@ -248,18 +248,23 @@ def test_he2016_report_keeps_the_test_metrics_of_a_seed_whose_model_was_not_kept
     seed = tmp_path / "resnet20" / "seed0"
     seed.mkdir(parents=True)
     (seed / "test_metrics.json").write_text('{"test_error": 0.1259}')  # as committed: no latest.keras, no ckpt/
-    args = common.experiment_parser(he2016).parse_args(["--results_dir", str(tmp_path)])
-    he2016._test_last_models(str(tmp_path), args)
-    assert (seed / "test_metrics.json").read_text() == '{"test_error": 0.1259}'
-    assert "its test_metrics.json stays as it was" in capsys.readouterr().out
-    # A seed still training (in another process, say) is not tested: its folder is not written into.
-    training = tmp_path / "resnet20" / "seed1"
+    training = tmp_path / "resnet20" / "seed1"  # still training (in another process, say), at step 1,000
     training.mkdir()
     (training / run_folder.LATEST_MODEL).write_bytes(b"a model at step 1,000")
-    monkeypatch.setattr(gather, "progress", lambda folder: gather.Progress(pd.DataFrame(), 1000, 64000))
+    started = tmp_path / "resnet32" / "seed0"  # training, before its first report: no metrics.csv, no model yet
+    started.mkdir(parents=True)
+    steps = {str(seed): 64000, str(training): 1000}
+    monkeypatch.setattr(gather, "progress", lambda folder: gather.Progress(pd.DataFrame(), steps[folder], 64000)
+                        if folder in steps else None)
+    args = common.experiment_parser(he2016).parse_args(["--results_dir", str(tmp_path)])
     he2016._test_last_models(str(tmp_path), args)
+    out = capsys.readouterr().out
+    assert (seed / "test_metrics.json").read_text() == '{"test_error": 0.1259}'
+    assert f"{seed}: no latest.keras (its model was not kept): its test_metrics.json stays as it was" in out
+    # Unfinished seeds are not tested: their folders are not written into.
     assert sorted(path.name for path in training.iterdir()) == [run_folder.LATEST_MODEL]
-    assert f"{training}: UNFINISHED, not tested" in capsys.readouterr().out
+    assert f"{training}: UNFINISHED, not tested" in out
+    assert f"{started}: UNFINISHED, not tested" in out and not any(started.iterdir())
 
 
 def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
