@@ -9,13 +9,12 @@ the user can fix raises one of ``USER_ERRORS`` (the CLI prints it as one ``error
 """
 
 import dataclasses
-import glob
 import json
 import os
 import signal
 import sys
 
-import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
+from tf_setup import nvidia_device_present  # first, before TensorFlow: the suite's environment defaults
 import numpy as np
 import tensorflow as tf
 
@@ -117,11 +116,6 @@ def choose_gpus(num_gpus):
     except RuntimeError:
         raise UsageError(f"--num_gpus {num_gpus}: TensorFlow had already started with other GPUs visible; "
                          "set CUDA_VISIBLE_DEVICES instead") from None
-
-
-def nvidia_device_present():
-    """True when the machine has an NVIDIA driver loaded (whether or not TensorFlow can use it)."""
-    return os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
 def gpu_warning():

@@ -10,8 +10,8 @@ is entered (the CLI, experiments, benchmarks, tests or a user's own script). A v
 
 It then imports TensorFlow with file descriptor 2 muted (unless TF_CPP_MIN_LOG_LEVEL is 0): TF's C++ start-up
 lines (oneDNN notice, CUDA stub lookup) are written before its log level applies, so ``--help`` or a bad flag
-would otherwise come after six lines of chatter. On a machine with no GPU device files, the device list is made
-there too: CUDA's "failed call to cuInit: ... UNKNOWN ERROR (303)" line, certain without a GPU, read like an
+would otherwise come after six lines of chatter. On a machine with no NVIDIA driver or device
+(``nvidia_device_present``), the device list is made there too: CUDA's "failed call to cuInit: ... UNKNOWN ERROR (303)" line, certain without a GPU, read like an
 error on every run of a CPU machine. Where a GPU could be, device set-up messages still show: they matter there.
 """
 
@@ -25,9 +25,11 @@ for _name, _value in DEFAULTS.items():
     os.environ.setdefault(_name, _value)
 
 
-def gpu_device_files():
-    """NVIDIA's device files, or WSL2's GPU bridge: without any, CUDA cannot start on this machine."""
-    return sorted(glob.glob("/dev/nvidia[0-9]*")) + [path for path in ["/dev/dxg"] if os.path.exists(path)]
+def nvidia_device_present():
+    """True when the machine has an NVIDIA driver loaded, its device files or WSL2's GPU bridge (whether or not
+    TensorFlow can use it); without any, CUDA cannot start here."""
+    return (os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
+            or os.path.exists("/dev/dxg"))
 
 
 def _import_tensorflow_quietly():
@@ -40,7 +42,7 @@ def _import_tensorflow_quietly():
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             import tensorflow
-            if not gpu_device_files():  # no GPU: CUDA's failing start-up, muted (logical devices can still be set)
+            if not nvidia_device_present():  # no GPU: CUDA's failing start-up, muted (logical devices can still be set)
                 tensorflow.config.list_physical_devices()
     finally:
         os.dup2(saved, 2)

@@ -24,7 +24,7 @@ def test_onednn_is_on_by_default_and_a_users_setting_wins(monkeypatch):
     # TensorFlow's C++ start-up lines (oneDNN notice, CUDA stub) come before its log level applies: the suite's
     # import mutes them, so every entry point's --help and one-line errors stand alone; without a GPU, so is CUDA's
     # "failed call to cuInit" at the device set-up (where a GPU could be, its set-up messages show).
-    if not tf_setup.gpu_device_files():
+    if not tf_setup.nvidia_device_present():
         assert done.stderr == ""
     else:
         assert "oneDNN custom operations" not in done.stderr
