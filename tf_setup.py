@@ -11,8 +11,9 @@ is entered (the CLI, experiments, benchmarks, tests or a user's own script). A v
 It then imports TensorFlow with file descriptor 2 muted (unless TF_CPP_MIN_LOG_LEVEL is 0): TF's C++ start-up
 lines (oneDNN notice, CUDA stub lookup) are written before its log level applies, so ``--help`` or a bad flag
 would otherwise come after six lines of chatter. On a machine with no NVIDIA driver or device
-(``nvidia_device_present``), the device list is made there too: CUDA's "failed call to cuInit: ... UNKNOWN ERROR (303)" line, certain without a GPU, read like an
-error on every run of a CPU machine. Where a GPU could be, device set-up messages still show: they matter there.
+(``nvidia_device_present``), the device list is made there too: CUDA's "failed call to cuInit: ... UNKNOWN
+ERROR (303)" line, certain without a GPU, read like an error on every run of a CPU machine. Where a GPU could
+be, device set-up messages still show: they matter there.
 """
 
 import glob
