@@ -150,7 +150,11 @@ def build_step_functions(model, optimizer, strategy, global_batch_size, loss_sca
     is less than n only when a step's loss was not finite (that step is the
     last), and the sums of the last step's batch alone (the error Liang's code
     prints). ``eval_batch_fn(batch)`` returns the same sums for one distributed batch.
+    An optimizer not yet built is built here on the model's trainable variables.
     """
+    if not optimizer.built:  # slots made inside the first call would make tf.function trace it twice
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
     def sums(labels, logits, per_example_loss):

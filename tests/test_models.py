@@ -264,7 +264,8 @@ def test_preactivation_builder_traces_its_step():
 
 
 def _assert_one_step_trains(model, shape, eager):
-    """One step of the engine's step function (traced unless ``eager``) changes the weights and counts 2 images."""
+    """One step of the engine's step function (traced once unless ``eager``) changes the weights and counts 2
+    images."""
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
     step, _ = cifar10_train.build_step_functions(model, optimizer, tf.distribute.get_strategy(), 2)
     x = tf.random.stateless_normal((2, *shape), seed=[0, 1])
@@ -277,6 +278,7 @@ def _assert_one_step_trains(model, shape, eager):
     finally:
         tf.config.run_functions_eagerly(False)
     assert np.all(np.isfinite(totals)) and totals[2] == 2 and int(steps_run) == 1
+    assert step.experimental_get_tracing_count() == (0 if eager else 1)  # the optimizer was built before the call
     np.testing.assert_array_equal(last.numpy(), totals)  # one step: the last batch is the whole call
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
     _assert_logits(model, 7)
