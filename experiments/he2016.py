@@ -143,7 +143,8 @@ def _last_errors(metrics):
 
 def report_rows(metrics, mode, args):
     errors = _last_errors(metrics)
-    depth_rows = [_depth_row(errors[depth], mode, depth) for depth in DEPTHS["full"]]
+    results_dir = getattr(args, "results_dir", None)
+    depth_rows = [_depth_row(errors[depth], mode, depth, results_dir) for depth in DEPTHS["full"]]
     loss = {"quantity": f"{_prefix(mode)}ResNet-20 test loss, last model", "paper": None,
             "ours": stats.last(metrics, "resnet20", "val_loss"), "schedule": _schedule(mode), "runs": ["resnet20"],
             "settings": _budget(mode).rstrip("; ")}
@@ -178,18 +179,34 @@ def _budget(mode):
     return f"{mode}: {SCHEDULE[mode][0]} steps, not 64k; "
 
 
-def _depth_row(errors, mode, depth):
-    """A row of Table 6: the last model's test error per seed, or the command that would train it."""
+def _depth_row(errors, mode, depth, results_dir=None):
+    """A row of Table 6: the last model's test error per seed, or the command that would train (or continue) it."""
     run = f"resnet{depth}"
     settings = _budget(mode) + "JPEG CIFAR-10"
     if not len(errors):
         quarter = " --quarter" if mode == "quarter" else ""
         command = f"python -m experiments.he2016{quarter} --only {run} --cifar10_dir DATA"
-        settings += (f"; not run here: about {(depth - 2) / 18:.1f}x ResNet-20's hours; `{command}`"
-                     if depth in DEPTHS[mode] else f"; not trained in {mode} mode")
+        started = _unfinished_seeds(results_dir, run)
+        if depth not in DEPTHS[mode]:
+            settings += f"; not trained in {mode} mode"
+        elif started:
+            settings += f"; UNFINISHED ({started}), no result until it finishes; `{command}` continues it"
+        else:
+            settings += f"; not run here: about {(depth - 2) / 18:.1f}x ResNet-20's hours; `{command}`"
     return {"quantity": f"{_prefix(mode)}ResNet-{depth} ({_params(depth)} parameters) test error, last model "
                         "(Table 6)", "paper": HE_TABLE6_ERROR[depth], "ours": errors, "comparable": mode == "full",
             "test_images": 10000, "schedule": _schedule(mode), "runs": [run], "settings": settings}
+
+
+def _unfinished_seeds(results_dir, run):
+    """'seed0 at step 2,000 of 16,000' for each seed folder of ``run`` begun but not finished; '' for none."""
+    states = []
+    for folder in sorted(glob.glob(os.path.join(results_dir, run, "seed*"))) if results_dir else []:
+        done = gather.progress(folder)
+        if done is None or not done.finished:
+            reached = f"at step {done.last_step:,} of {done.total_steps:,}" if done else "before its first report"
+            states.append(f"{os.path.basename(folder)} {reached}")
+    return ", ".join(states)
 
 
 def _ordering_rows(errors, mode):

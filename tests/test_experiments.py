@@ -265,6 +265,11 @@ def test_he2016_report_keeps_the_test_metrics_of_a_seed_whose_model_was_not_kept
     assert sorted(path.name for path in training.iterdir()) == [run_folder.LATEST_MODEL]
     assert f"{training}: UNFINISHED, not tested" in out
     assert f"{started}: UNFINISHED, not tested" in out and not any(started.iterdir())
+    # The report's row of a depth with no finished seed says which seeds are under way, not "not run here".
+    rows = {depth: he2016._depth_row([], "full", depth, str(tmp_path))["settings"] for depth in (20, 32, 44)}
+    assert "UNFINISHED (seed1 at step 1,000 of 64,000), no result until it finishes" in rows[20]
+    assert "UNFINISHED (seed0 before its first report)" in rows[32] and "not run here" not in rows[32]
+    assert "not run here: about 2.3x ResNet-20's hours" in rows[44]
 
 
 def test_report_table_computes_the_differences_and_keeps_the_papers_precision():
