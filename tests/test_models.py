@@ -143,15 +143,10 @@ def test_imagenet_resnets_match_published_counts(depth):
     assert abs(resnet.trainable_params(model) - expected) / expected < 0.005
     assert model.get_layer("stem_pool") is not None  # the ImageNet stem at 224x224
     _assert_logits(model, 1000)  # resnet101 and resnet152's registry check (the registry builds them here)
-
-
-@pytest.mark.parametrize("depth, keras_builder", [(50, "ResNet50"), (152, "ResNet152")])
-def test_keras_applications_differ_only_by_conv_biases(depth, keras_builder):
-    ours = resnet.trainable_params(resnet.build_model(f"resnet{depth}", (224, 224, 3), 1000))
-    reference = getattr(keras.applications, keras_builder)(weights=None)
-    theirs = resnet.trainable_params(reference)
-    conv_biases = sum(layer.filters for layer in reference.layers if isinstance(layer, keras.layers.Conv2D))
-    assert theirs - ours == conv_biases
+    if depth in (50, 152):  # keras.applications' ResNet50 and 152 differ from ours only by their conv biases
+        reference = getattr(keras.applications, f"ResNet{depth}")(weights=None)
+        conv_biases = sum(layer.filters for layer in reference.layers if isinstance(layer, keras.layers.Conv2D))
+        assert resnet.trainable_params(reference) - resnet.trainable_params(model) == conv_biases
 
 
 def test_stem_is_chosen_by_input_size():
@@ -246,10 +241,41 @@ def _assert_logits(model, classes):
 # The models too big for a step still build and give logits; resnet1202 is left out: its 1202 layers take a minute
 # to build, and its depth rule is the other CIFAR ResNets'; resnet101 and resnet152 are checked where
 # test_imagenet_resnets_match_published_counts builds them.
-@pytest.mark.parametrize("name", sorted(TOO_BIG_FOR_A_CI_STEP - {"resnet1202", "resnet101", "resnet152"}))
+BUILT_AT_32 = ["inception_resnet_v1", "resnet50v2_imagenet"]
+DEEPER_KERAS_ROWS = ["resnet101_imagenet", "resnet152_imagenet", "resnet101v2_imagenet", "resnet152v2_imagenet"]
+
+
+def test_every_model_too_big_for_a_step_is_built_somewhere():
+    assert TOO_BIG_FOR_A_CI_STEP - {"resnet1202"} == {"resnet101", "resnet152", *BUILT_AT_32, *DEEPER_KERAS_ROWS}
+
+
+@pytest.mark.parametrize("name", BUILT_AT_32)
 def test_registry_builds_logits(name):
     model = resnet.build_model(name, (32, 32, 3), 7)
     assert model(np.zeros((2, 32, 32, 3), np.float32), training=False).shape == (2, 7)
+    _assert_logits(model, 7)
+
+
+# The deeper keras.applications rows run the code resnet50_imagenet and resnet50v2_imagenet run in full; what is
+# theirs alone is the application they name (and its preprocessing), checked against
+# keras.applications with a stand-in backbone: building ResNet101/152(V2) costs seconds each and tests Keras.
+@pytest.mark.parametrize("name", DEEPER_KERAS_ROWS)
+def test_deeper_keras_application_rows_name_their_backbone(name, monkeypatch):
+    application = resnet.MODELS[name].keras_application
+    assert application.builder == name.split("_")[0].replace("resnet", "ResNet").replace("v2", "V2")
+    assert callable(getattr(keras.applications, application.builder))
+    assert callable(getattr(keras.applications, application.preprocess_module).preprocess_input)
+    calls = []
+
+    def stand_in(**kwargs):
+        calls.append(kwargs)
+        return keras.Sequential([keras.Input(kwargs["input_shape"]), keras.layers.GlobalAveragePooling2D()],
+                                name=kwargs["name"])
+
+    monkeypatch.setattr(keras.applications, application.builder, stand_in)
+    model = resnet.build_model(name, (32, 32, 3), 7)
+    assert calls == [dict(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg",
+                          name=resnet.BACKBONE)]
     _assert_logits(model, 7)
 
 
