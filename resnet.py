@@ -42,6 +42,7 @@ import dataclasses
 import inspect
 import math
 import os
+import warnings
 from typing import Callable, Optional
 
 import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
@@ -616,8 +617,14 @@ def _load_backbone(name, input_shape, weights):
     if weights not in ("imagenet", "none", None) and not os.path.isfile(weights):
         raise WeightsError(f"--weights {weights}: no such file (give imagenet, none, or a local weights file)")
     try:
-        return builder(include_top=False, weights=None if weights in ("none", None) else weights,
-                       input_shape=tuple(input_shape), pooling="avg", name=BACKBONE)
+        # Keras warns once per layer group of a file that does not fit, before it raises: the error says it once.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            backbone = builder(include_top=False, weights=None if weights in ("none", None) else weights,
+                               input_shape=tuple(input_shape), pooling="avg", name=BACKBONE)
+        for warning in caught:  # a backbone that loaded keeps its warnings
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return backbone
     except (ValueError, OSError) as error:  # a file that is not this backbone's weights
         if weights == "imagenet":
             raise
