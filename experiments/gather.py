@@ -32,6 +32,15 @@ def progress(folder):
     return Progress(metrics, last, run_folder.saved_config(folder)[0].stages_steps)
 
 
+def unfinished(folder):
+    """How far a run folder that has not finished got ("at step 2,000 of 16,000", "before its first report"); None
+    once it has finished."""
+    done = progress(folder)
+    if done is not None and done.finished:
+        return None
+    return f"at step {done.last_step:,} of {done.total_steps:,}" if done else "before its first report"
+
+
 def collect(runs, results_dir):
     """Every finished run's metrics.csv (and timing) as one frame with ``run``, ``seed``, ``label`` and ``group``
     columns; runs not trained or not finished (an interrupted run, or one training in another process) are left

@@ -186,7 +186,7 @@ def _depth_row(errors, mode, depth, results_dir=None):
     if not len(errors):
         quarter = " --quarter" if mode == "quarter" else ""
         command = f"python -m experiments.he2016{quarter} --only {run} --cifar10_dir DATA"
-        started = _unfinished_seeds(results_dir, run)
+        started = _unfinished_seeds(results_dir, run) if depth in DEPTHS[mode] else ""
         if depth not in DEPTHS[mode]:
             settings += f"; not trained in {mode} mode"
         elif started:
@@ -200,13 +200,9 @@ def _depth_row(errors, mode, depth, results_dir=None):
 
 def _unfinished_seeds(results_dir, run):
     """'seed0 at step 2,000 of 16,000' for each seed folder of ``run`` begun but not finished; '' for none."""
-    states = []
-    for folder in sorted(glob.glob(os.path.join(results_dir, run, "seed*"))) if results_dir else []:
-        done = gather.progress(folder)
-        if done is None or not done.finished:
-            reached = f"at step {done.last_step:,} of {done.total_steps:,}" if done else "before its first report"
-            states.append(f"{os.path.basename(folder)} {reached}")
-    return ", ".join(states)
+    folders = sorted(glob.glob(os.path.join(results_dir, run, "seed*"))) if results_dir else []
+    return ", ".join(f"{os.path.basename(folder)} {reached}" for folder in folders
+                     if (reached := gather.unfinished(folder)) is not None)
 
 
 def _ordering_rows(errors, mode):
@@ -313,8 +309,7 @@ def _test_last_models(out_dir, args):
     import api
 
     for folder in sorted(glob.glob(os.path.join(out_dir, "resnet*", "seed*"))):
-        done = gather.progress(folder)
-        if done is None or not done.finished:  # before its first report too: no model yet, but not "not kept"
+        if gather.unfinished(folder) is not None:  # before its first report too: no model yet, but not "not kept"
             print(f"{folder}: UNFINISHED, not tested")
             continue
         if not os.path.exists(os.path.join(folder, run_folder.LATEST_MODEL)):

@@ -200,9 +200,8 @@ def provenance_lines(runs, results_dir):
         if not os.path.exists(os.path.join(folder, run_folder.CONFIG)):
             lines.append(f"- `{run.folder}`: not run here{needs.get(run.folder, '')}; its command is under Runs")
             continue
-        done = gather.progress(folder)
-        if done is None or not done.finished:
-            reached = f"at step {done.last_step:,} of {done.total_steps:,}" if done else "before its first report"
+        reached = gather.unfinished(folder)
+        if reached is not None:
             lines.append(f"- `{run.folder}`: UNFINISHED {reached}, left out of every number and figure; the same "
                          f"command continues it")
             continue
