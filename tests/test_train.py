@@ -241,8 +241,8 @@ def test_help_explains_every_flag(capsys):
     assert "GLOBAL batch size" in out
 
 
-# Flags the docs name that belong to other programs: TensorBoard's, pytest's (and pytest-xdist's) and pip's.
-OTHER_PROGRAMS_FLAGS = {"--logdir", "--durations", "--dist", "--maxprocesses", "--dry"}
+# Flags the docs name that belong to other programs: TensorBoard's, pytest's (and pytest-xdist's), pip's and git's.
+OTHER_PROGRAMS_FLAGS = {"--logdir", "--durations", "--dist", "--maxprocesses", "--dry", "--detach"}
 
 
 def _user_pages():
@@ -263,10 +263,11 @@ def test_every_flag_the_docs_name_exists():
 
 
 def _documented_commands(program):
-    """Every command line of ``program`` in the README and docs/, continuation lines joined, comments cut."""
+    """Every command line of ``program`` in the README and docs/, continuation lines joined, comments, output
+    redirections and a trailing ``&`` cut."""
     text = "\n".join(page.read_text() for page in _user_pages())
     text = text.replace("\\\n", " ")
-    return sorted({re.split(r"\s+#|`|\|", line[line.index(program):])[0].strip()
+    return sorted({re.split(r"\s+#|`|\||\s+\d?>|\s+&", line[line.index(program):])[0].strip()
                    for line in text.splitlines() if program in line})
 
 
