@@ -16,10 +16,11 @@ TORCHVISION_PARAMS_M = {18: 11.69, 34: 21.80, 50: 25.56, 101: 44.55, 152: 60.19}
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
 @pytest.mark.parametrize("preactivation", [False, True])
 def test_cifar_resnet_params_match_he_table6(depth, preactivation):
-    model = resnet.resnet_v1(depth, preactivation=preactivation)
+    model = resnet.build_model(f"resnet{depth}", (32, 32, 3), 10, preactivation=preactivation)
     expected = HE_TABLE6_PARAMS_M[depth] * 1e6
     assert abs(resnet.trainable_params(model) - expected) / expected < 0.02
     assert resnet.MODELS[f"resnet{depth}"].params_m == HE_TABLE6_PARAMS_M[depth]  # the table --list_models shows
+    _assert_logits(model, 10)  # the registry check of the depths test_one_training_step_per_model leaves out
 
 
 def test_exact_resnet20_count_and_projection_shortcut():
@@ -158,8 +159,10 @@ def test_stem_is_chosen_by_input_size():
 
 
 def test_resnet_v2_matches_he_2016b():
-    model = resnet.build_model("resnet164_v2", (32, 32, 3), 10)
-    assert abs(resnet.trainable_params(model) - 1.7e6) / 1.7e6 < 0.02
+    for name in ("resnet56_v2", "resnet110_v2", "resnet164_v2"):  # their registry check (built, not stepped)
+        model = resnet.build_model(name, (32, 32, 3), 10)
+        _assert_logits(model, 10)
+    assert abs(resnet.trainable_params(model) - 1.7e6) / 1.7e6 < 0.02  # ResNet-164, the count 2016b gives
     with pytest.raises(ValueError, match="9n\\+2"):
         resnet.resnet_v2(21)
 
@@ -224,13 +227,17 @@ def test_unfit_input_and_unknown_option_are_clear_errors():
 # backbones (the same keras_resnet builder as resnet50_imagenet, which does take its step).
 TOO_BIG_FOR_A_CI_STEP = {"resnet1202", "resnet101", "resnet152", "inception_resnet_v1", "resnet101_imagenet",
                          "resnet152_imagenet", "resnet50v2_imagenet", "resnet101v2_imagenet", "resnet152v2_imagenet"}
-# Deeper variants of a builder already stepped through tf.function: tracing 50+ layers costs 10-40 s each, so
-# they take their step eagerly (same math). The pre-activation builder is traced at its smallest depth, 11
-# (test_preactivation_builder_traces_its_step); resnet50's bottleneck blocks are made of the helpers resnet18's
-# traced step runs (_conv, _bn, _projection); resnet50_imagenet's keras.applications graph is traced by the
-# engine in tests/test_transfer.py.
-EAGER_STEP = {"resnet32", "resnet44", "resnet56", "resnet110", "resnet56_v2", "resnet110_v2", "resnet164_v2",
-              "resnet34", "resnet50", "resnet50_imagenet"}
+# The deeper CIFAR ResNets are their generic builder at another depth, which sets only how many blocks each stage
+# has (checked against the papers' counts above): the traced steps of resnet20 and of resnet_v2 at its smallest
+# depth, 11 (test_preactivation_builder_traces_its_step), run their code, so they are built and give logits in the
+# count tests, not stepped again (their eager steps took 33 s of test time on the Xeon and checked nothing more).
+DEPTH_VARIANTS = {"resnet_v1": ["resnet32", "resnet44", "resnet56", "resnet110"],
+                  "resnet_v2": ["resnet56_v2", "resnet110_v2", "resnet164_v2"]}
+# Deeper models of a builder already stepped through tf.function take their step eagerly (same math): tracing
+# 50+ layers costs 10-40 s. resnet50's bottleneck blocks are made of the helpers resnet18's traced step runs
+# (_conv, _bn, _projection); resnet50_imagenet's keras.applications graph is traced by the engine in
+# tests/test_transfer.py.
+EAGER_STEP = {"resnet34", "resnet50", "resnet50_imagenet"}
 
 
 def _assert_logits(model, classes):
@@ -279,7 +286,19 @@ def test_deeper_keras_application_rows_name_their_backbone(name, monkeypatch):
     _assert_logits(model, 7)
 
 
-@pytest.mark.parametrize("name", [n for n in resnet.MODELS if n not in TOO_BIG_FOR_A_CI_STEP])
+@pytest.mark.parametrize("name", [name for names in DEPTH_VARIANTS.values() for name in names])
+def test_a_deeper_cifar_resnet_is_its_generic_builder_at_another_depth(name):
+    """What lets test_one_training_step_per_model leave it out: its registry function only calls the generic
+    builder the traced steps run, with the depth as the one value it holds."""
+    builder = resnet.MODELS[name].builder
+    generic = next(generic for generic, names in DEPTH_VARIANTS.items() if name in names)
+    assert builder.__code__.co_names == (generic,) and builder.__code__.co_freevars == ("depth",)
+    assert builder.__closure__[0].cell_contents == int(name[len("resnet"):].split("_")[0])
+    assert resnet.MODELS["resnet20"].builder.__code__.co_names == ("resnet_v1",)  # the stepped v1 entry
+
+
+@pytest.mark.parametrize("name", [name for name in resnet.MODELS if name not in TOO_BIG_FOR_A_CI_STEP
+                                  and not any(name in names for names in DEPTH_VARIANTS.values())])
 def test_one_training_step_per_model(name):
     shape = (28, 28, 1) if name == "lenet5" else (32, 32, 3)
     _assert_one_step_trains(resnet.build_model(name, shape, 7), shape, eager=name in EAGER_STEP)
