@@ -227,11 +227,18 @@ def resnet_v1(
     return keras.Model(inputs, outputs, name=f"resnet{depth}_{variant}_{shortcut}")
 
 
+def _signature_without_depth(generic):
+    """``generic``'s signature less its depth: what help() shows for a registry function, and where
+    option_defaults reads the options' defaults (a ``__wrapped__`` link showed ``depth`` as an argument)."""
+    signature = inspect.signature(generic)
+    return signature.replace(parameters=[p for name, p in signature.parameters.items() if name != "depth"])
+
+
 def _cifar_resnet(depth):
     def build(input_shape=(32, 32, 3), num_classes=10, weight_decay=1e-4, **options):
         return resnet_v1(depth, input_shape, num_classes, weight_decay, **options)
 
-    build.__wrapped__ = resnet_v1  # option_defaults reads the options' defaults from it
+    build.__signature__ = _signature_without_depth(resnet_v1)
     build.__name__ = f"resnet{depth}"
     build.__doc__ = f"ResNet-{depth} for CIFAR (He et al. 2016a, Section 4.2 and Table 6)."
     return build
@@ -335,7 +342,7 @@ def _imagenet_resnet(depth):
     def build(input_shape=(224, 224, 3), num_classes=1000, weight_decay=1e-4, **options):
         return resnet_imagenet(depth, input_shape, num_classes, weight_decay, **options)
 
-    build.__wrapped__ = resnet_imagenet  # option_defaults reads the options' defaults from it
+    build.__signature__ = _signature_without_depth(resnet_imagenet)
     build.__name__ = f"resnet{depth}"
     build.__doc__ = f"ResNet-{depth} (He et al. 2016a, Table 1), at 224x224 with 1000 classes by default."
     return build
@@ -855,7 +862,7 @@ def option_defaults(name):
     """The defaults of model ``name``'s options, as its builder declares them: an option given at its default
     builds the same model as the option left out."""
     spec = MODELS[name]
-    parameters = inspect.signature(spec.builder).parameters  # follows __wrapped__ to the family's builder
+    parameters = inspect.signature(spec.builder).parameters  # the family builder's, for the generic ones
     return {option: parameters[option].default for option in spec.options
             if option in parameters and parameters[option].default is not inspect.Parameter.empty}
 

@@ -1,6 +1,7 @@
 """The run contract: RunConfig from flags == from config.json == built directly; old run folders; one-entry models."""
 
 import dataclasses
+import inspect
 import json
 import re
 import shlex
@@ -115,6 +116,11 @@ def test_an_option_given_at_its_default_is_the_same_run():
     other = RunConfig(model="resnet20", model_options={"shortcut": "B", "conv_padding": "same"})
     assert [line.split(":")[0] for line in run_config.differences(saved, other)] == ["model_options"]
     assert resnet.option_defaults("resnet18") == {"stem": "auto", "conv_padding": "same"}
+    assert resnet.option_defaults("resnet20") == {"shortcut": "A", "preactivation": False, "conv_padding": "same"}
+    # Read from the registry function's own signature, which help() shows: its family builder's less the depth.
+    for name in ("resnet20", "resnet18"):
+        assert list(inspect.signature(resnet.MODELS[name].builder).parameters)[:3] == [
+            "input_shape", "num_classes", "weight_decay"]
 
 
 @pytest.mark.parametrize("saved, message", [
