@@ -17,8 +17,8 @@ import os
 import sys
 import tempfile
 
-# Run as a file (python benchmarks/profile_ops.py) as with -m: the checkout's modules on the path.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if not __package__:  # run as a file, not with -m: the checkout's modules on the path all the same
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tf_setup  # noqa: F401  (first: the environment's defaults, a quiet TensorFlow import)
 import api
 import run_config

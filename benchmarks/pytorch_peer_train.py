@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Run as a file (python benchmarks/pytorch_peer_train.py) as with -m: the checkout's modules on the path.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if not __package__:  # run as a file, not with -m: the checkout's modules on the path all the same
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import provenance  # the standard library only, outside session(): no TensorFlow in the peer's process
 from benchmarks.pytorch_peer import ResNet20
 

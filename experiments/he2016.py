@@ -25,6 +25,8 @@ import sys
 
 from dataclasses import replace
 
+if not __package__:  # run as a file, not with -m: the checkout's modules on the path all the same
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments import common, gather, peer, plots, stats
 import run_folder
 from run_config import RunConfig

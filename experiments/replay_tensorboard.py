@@ -17,6 +17,8 @@ import os
 import shutil
 import sys
 
+if not __package__:  # run as a file, not with -m: the checkout's modules on the path all the same
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tf_setup  # noqa: F401  (before TensorFlow: the suite's environment defaults)
 import tensorflow as tf
 

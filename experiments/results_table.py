@@ -20,6 +20,8 @@ import sys
 
 import pandas as pd
 
+if not __package__:  # run as a file, not with -m: the checkout's modules on the path all the same
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import fileio
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"

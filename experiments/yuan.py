@@ -20,6 +20,8 @@ import os
 import sys
 
 
+if not __package__:  # run as a file, not with -m: the checkout's modules on the path all the same
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments import common, plots, stats
 from run_config import RunConfig
 

@@ -1,28 +1,11 @@
 """The benchmark scripts run end to end on tiny inputs (their speed targets live in benchmarks/README.md)."""
 
-import re
 import sys
 import types
 
 import pytest
 
 from benchmarks import profile_ops, throughput, time_to_accuracy
-from conftest import ROOT
-
-ON_THE_PATH = "sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))"
-
-
-def test_every_benchmark_runs_as_a_file_too():
-    """``python benchmarks/throughput.py`` (how the docs name the tools) finds the checkout's modules: without the
-    line that puts the checkout on the path it ended in "ModuleNotFoundError: No module named 'tf_setup'"."""
-    checkout = {path.stem for path in ROOT.glob("*.py")}
-    for path in sorted(ROOT.glob("benchmarks/*.py")):
-        source = path.read_text()
-        imports = [match.start() for match in re.finditer(r"^(?:import|from) (\w+)", source, flags=re.M)
-                   if match.group(1) in checkout]
-        if imports:
-            assert ON_THE_PATH in source and source.index(ON_THE_PATH) < imports[0], path.name
-
 
 def test_throughput_measures_every_requested_row(capsys, monkeypatch):
     # A clock that advances a quarter second per reading: every timed stretch lasts 0.25 s, so each rate is

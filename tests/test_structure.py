@@ -78,6 +78,22 @@ def test_the_readme_says_what_each_top_level_module_owns():
     assert not missing, f"README.md's file table has no row for {missing}"
 
 
+ON_THE_PATH = "sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))"
+
+
+def test_every_tool_runs_as_a_file_too():
+    """``python benchmarks/throughput.py`` or ``python experiments/he2016.py`` works as ``python -m`` does: without
+    the line that puts the checkout on the path first, they ended in "ModuleNotFoundError: No module named
+    'tf_setup'" (or 'experiments')."""
+    checkout = {path.stem for path in ROOT.glob("*.py")} | {"experiments", "benchmarks"}
+    for path in sorted([*ROOT.glob("benchmarks/*.py"), *ROOT.glob("experiments/*.py")]):
+        source = path.read_text()
+        imports = [match.start() for match in re.finditer(r"^(?:import|from) (\w+)", source, flags=re.M)
+                   if match.group(1) in checkout]
+        if imports and '__name__ == "__main__"' in source:
+            assert ON_THE_PATH in source and source.index(ON_THE_PATH) < imports[0], path.name
+
+
 def _anchors(page):
     """GitHub's anchors for a Markdown page's headings: lower case, punctuation dropped, spaces as hyphens."""
     headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)
