@@ -13,7 +13,9 @@ code 2; Ctrl-C keeps the last checkpoint and exits with 130.
 
 import argparse
 import dataclasses
+import os
 import sys
+import warnings
 
 import tf_setup  # noqa: F401  (before TensorFlow: oneDNN on, a quiet import; see tf_setup.py)
 
@@ -147,7 +149,20 @@ def list_models():
           "trainable. published: the paper's count, or torchvision's for the ImageNet ResNets.)")
 
 
+PYTHON_FORMATWARNING = warnings.formatwarning
+
+
+def one_line_warning(message, category, filename, lineno, line=None):
+    """The command's own warnings (files skipped as unreadable images, ...) as one line, as its errors are; those of
+    other packages as Python shows them (file, line and source)."""
+    if os.path.dirname(os.path.abspath(filename)) == os.path.dirname(os.path.abspath(__file__)):
+        return f"cifar10_main.py: warning: {message}\n"
+    return PYTHON_FORMATWARNING(message, category, filename, lineno, line)
+
+
 def main(argv=None):
+    if argv is None:  # this command is the process (not a test or a notebook calling main)
+        warnings.formatwarning = one_line_warning
     args = build_parser().parse_args(argv)
     if args.list_models:
         list_models()

@@ -1,7 +1,10 @@
 """Bad input costs one clear line, exit code 2, and leaves nothing behind (issue 7's list)."""
 
 import hashlib
+import signal
+import sys
 import types
+import warnings
 
 import cv2
 import numpy as np
@@ -260,3 +263,22 @@ def test_overwrite_from_the_cli_restarts_at_step_0_with_no_old_file_left(capsys,
         assert not (run / name).exists()  # the replaced run's test results are not passed off as the new run's
     assert (run / "notes.txt").read_text() == "mine"
     assert run_folder.saved_config(str(run))[0].learning_rate == 0.05
+
+
+def test_the_commands_own_warnings_are_one_line(monkeypatch, tmp_path, capsys):
+    """Run as a command, a warning of the suite's own (an unreadable file skipped) is one line under the program's
+    name, as its errors are, not Python's file:line plus a source line; other packages' warnings keep Python's."""
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() as the process replaces it
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # nor may it take this process's SIGTERM
+    monkeypatch.setattr(sys, "argv", ["cifar10_main.py", "--mode", "test", "--checkpoint", str(tmp_path / "none")])
+    assert cifar10_main.main() == 2
+    capsys.readouterr()
+    own = warnings.formatwarning(UserWarning("skipped 1 file(s) that are not readable images: notes.txt"),
+                                 UserWarning, cifar10_main.__file__, 129, "return api.predict(...)")
+    assert own == "cifar10_main.py: warning: skipped 1 file(s) that are not readable images: notes.txt\n"
+    other = warnings.formatwarning(UserWarning("deprecated"), UserWarning, "/site-packages/keras/layer.py", 7, "")
+    assert other.startswith("/site-packages/keras/layer.py:7: UserWarning: deprecated")
+    # Called from Python (a test, a notebook), main leaves Python's warnings as they were.
+    monkeypatch.setattr(warnings, "formatwarning", cifar10_main.PYTHON_FORMATWARNING)
+    assert cifar10_main.main(["--mode", "test", "--checkpoint", str(tmp_path / "none")]) == 2
+    assert warnings.formatwarning is cifar10_main.PYTHON_FORMATWARNING
