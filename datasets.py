@@ -270,6 +270,28 @@ def adapt_to_model(images, model_shape):
     return tf.cast(tf.round(tf.image.resize(images, (height, width))), tf.uint8).numpy()
 
 
+DATASET_NAMES = {"cifar10": "CIFAR-10", "mnist": "MNIST", "folder": "class subfolders of images"}
+
+
+def _holds(name, folder):
+    """Whether ``folder`` holds dataset ``name`` in a layout its loader reads."""
+    if name == "cifar10":
+        return cifar10_input.find_cifar10(folder) is not None
+    if name == "mnist":
+        return any(os.path.isfile(os.path.join(folder, file)) or os.path.isfile(os.path.join(folder, file[:-3]))
+                   for file in MNIST_FILES)
+    return any(entry.is_dir() and any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(entry.path))
+               for entry in os.scandir(folder) if not entry.name.startswith("."))
+
+
+def _dataset_held_instead(name, data_dir):
+    """The other dataset an existing --data_dir holds when it does not hold ``name`` (None if it holds ``name``,
+    nothing the suite reads, or does not exist)."""
+    if name not in DATASET_NAMES or not data_dir or not os.path.isdir(data_dir) or _holds(name, data_dir):
+        return None
+    return next((other for other in DATASET_NAMES if other != name and _holds(other, data_dir)), None)
+
+
 def load_dataset(name, data_dir=None, model_shape=None, validation_split=0.2, seed=0, image_size=None,
                  keep_aspect=False):
     """Loads a dataset by name and adapts its images to ``model_shape`` (the model's intended input).
@@ -277,6 +299,10 @@ def load_dataset(name, data_dir=None, model_shape=None, validation_split=0.2, se
     Image folders are resized to ``image_size`` (H, W), by default the model's
     intended size (32x32 for CIFAR models, 224x224 for ImageNet ones).
     """
+    other = _dataset_held_instead(name, data_dir)
+    if other:  # CIFAR-10 or MNIST would be downloaded into it
+        raise DataError(f"--data_dir {data_dir} holds {DATASET_NAMES[other]}, not {DATASET_NAMES[name]}: pass --dataset "
+                        f"{other}, or a --data_dir that holds {DATASET_NAMES[name]}")
     if name == "cifar10":
         data = cifar10_input.load_cifar10(data_dir)
     elif name == "mnist":

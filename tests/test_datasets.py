@@ -176,6 +176,31 @@ def test_empty_class_and_empty_folder_are_errors(tmp_path):
         datasets.load_image_folder(str(tmp_path / "missing"), (8, 8))
 
 
+def test_a_data_dir_holding_another_dataset_is_one_line_and_nothing_is_downloaded(mnist_dir, cifar_archive, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """--data_dir pointed at the MNIST folder with the default --dataset cifar10 tried to download CIFAR-10 into it
+    (and, offline, failed with a download error): it says which dataset the folder holds and the flag to pass."""
+    def no_download(*args, **kwargs):
+        raise AssertionError("nothing may be downloaded")
+    monkeypatch.setattr(cifar10_input, "download_cifar10", no_download)
+    monkeypatch.setattr(datasets, "fetch", no_download)
+    photos = tmp_path / "photos"
+    (photos / "cats").mkdir(parents=True)
+    (photos / "cats" / "a.png").write_bytes(b"")
+    for name, folder, held in [("cifar10", mnist_dir, "MNIST"), ("cifar10", photos, "class subfolders of images"),
+                               ("mnist", cifar_archive, "CIFAR-10"), ("folder", mnist_dir, "MNIST")]:
+        other = {"MNIST": "mnist", "CIFAR-10": "cifar10"}.get(held, "folder")
+        assert cifar10_main.main(["--mode", "train", "--dataset", name, "--data_dir", str(folder),
+                                  "--log_dir", str(tmp_path / "run")]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and f"--data_dir {folder} holds {held}, not " in error[0], error
+        assert f"pass --dataset {other}" in error[0]
+    assert not (tmp_path / "run").exists()
+    # A folder that holds the dataset named, or nothing the suite reads (where CIFAR-10 is downloaded to), passes.
+    assert datasets._dataset_held_instead("mnist", str(mnist_dir)) is None
+    assert datasets._dataset_held_instead("cifar10", str(tmp_path / "empty")) is None
+
+
 # ---------------------------------------------------------------------------- augmentation recipes
 
 BATCH = np.random.RandomState(0).randint(0, 256, (6, 32, 32, 3)).astype(np.uint8)
