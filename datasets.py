@@ -280,15 +280,23 @@ def _holds(name, folder):
     if name == "mnist":
         return any(os.path.isfile(os.path.join(folder, file)) or os.path.isfile(os.path.join(folder, file[:-3]))
                    for file in MNIST_FILES)
-    return any(entry.is_dir() and any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(entry.path))
+    return any(entry.is_dir() and _has_images(entry.path)
                for entry in os.scandir(folder) if not entry.name.startswith("."))
+
+
+def _has_images(folder):
+    try:
+        return any(name.lower().endswith(IMAGE_EXTENSIONS) for name in os.listdir(folder))
+    except OSError:  # a subfolder this user may not read holds nothing the suite reads
+        return False
 
 
 def _dataset_held_instead(name, data_dir):
     """The other dataset an existing --data_dir holds when it does not hold ``name`` (None if it holds ``name``,
     nothing the suite reads, or does not exist)."""
-    if name not in DATASET_NAMES or not data_dir or not os.path.isdir(data_dir) or _holds(name, data_dir):
-        return None
+    if (name not in DATASET_NAMES or not data_dir or not os.path.isdir(data_dir)
+            or not os.access(data_dir, os.R_OK | os.X_OK) or _holds(name, data_dir)):
+        return None  # the dataset's own loader reads it, downloads into it, or says what is wrong with it
     return next((other for other in DATASET_NAMES if other != name and _holds(other, data_dir)), None)
 
 
@@ -301,8 +309,8 @@ def load_dataset(name, data_dir=None, model_shape=None, validation_split=0.2, se
     """
     other = _dataset_held_instead(name, data_dir)
     if other:  # CIFAR-10 or MNIST would be downloaded into it
-        raise DataError(f"--data_dir {data_dir} holds {DATASET_NAMES[other]}, not {DATASET_NAMES[name]}: pass --dataset "
-                        f"{other}, or a --data_dir that holds {DATASET_NAMES[name]}")
+        raise DataError(f"--data_dir {data_dir} holds {DATASET_NAMES[other]}, not {DATASET_NAMES[name]}: pass "
+                        f"--dataset {other}, or a --data_dir that holds {DATASET_NAMES[name]}")
     if name == "cifar10":
         data = cifar10_input.load_cifar10(data_dir)
     elif name == "mnist":
