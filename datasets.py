@@ -280,8 +280,9 @@ def _holds(name, folder):
     if name == "mnist":
         return any(os.path.isfile(os.path.join(folder, file)) or os.path.isfile(os.path.join(folder, file[:-3]))
                    for file in MNIST_FILES)
-    return any(entry.is_dir() and _has_images(entry.path)
-               for entry in os.scandir(folder) if not entry.name.startswith("."))
+    # Class subfolders, every one with images: a folder of other things (a home, /tmp) is not taken for one.
+    subfolders = [entry.path for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith(".")]
+    return bool(subfolders) and all(_has_images(path) for path in subfolders)
 
 
 def _has_images(folder):

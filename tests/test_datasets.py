@@ -199,6 +199,7 @@ def test_a_data_dir_holding_another_dataset_is_one_line_and_nothing_is_downloade
     # A folder that holds the dataset named, or nothing the suite reads (where CIFAR-10 is downloaded to), passes.
     assert datasets._dataset_held_instead("mnist", str(mnist_dir)) is None
     assert datasets._dataset_held_instead("cifar10", str(tmp_path / "empty")) is None
+    assert datasets._dataset_held_instead("cifar10", str(tmp_path)) is None  # photos/ beside folders of other things
 
 
 # ---------------------------------------------------------------------------- augmentation recipes
