@@ -188,10 +188,9 @@ def _depth_row(errors, mode, depth, results_dir=None):
     if not len(errors):
         quarter = " --quarter" if mode == "quarter" else ""
         command = f"python -m experiments.he2016{quarter} --only {run} --cifar10_dir DATA"
-        started = _unfinished_seeds(results_dir, run) if depth in DEPTHS[mode] else ""
         if depth not in DEPTHS[mode]:
             settings += f"; not trained in {mode} mode"
-        elif started:
+        elif started := _unfinished_seeds(results_dir, run):
             settings += f"; UNFINISHED ({started}), no result until it finishes; `{command}` continues it"
         else:
             settings += f"; not run here: about {(depth - 2) / 18:.1f}x ResNet-20's hours; `{command}`"

@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks import profile_ops, throughput, time_to_accuracy
 
+
 def test_throughput_measures_every_requested_row(capsys, monkeypatch):
     # A clock that advances a quarter second per reading: every timed stretch lasts 0.25 s, so each rate is
     # exactly the images the row really trained (or the pipeline really delivered) divided by 0.25 s.
