@@ -154,14 +154,20 @@ def report_rows(metrics, mode, args):
     return depth_rows[:1] + [loss] + extra_rows + depth_rows[1:] + _ordering_rows(errors, mode)
 
 
+def _full_schedule_resnet20(results_dir):
+    """(path, last test error per seed) of ResNet-20 on He's full schedule, from the full experiment's metrics.csv
+    beside a quarter's results folder (results/he2016): the calibration of what the quarter costs."""
+    path = os.path.join(os.path.dirname(os.path.normpath(results_dir)), "he2016", "metrics.csv") if results_dir else ""
+    if not os.path.exists(path):
+        return path, []
+    metrics = run_folder.read_csv(path, numeric=("seed", "step", "val_error"), present=("run",), increasing_step=False)
+    return path, stats.last(metrics, "resnet20", "val_error")
+
+
 def _quarter_cost_rows(quarter, args):
     """What the quarter schedule costs, calibrated on ResNet-20: the quarter's last test error against He's full
-    schedule's, read from the full experiment's metrics.csv beside this one (results/he2016)."""
-    results_dir = getattr(args, "results_dir", None)
-    path = os.path.join(os.path.dirname(os.path.normpath(results_dir)), "he2016", "metrics.csv") if results_dir else ""
-    full = (stats.last(run_folder.read_csv(path, numeric=("seed", "step", "val_error"), present=("run",),
-                                           increasing_step=False), "resnet20", "val_error")
-            if os.path.exists(path) else [])
+    schedule's."""
+    path, full = _full_schedule_resnet20(getattr(args, "results_dir", None))
     cost, said = peer.unpaired(quarter, full, 10000)
     return [{"quantity": "Quarter schedule: what it costs ResNet-20, quarter minus He's full schedule, test error",
              "paper": None, "ours": cost, "format": "{:+.4f}", "runs": ["resnet20"],
@@ -277,13 +283,15 @@ def figures(metrics, out_dir, mode, args):
     plots.label_axis(axis, "step", "error", f"He et al. Fig. 6 (left): CIFAR ResNets on CIFAR-10 ({mode})",
                      fontsize=7, ncol=2)
     paths = [plots.save_figure(figure, os.path.join(out_dir, "fig6_test_error.png"))]
-    paths.append(_depth_figure(metrics, out_dir, mode))
+    full_resnet20 = _full_schedule_resnet20(out_dir)[1] if mode == "quarter" else []
+    paths.append(_depth_figure(metrics, out_dir, mode, full_resnet20))
     _test_last_models(out_dir, args)
     return paths
 
 
-def _depth_figure(metrics, out_dir, mode):
-    """Test error against depth, mean and sd over seeds, beside Table 6: "the deeper, the better"."""
+def _depth_figure(metrics, out_dir, mode, full_resnet20):
+    """Test error against depth, mean and sd over seeds, beside Table 6: "the deeper, the better". A reduced
+    schedule's figure also marks ResNet-20 on He's full schedule (``full_resnet20``, per seed): what it costs."""
     plt = plots.pyplot()
     figure, axis = plt.subplots(figsize=(5.6, 4.0))
     depths = list(HE_TABLE6_ERROR)
@@ -295,6 +303,10 @@ def _depth_figure(metrics, out_dir, mode):
                       yerr=[0.0 if n < 2 else sd for _, _, sd, n in measured], fmt="o-", capsize=3,
                       label=f"ours, {SCHEDULE[mode][0]:,} steps (mean ± sd; n = "
                             f"{'/'.join(str(n) for *_, n in measured)})")
+    mean, sd, n = stats.summary(full_resnet20)
+    if n:
+        axis.errorbar([20], [mean], yerr=[0.0 if n < 2 else sd], fmt="D", color="C3", capsize=3,
+                      label=f"ours, ResNet-20 at He's 64,000 steps (mean ± sd; n = {n})")
     axis.set_xscale("log")
     axis.set_xticks(depths, [str(d) for d in depths])
     axis.minorticks_off()

@@ -170,7 +170,7 @@ def test_he2016_splits_the_gap_into_the_data_and_the_code(tmp_path):
     assert (peer_row["hardware"], peer_row["date"]) == ("AMD EPYC, 2 CPU cores, no GPU", "2026-12-04")
 
 
-def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_depth(tmp_path):
+def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_depth(tmp_path, monkeypatch):
     from experiments import he2016
     args = common.experiment_parser(he2016).parse_args(["--quarter", "--results_dir", str(tmp_path / "he2016_quarter")])
     assert common.run_mode(he2016, args) == "quarter"
@@ -213,9 +213,19 @@ def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_dep
     np.testing.assert_allclose(rows[cost]["ours"], [0.102 - 0.09])  # the last model's, ResNet-20's, not the peer's
     assert rows[cost]["settings"].startswith("unpaired: beyond noise")  # the quarter's sd for both
     assert rows[cost]["settings"].endswith(f"the full schedule's runs: {tmp_path / 'he2016' / 'metrics.csv'}")
-    paths = he2016.figures(metrics, str(tmp_path), "quarter", common.experiment_parser(he2016).parse_args(
-        ["--quarter", "--results_dir", str(tmp_path)]))
+    # The depth figure marks ResNet-20 on the full schedule beside the quarter's depths.
+    legends, save = {}, plots.save_figure
+
+    def save_and_read_legend(figure, path):
+        legends[os.path.basename(path)] = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+        return save(figure, path)
+
+    monkeypatch.setattr(plots, "save_figure", save_and_read_legend)
+    (tmp_path / "he2016_quarter").mkdir()
+    paths = he2016.figures(metrics, str(tmp_path / "he2016_quarter"), "quarter", args)
     assert [os.path.basename(p) for p in paths] == ["fig6_test_error.png", "table6_depth.png"]
+    assert legends["table6_depth.png"] == ["He et al. Table 6 (64k steps)", "ours, 16,000 steps (mean ± sd; n = 2/1/2)",
+                                           "ours, ResNet-20 at He's 64,000 steps (mean ± sd; n = 1)"]
 
 
 def test_the_peer_writes_the_engines_columns_and_keeps_a_finished_run(tmp_path, cifar_archive):
