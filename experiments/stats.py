@@ -76,9 +76,9 @@ def verdict(differences, test_images=None):
         margin = 2 * (0.5 / test_images) ** 0.5  # 2 s.e. of a difference of two accuracies, at most (both at 0.5)
         side = "beyond" if abs(mean) > margin else "within"
         return (f"one seed: {side} the test set's sampling noise (2 s.e. of a difference of two accuracies on "
-                f"{test_images:,} images <= {margin:.4f}); the seed-to-seed spread is not measured (--seeds 3)")
+                f"{test_images:,} images <= {margin:.4f}); the seed-to-seed spread is not measured (more seeds, --seeds N, measure it)")
     if n < 2:
-        return "one seed: no spread to judge the difference against (run with --seeds 3)"
+        return "one seed: no spread to judge the difference against (more seeds, --seeds N, measure it)"
     margin = 2 * sd / n ** 0.5
     if abs(mean) > margin:
         return f"beyond noise: |mean| > 2 s.e. = {margin:.4f} over n = {n} seeds"
