@@ -22,6 +22,7 @@ a pure function of the seed and the step (``cifar10_input.make_train_dataset``),
 so a resumed run sees the batches the uninterrupted one would have seen.
 """
 
+import bisect
 import contextlib
 import dataclasses
 import os
@@ -107,7 +108,8 @@ def images_per_sec(config, input_shape, batch, precision, rounds=3, seconds=1.0)
 
 
 def learning_rate_schedule(config):
-    """He et al.: ``learning_rate`` divided by ``lr_decay_factor`` at the given fractions of training.
+    """He et al.: ``learning_rate`` divided by ``lr_decay_factor`` at the given fractions of training, after the
+    first ``lr_warmup_steps`` updates at ``lr_warmup_rate`` (He's ResNet-110).
 
     The fractions are of ``lr_schedule_steps`` when it is set: a run can stop part-way through a longer
     schedule (Liang's step 9775 of wenxinxu's 80k steps) and still follow it exactly.
@@ -115,9 +117,18 @@ def learning_rate_schedule(config):
     length = config.lr_schedule_steps or config.train_steps
     boundaries = [int(round(f * length)) for f in config.lr_decay_at]
     values = [config.learning_rate * config.lr_decay_factor ** i for i in range(len(boundaries) + 1)]
+    if config.lr_warmup_steps:  # Keras counts iterations from 0: updates 1 to N are iterations 0 to N - 1
+        boundaries, values = [config.lr_warmup_steps - 1] + boundaries, [config.lr_warmup_rate] + values
     if not boundaries:
         return keras.optimizers.schedules.PiecewiseConstantDecay([config.train_steps + 1], values * 2)
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def _rate_of_step(schedule):
+    """1-based run step -> the rate ``schedule`` gives its update (Keras' iteration step - 1), in float32 as the
+    optimizer applies it; in Python, as the reports ask for it at every step (a TensorFlow call each: ~1 ms)."""
+    boundaries, values = list(schedule.boundaries), [float(np.float32(value)) for value in schedule.values]
+    return lambda step: values[bisect.bisect_left(boundaries, step - 1)]
 
 
 def make_optimizer(config, loss_scaling, learning_rate=None):
@@ -371,9 +382,8 @@ def build_run(config, info, strategy):
     loss_scaling = config.mixed_precision == "float16"
     with strategy.scope():
         model = build_for_training(config, info.input_shape, info.num_classes)
-        schedule = learning_rate_schedule(config)
         stages = [Stage(config.train_steps, make_optimizer(config, loss_scaling),
-                        lambda step: float(schedule(step - 1)), lambda: None)]
+                        _rate_of_step(learning_rate_schedule(config)), lambda: None)]
         if config.fine_tune_at is not None:
             stages.append(_fine_tune_stage(config, model, loss_scaling))
         # Every optimizer is built now on the variables its stage trains, so a checkpoint taken in
@@ -577,9 +587,8 @@ class Reporter:
 
     def learning_rate_changes(self, stage, first, last):
         """Logs the rate where it changes in steps (first, last]: the old rate at the step before and the new one
-        at the step, so TensorBoard draws the schedule's steps where they are (reports log it too)."""
-        if stage.learning_rate(last) == self.logged_rate:  # schedules only step down: no change inside the call
-            return
+        at the step, so TensorBoard draws the schedule's steps where they are (reports log it too). Every step is
+        looked at: a warm-up's rate can come back after a decay (0.01, 0.1, 0.01), so equal ends prove nothing."""
         for step in range(first + 1, last + 1):
             rate = stage.learning_rate(step)
             if rate != self.logged_rate:

@@ -23,10 +23,11 @@ import math
 import os
 from typing import Optional, Union
 
+# 5: lr_warmup_steps and lr_warmup_rate recorded (version 4 and before: no warm-up);
 # 4: weight_decay_scope and conv_padding recorded (version 3 and before: kernels, same);
 # 3: the run/data layout; 2: the flat dict of 2026-11-23 with option A renamed; 1 (no version): option "A" was the
 # average pool
-VERSION = 4
+VERSION = 5
 DEFAULT_CONV_PADDING = "same"  # TensorFlow's, what every run before version 4 used
 DATASETS = ("cifar10", "mnist", "folder")  # --dataset; datasets.load_dataset reads each
 DEFAULT_AUGMENT = {"cifar10": "he", "mnist": "none", "folder": "imagenet"}
@@ -57,6 +58,10 @@ def _parsed(text, convert, valid, expected, out_of_range=None):
 
 def positive_int(text):
     return _parsed(text, int, lambda value: value > 0, "a positive integer")
+
+
+def non_negative_int(text):
+    return _parsed(text, int, lambda value: value >= 0, "an integer >= 0")
 
 
 def positive_float(text):
@@ -208,6 +213,12 @@ class RunConfig:
         None, "training", "the steps --lr_decay_at's fractions refer to (default: --train_steps): stop part-way "
         "through a longer schedule, e.g. --train_steps 9775 --lr_schedule_steps 80000", hparam=True,
         type=positive_int)
+    lr_warmup_steps: Optional[int] = setting(
+        None, "training", "train the first N steps at --lr_warmup_rate before the schedule's rate (default 400 for "
+        "resnet110 and resnet1202: He et al. warmed ResNet-110 up at 0.01 until its training error was below 80%%, "
+        "about 400 steps; 0, none, for the other models)", hparam=True, type=non_negative_int)
+    lr_warmup_rate: Optional[float] = setting(
+        None, "training", "the warm-up's learning rate (default --learning_rate / 10: He's 0.01)", type=positive_float)
     # second stage: fine-tuning the top of a frozen keras.applications backbone
     fine_tune_at: Optional[str] = setting(
         None, "transfer", "after the --train_steps/--epochs of head training, unfreeze the backbone from this layer "
@@ -432,6 +443,7 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
     if config.batch_size // replicas > num_train_images:
         raise ConfigError(f"--batch_size {config.batch_size} is larger than the {num_train_images} training images")
     learning_rate = config.learning_rate or resnet.default_learning_rate(config.model)
+    warmup_steps, warmup_rate = _warmup(config, train_steps, learning_rate)
     fine_tune_steps = fine_tune_rate = None
     if config.fine_tune_at is not None:
         fine_tune_steps = config.fine_tune_steps or (
@@ -466,8 +478,9 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
         train_steps=train_steps,
         epochs=None,
         learning_rate=learning_rate,
-        lr_decay_at=config.lr_decay_at if config.lr_decay_at is not None else
-        ((0.5, 0.75) if config.optimizer == "sgd" else ()),
+        lr_decay_at=_decay_at(config),
+        lr_warmup_steps=warmup_steps,
+        lr_warmup_rate=warmup_rate,
         fine_tune_steps=fine_tune_steps,
         fine_tune_epochs=None,
         fine_tune_learning_rate=fine_tune_rate,
@@ -480,6 +493,32 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
 
 # ----------------------------------------------------------------------------
 # config.json: the settings and the data facts, and the older flat layouts
+
+
+def _decay_at(config):
+    """He's 50% and 75% for SGD, no decay for Adam, unless given."""
+    if config.lr_decay_at is not None:
+        return config.lr_decay_at
+    return (0.5, 0.75) if config.optimizer == "sgd" else ()
+
+
+def _warmup(config, train_steps, learning_rate):
+    """(steps, rate) of the warm-up: the model's default steps unless given, at a tenth of the rate unless given;
+    it must end before the schedule's first decay."""
+    import resnet
+
+    steps = config.lr_warmup_steps if config.lr_warmup_steps is not None else resnet.default_warmup_steps(config.model)
+    if not steps:
+        if config.lr_warmup_rate is not None:
+            raise ConfigError(f"--lr_warmup_rate needs a warm-up: --lr_warmup_steps is 0 for {config.model}")
+        return 0, None
+    decays = [int(round(f * (config.lr_schedule_steps or train_steps))) for f in _decay_at(config)]
+    end = min(decays + [train_steps])
+    if steps >= end:
+        given = "" if config.lr_warmup_steps is not None else f" ({config.model}'s default, He et al.'s warm-up)"
+        raise ConfigError(f"--lr_warmup_steps {steps}{given} does not end before step {end}, the learning rate's "
+                          "first decay or the run's end; give fewer warm-up steps (0 for none)")
+    return steps, config.lr_warmup_rate or learning_rate / 10
 
 
 def to_json(config, info, sessions=()):
@@ -496,7 +535,7 @@ def from_json(saved):
     if not isinstance(saved, dict):
         raise ConfigError("config.json does not hold a JSON object")
     version = saved.get("config_version", 1)
-    if version in (3, VERSION):
+    if version in (3, 4, VERSION):
         run, data = saved.get("run"), saved.get("data")
     elif version in (1, 2) and "model" in saved:
         run, data = _from_flat(saved, version)
@@ -504,6 +543,8 @@ def from_json(saved):
         raise ConfigError(f"config.json has config_version {version}; this code reads 1 to {VERSION}")
     if version < 4 and isinstance(run, dict):
         run = _before_version_4(run)
+    if version < 5 and isinstance(run, dict):
+        run = dict(run, lr_warmup_steps=run.get("lr_warmup_steps", 0))  # trained with no warm-up
     fields = {field.name for field in dataclasses.fields(RunConfig)}
     try:
         unknown = set(run) - fields

@@ -2,7 +2,8 @@ r"""He et al. 2016a, "Deep Residual Learning for Image Recognition", Section 4.2
 
 Trains the CIFAR ResNets of Table 6 (ResNet-20, 32, 44, 56 and 110: 8.75, 7.51, 7.17, 6.97 and 6.43% test
 error) with the paper's recipe exactly: option A shortcuts (stride-2 subsampling + zero channels), batch
-128, SGD momentum 0.9, learning rate 0.1 divided by 10 at 32k and 48k steps, 64k steps, weight decay 1e-4,
+128, SGD momentum 0.9, learning rate 0.1 divided by 10 at 32k and 48k steps (ResNet-110 first warmed up at 0.01
+for 400 steps, the model's default), 64k steps, weight decay 1e-4,
 4-pixel zero pad + random 32x32 crop + horizontal flip, trained on all 50,000 training images, and the test
 error of the last model measured once (``--mode test`` on ``latest.keras``). The curves (He's Fig. 6,
 left) show the test error every ``report_freq`` steps, as the paper's figure does; only the last point is
@@ -89,7 +90,10 @@ def notes(mode):
     steps, _, _, batch = SCHEDULE[mode]
     result = [
         "Recipe: He et al. Section 4.2 as written (see the module docstring); the learning-rate boundaries are 50% and "
-        f"75% of the steps, i.e. {steps // 2:,} and {steps * 3 // 4:,} of {steps:,}.",
+        f"75% of the steps, i.e. {steps // 2:,} and {steps * 3 // 4:,} of {steps:,}. ResNet-110 is warmed up as He "
+        "did: its first 400 steps at 0.01, then 0.1 (He: until the training error is below 80%, about 400 "
+        "iterations; a fixed 400 here, the model's default `--lr_warmup_steps`, the same at a quarter of the "
+        "schedule, as the warm-up is about the start).",
         f"Weight decay 1e-4 applies to {_decayed()} (the paper does not say; Caffe/Torch implementations differ).",
         "Test error: the last model on the 10,000 test images, the run's final report (the same number as "
         "`--mode test` on latest.keras, written to test_metrics.json). The curve's earlier points are for the figure.",

@@ -180,6 +180,11 @@ def test_he2016_quarter_trains_every_depth_of_table6_and_judges_the_order_by_dep
         (16000, (0.5, 0.75), 128)}  # the rate divided at 8,000 and 12,000
     assert [run.name for run in he2016.runs("full", args)] == [run.name for run in runs]
     assert {run.config.train_steps for run in he2016.runs("full", args)} == {64000}
+    # He's warm-up of ResNet-110 (0.01 for about 400 iterations), and only of it, in either schedule.
+    for mode in ("quarter", "full"):
+        warmups = [(r.lr_warmup_steps, r.lr_warmup_rate) for r in
+                   (run_config.resolve(run.config, 50000) for run in he2016.runs(mode, args))]
+        assert warmups == [(0, None)] * 4 + [(400, pytest.approx(0.01))]
     # Two seeds of ResNet-20 and 56, one of 32; 44 and 110 not run.
     metrics = pd.DataFrame({"run": ["resnet20", "resnet20", "resnet32", "resnet56", "resnet56"],
                             "seed": [0, 1, 0, 0, 1], "step": 16000, "val_error": [0.100, 0.104, 0.098, 0.080, 0.082],

@@ -108,6 +108,32 @@ def test_a_run_saved_before_version_4_keeps_kernel_decay_and_tensorflows_padding
         run_config.check(RunConfig(weight_decay_scope="bn"))
 
 
+def test_he_warms_resnet110_up_and_a_run_saved_before_warm_ups_keeps_none():
+    """ResNet-110 and 1202 start at a tenth of the rate for 400 steps (He et al. 2016a), the others do not; a warm-up
+    given is checked against the schedule; a run saved before version 5 trained without one and stays so."""
+    def resolved(**settings):
+        return run_config.resolve(RunConfig(mixed_precision="off", train_steps=16000, report_freq=500, **settings),
+                                  50000)
+
+    he = resolved(model="resnet110")
+    assert (he.lr_warmup_steps, he.lr_warmup_rate, he.learning_rate) == (400, pytest.approx(0.01), 0.1)
+    assert (resolved(model="resnet1202").lr_warmup_steps, resolved(model="resnet20").lr_warmup_steps) == (400, 0)
+    assert resolved(model="resnet20").lr_warmup_rate is None and run_config.resolve(he, 50000) == he
+    mine = resolved(model="resnet20", lr_warmup_steps=100, lr_warmup_rate=0.02)
+    assert (mine.lr_warmup_steps, mine.lr_warmup_rate) == (100, 0.02)
+    assert resolved(model="resnet110", lr_warmup_steps=0).lr_warmup_steps == 0
+    with pytest.raises(run_config.ConfigError, match=r"--lr_warmup_steps 400 \(resnet110's default, He et al.'s "
+                                                      r"warm-up\) does not end before step 250.*\(0 for none\)"):
+        run_config.resolve(RunConfig(model="resnet110", mixed_precision="off", train_steps=500, report_freq=100), 50000)
+    with pytest.raises(run_config.ConfigError, match="--lr_warmup_rate needs a warm-up: --lr_warmup_steps is 0"):
+        resolved(model="resnet20", lr_warmup_rate=0.01)
+    saved = {"config_version": 4, "run": dataclasses.asdict(he), "data": None}
+    del saved["run"]["lr_warmup_steps"], saved["run"]["lr_warmup_rate"]
+    old = run_config.from_json(saved)[0]
+    assert (old.lr_warmup_steps, old.lr_warmup_rate) == (0, None)
+    assert [line.split(":")[0] for line in run_config.differences(old, he)] == ["lr_warmup_steps", "lr_warmup_rate"]
+
+
 def test_an_option_given_at_its_default_is_the_same_run():
     """he2016's folders record shortcut "A" (the builder's default); the CLI leaves it out: the same model,
     so no "another run" refusal. An option at another value still differs."""
@@ -124,7 +150,7 @@ def test_an_option_given_at_its_default_is_the_same_run():
 
 
 @pytest.mark.parametrize("saved, message", [
-    ({"config_version": 99, "run": {}}, "config_version 99; this code reads 1 to 4"),
+    ({"config_version": 99, "run": {}}, "config_version 99; this code reads 1 to 5"),
     ({"config_version": 3, "run": {"model": "resnet20", "colour": "blue"}, "data": None}, "does not know: colour"),
     ([1, 2], "does not hold a JSON object"),
 ])
@@ -189,7 +215,7 @@ def test_a_settings_roles_are_declared_with_it():
     resolved = run_config.resolve(RunConfig(train_steps=10, report_freq=5, mixed_precision="off"), 1000)
     assert set(summaries.hparams_of(resolved, 1)) == {
         "model", "model_options", "dataset", "augment", "optimizer", "learning_rate", "lr_decay_at",
-        "lr_schedule_steps", "batch_size", "weight_decay", "weight_decay_scope", "train_steps", "seed",
+        "lr_schedule_steps", "lr_warmup_steps", "batch_size", "weight_decay", "weight_decay_scope", "train_steps", "seed",
         "mixed_precision", "replicas"}
 
 
@@ -199,6 +225,7 @@ def test_a_settings_roles_are_declared_with_it():
     ({"mixed_precision": "fp8"}, "--mixed_precision 'fp8': choose one of auto, off"),
     ({"model_options": {"shortcut": "C"}}, "--shortcut 'C': choose one of A, A_avgpool, B"),
     ({"augment": "cutout"}, "--augment 'cutout': choose one of he,"),
+    ({"lr_warmup_steps": -1}, "--lr_warmup_steps -1: must be an integer >= 0"),
 ])
 def test_a_config_built_in_python_is_checked_as_its_flags_are(settings, message):
     with pytest.raises(run_config.ConfigError, match=re.escape(message)):

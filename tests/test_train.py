@@ -388,6 +388,26 @@ def test_the_optimizer_applies_the_rates_the_csv_reports_also_after_a_longer_res
         assert csv[step] == pytest.approx(rates[step - 1], rel=1e-6)
 
 
+def test_a_warm_up_is_applied_and_tensorboard_shows_it_inside_one_report_interval(tmp_path, monkeypatch):
+    """12 warm-up updates at 0.005, then 0.05 until the decay at 40% (updates 13-17), then 0.005 again: the steps
+    10 and 20 that start and end a call both say 0.005, so only a look at every step finds the 0.05 between them."""
+    rates = _record_applied_rates(monkeypatch)
+    warm = dict(lr_decay_at=[0.4], lr_warmup_steps=12, lr_warmup_rate=0.005)
+    cifar10_train.train(_config(tmp_path / "each_step", steps_per_execution=1, **warm), _tiny_data(), verbose=0)
+    np.testing.assert_allclose(rates, [0.005] * 12 + [0.05] * 5 + [0.005] * 23, rtol=1e-6)
+    log_dir = tmp_path / "ten_steps_a_call"  # one call from step 10 to 20: 0.005 at both ends
+    cifar10_train.train(_config(log_dir, steps_per_execution=10, **warm), _tiny_data(), verbose=0)
+    assert pd.read_csv(log_dir / run_folder.METRICS)["learning_rate"].tolist() == pytest.approx([0.005] * 4)
+    logged = {}
+    for path in glob.glob(os.path.join(log_dir, "train", "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == "learning_rate":
+                    logged[event.step] = float(tf.make_ndarray(value.tensor))
+    assert {step: logged[step] for step in (12, 13, 17, 18)} == pytest.approx(
+        {12: 0.005, 13: 0.05, 17: 0.05, 18: 0.005})
+
+
 def test_adam_keeps_its_rate_by_default(tmp_path, monkeypatch):
     rates = _record_applied_rates(monkeypatch)
     cifar10_train.train(_config(tmp_path / "adam", optimizer="adam", learning_rate=1e-3, train_steps=12, report_freq=4,
