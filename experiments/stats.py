@@ -76,7 +76,8 @@ def verdict(differences, test_images=None):
         margin = 2 * (0.5 / test_images) ** 0.5  # 2 s.e. of a difference of two accuracies, at most (both at 0.5)
         side = "beyond" if abs(mean) > margin else "within"
         return (f"one seed: {side} the test set's sampling noise (2 s.e. of a difference of two accuracies on "
-                f"{test_images:,} images <= {margin:.4f}); the seed-to-seed spread is not measured (more seeds, --seeds N, measure it)")
+                f"{test_images:,} images <= {margin:.4f}); the seed-to-seed spread is not measured (more seeds, "
+                "--seeds N, measure it)")
     if n < 2:
         return "one seed: no spread to judge the difference against (more seeds, --seeds N, measure it)"
     margin = 2 * sd / n ** 0.5

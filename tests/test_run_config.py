@@ -215,8 +215,8 @@ def test_a_settings_roles_are_declared_with_it():
     resolved = run_config.resolve(RunConfig(train_steps=10, report_freq=5, mixed_precision="off"), 1000)
     assert set(summaries.hparams_of(resolved, 1)) == {
         "model", "model_options", "dataset", "augment", "optimizer", "learning_rate", "lr_decay_at",
-        "lr_schedule_steps", "lr_warmup_steps", "batch_size", "weight_decay", "weight_decay_scope", "train_steps", "seed",
-        "mixed_precision", "replicas"}
+        "lr_schedule_steps", "lr_warmup_steps", "batch_size", "weight_decay", "weight_decay_scope", "train_steps",
+        "seed", "mixed_precision", "replicas"}
 
 
 @pytest.mark.parametrize("settings, message", [
