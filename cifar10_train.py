@@ -114,8 +114,7 @@ def learning_rate_schedule(config):
     The fractions are of ``lr_schedule_steps`` when it is set: a run can stop part-way through a longer
     schedule (Liang's step 9775 of wenxinxu's 80k steps) and still follow it exactly.
     """
-    length = config.lr_schedule_steps or config.train_steps
-    boundaries = [int(round(f * length)) for f in config.lr_decay_at]
+    boundaries = run_config.decay_steps(config.lr_decay_at, config.lr_schedule_steps or config.train_steps)
     values = [config.learning_rate * config.lr_decay_factor ** i for i in range(len(boundaries) + 1)]
     if config.lr_warmup_steps:  # Keras counts iterations from 0: updates 1 to N are iterations 0 to N - 1
         boundaries, values = [config.lr_warmup_steps - 1] + boundaries, [config.lr_warmup_rate] + values

@@ -495,6 +495,11 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
 # config.json: the settings and the data facts, and the older flat layouts
 
 
+def decay_steps(fractions, length):
+    """The steps at which the rate is divided: ``fractions`` of a schedule of ``length`` steps."""
+    return [int(round(f * length)) for f in fractions]
+
+
 def _decay_at(config):
     """He's 50% and 75% for SGD, no decay for Adam, unless given."""
     if config.lr_decay_at is not None:
@@ -512,8 +517,7 @@ def _warmup(config, train_steps, learning_rate):
         if config.lr_warmup_rate is not None:
             raise ConfigError(f"--lr_warmup_rate needs a warm-up: --lr_warmup_steps is 0 for {config.model}")
         return 0, None
-    decays = [int(round(f * (config.lr_schedule_steps or train_steps))) for f in _decay_at(config)]
-    end = min(decays + [train_steps])
+    end = min(decay_steps(_decay_at(config), config.lr_schedule_steps or train_steps) + [train_steps])
     if steps >= end:
         given = "" if config.lr_warmup_steps is not None else f" ({config.model}'s default, He et al.'s warm-up)"
         raise ConfigError(f"--lr_warmup_steps {steps}{given} does not end before step {end}, the learning rate's "
@@ -544,7 +548,7 @@ def from_json(saved):
     if version < 4 and isinstance(run, dict):
         run = _before_version_4(run)
     if version < 5 and isinstance(run, dict):
-        run = dict(run, lr_warmup_steps=run.get("lr_warmup_steps", 0))  # trained with no warm-up
+        run = dict(run, lr_warmup_steps=0)  # trained with no warm-up
     fields = {field.name for field in dataclasses.fields(RunConfig)}
     try:
         unknown = set(run) - fields

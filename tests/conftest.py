@@ -25,6 +25,23 @@ def subprocess_env(**extra):
     return dict(os.environ, PYTHONPATH=str(ROOT), **extra)
 
 
+def summary_events(folder):
+    """{tag: [(step, value or plugin name)]} of the TensorBoard event files directly in ``folder``: a scalar's value,
+    any other summary's plugin name."""
+    import glob
+
+    import tensorflow as tf
+
+    found = {}
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data.plugin_name
+                content = float(tf.make_ndarray(value.tensor)) if plugin == "scalars" else plugin
+                found.setdefault(value.tag, []).append((event.step, content))
+    return found
+
+
 def require_shared(*parts):
     """Path of a real dataset in ../shared/datasets; skip if absent, but fail under CI=true."""
     path = SHARED_DATASETS.joinpath(*parts)

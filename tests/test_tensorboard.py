@@ -4,7 +4,6 @@ import dataclasses
 import glob
 import gzip
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import tensorflow as tf
 
 import api
 import cifar10_main
+from conftest import summary_events
 
 
 @pytest.fixture(scope="module")
@@ -35,23 +35,11 @@ def tiny_runs(tmp_path_factory):
     return root / "runs", log_dir
 
 
-def _events(folder):
-    """{tag: [(step, value or plugin name)]} of the event files directly in ``folder``."""
-    found = {}
-    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                plugin = value.metadata.plugin_data.plugin_name
-                content = float(tf.make_ndarray(value.tensor)) if plugin == "scalars" else plugin
-                found.setdefault(value.tag, []).append((event.step, content))
-    return found
-
-
 def test_event_files_hold_hparams_images_and_learning_rate_steps(tiny_runs):
     _, log_dir = tiny_runs
-    root = _events(log_dir)
+    root = summary_events(log_dir)
     assert ("_hparams_/session_start_info" in root and root["_hparams_/session_start_info"][0][1] == "hparams")
-    validation, test, train = (_events(log_dir / name) for name in ("validation", "test", "train"))
+    validation, test, train = (summary_events(log_dir / name) for name in ("validation", "test", "train"))
     for images in (validation, test):
         assert [step for step, _ in images["confusion_matrix"]] == [8]  # the model's training step
         assert [step for step, _ in images["misclassified"]] == [8]
@@ -87,14 +75,14 @@ def test_replay_rebuilds_the_engines_report_scalars_hparams_and_test_from_the_co
     assert replay_tensorboard.main([str(results)]) == 0
     replayed = results / "tensorboard" / "tiny" / "seed0"
     for split in ("train", "validation", "test"):
-        engine, rebuilt = _events(log_dir / split), _events(replayed / split)
+        engine, rebuilt = summary_events(log_dir / split), summary_events(replayed / split)
         scalars = {tag for tag, values in engine.items() if isinstance(values[0][1], float)}
         assert scalars - {"learning_rate"} == set(rebuilt) - {"learning_rate"}, split
         for tag in scalars:  # the engine also logs the learning rate where it steps between reports
             reported = {step: value for step, value in engine[tag] if step in set(rows["step"]) or split == "test"}
             assert [step for step, _ in rebuilt[tag]] == sorted(reported), (split, tag)
             assert dict(rebuilt[tag]) == pytest.approx(reported, rel=1e-5), (split, tag)
-    assert _events(replayed)["_hparams_/session_start_info"][0][1] == "hparams"
+    assert summary_events(replayed)["_hparams_/session_start_info"][0][1] == "hparams"
     # Replaying again replaces its own folder (no curve drawn twice); a folder it did not write is refused.
     assert replay_tensorboard.main([str(results)]) == 0
     assert len(glob.glob(str(replayed / "validation" / "events.out.tfevents.*"))) == 1

@@ -19,7 +19,7 @@ import hardware
 import run_config
 import run_folder
 from run_config import RunConfig
-from conftest import ROOT
+from conftest import ROOT, summary_events
 
 
 def _tiny_data(n=32, size=16, classes=4, seed=0):
@@ -37,14 +37,6 @@ def _config(log_dir, **overrides):
                        learning_rate=0.05, augment="none", report_freq=10, steps_per_execution=3, log_dir=str(log_dir),
                        eval_batch_size=8, mixed_precision="off")
     return run_config.resolve(dataclasses.replace(config, **overrides), num_train_images=32)
-
-
-def _scalar_tags(folder):
-    tags = set()
-    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +70,8 @@ def test_run_folder_holds_models_config_and_summaries(trained_run):
     assert config == _config(log_dir)  # config.json gives back the RunConfig that trained
     assert config.augment == "none" and len(info.norm["mean"]) == 3
     assert info.num_classes == 4 and info.input_shape == (16, 16, 3)
-    assert {"loss", "error", "accuracy", "learning_rate", "augmentation"} <= _scalar_tags(log_dir / "train")
-    assert {"loss", "error", "accuracy"} <= _scalar_tags(log_dir / "validation")
+    assert {"loss", "error", "accuracy", "learning_rate", "augmentation"} <= set(summary_events(log_dir / "train"))
+    assert {"loss", "error", "accuracy"} <= set(summary_events(log_dir / "validation"))
     assert result["step"] == 40 and 0 <= result["best_val_accuracy"] <= 1
 
 
@@ -398,12 +390,7 @@ def test_a_warm_up_is_applied_and_tensorboard_shows_it_inside_one_report_interva
     log_dir = tmp_path / "ten_steps_a_call"  # one call from step 10 to 20: 0.005 at both ends
     cifar10_train.train(_config(log_dir, steps_per_execution=10, **warm), _tiny_data(), verbose=0)
     assert pd.read_csv(log_dir / run_folder.METRICS)["learning_rate"].tolist() == pytest.approx([0.005] * 4)
-    logged = {}
-    for path in glob.glob(os.path.join(log_dir, "train", "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.tag == "learning_rate":
-                    logged[event.step] = float(tf.make_ndarray(value.tensor))
+    logged = dict(summary_events(log_dir / "train")["learning_rate"])
     assert {step: logged[step] for step in (12, 13, 17, 18)} == pytest.approx(
         {12: 0.005, 13: 0.05, 17: 0.05, 18: 0.005})
 
