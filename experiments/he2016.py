@@ -300,17 +300,13 @@ def _depth_figure(metrics, out_dir, mode, full_resnet20):
     figure, axis = plt.subplots(figsize=(5.6, 4.0))
     depths = list(HE_TABLE6_ERROR)
     axis.plot(depths, [HE_TABLE6_ERROR[d] for d in depths], "s--", color="gray", label="He et al. Table 6 (64k steps)")
-    measured = [(d, *stats.summary(errors)) for d, errors in _last_errors(metrics).items()]
-    measured = [(d, mean, sd, n) for d, mean, sd, n in measured if n]
-    if measured:
-        axis.errorbar([m[0] for m in measured], [m[1] for m in measured],
-                      yerr=[0.0 if n < 2 else sd for _, _, sd, n in measured], fmt="o-", capsize=3,
-                      label=f"ours, {SCHEDULE[mode][0]:,} steps (mean ± sd; n = "
-                            f"{'/'.join(str(n) for *_, n in measured)})")
-    mean, sd, n = stats.summary(full_resnet20)
-    if n:
-        axis.errorbar([20], [mean], yerr=[0.0 if n < 2 else sd], fmt="D", color="C3", capsize=3,
-                      label=f"ours, ResNet-20 at He's 64,000 steps (mean ± sd; n = {n})")
+    by_depth = {depth: stats.summary(errors) for depth, errors in _last_errors(metrics).items()}
+    seeds = "/".join(str(n) for _, _, n in by_depth.values() if n)
+    plots.plot_summaries(axis, list(by_depth), list(by_depth.values()), fmt="o-",
+                         label=f"ours, {SCHEDULE[mode][0]:,} steps (mean ± sd; n = {seeds})")
+    full = stats.summary(full_resnet20)
+    plots.plot_summaries(axis, [20], [full], fmt="D", color="C3",
+                         label=f"ours, ResNet-20 at He's 64,000 steps (mean ± sd; n = {full[2]})")
     axis.set_xscale("log")
     axis.set_xticks(depths, [str(d) for d in depths])
     axis.minorticks_off()

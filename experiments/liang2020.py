@@ -271,9 +271,8 @@ def figures(metrics, out_dir, mode, args):
 
     by_depth = {d: stats.summary(e) for d, e in _final_errors(metrics, mode, args).items()}
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    axis.errorbar(DEPTHS, [by_depth[d][0] for d in DEPTHS],
-                  yerr=[s[1] if s[1] == s[1] else 0 for s in by_depth.values()],
-                  fmt="o-", capsize=3, label=f"ours, Liang's variant ({mode})")
+    plots.plot_summaries(axis, DEPTHS, [by_depth[d] for d in DEPTHS], fmt="o-",
+                         label=f"ours, Liang's variant ({mode})")
     axis.plot(DEPTHS, [HE_TABLE6_ERROR[d] for d in DEPTHS], "s--", label="He et al. 2016a, Table 6 (64k steps)")
     axis.set_xscale("log")
     axis.xaxis.set_minor_locator(plt.NullLocator())  # no minor tick labels over the depths

@@ -35,3 +35,12 @@ def plot_mean(axis, metrics, run, column, x="step", label=None, **style):
         axis.fill_between(curve[x], curve["mean"] - curve["sd"], curve["mean"] + curve["sd"], alpha=0.2,
                           color=line.get_color(), linewidth=0)
     return line
+
+
+def plot_summaries(axis, xs, summaries, **style):
+    """Means over seeds with +-1 sd bars, from ``stats.summary``'s (mean, sd, n) per x; a point of one seed (sd
+    NaN) gets no bar, since one seed has no spread to draw. Points with no seed are left out."""
+    points = [(x, mean, sd if n > 1 else 0.0) for x, (mean, sd, n) in zip(xs, summaries) if n]
+    if points:
+        xs, means, sds = zip(*points)
+        axis.errorbar(xs, means, yerr=sds, capsize=3, **style)

@@ -331,6 +331,17 @@ def test_curve_legend_gives_seeds_and_marks_a_run_with_no_result():
     assert axis.get_lines()[0].get_ydata().tolist() == pytest.approx([0.2, 0.3])  # the mean over seeds
 
 
+def test_summary_points_have_a_bar_from_two_seeds_and_none_for_one():
+    _, axis = plots.pyplot().subplots()
+    summaries = [stats.summary([0.1, 0.3]), stats.summary([0.2]), stats.summary([])]  # n = 2, 1 and 0
+    plots.plot_summaries(axis, [20, 32, 44], summaries, fmt="o-")
+    (container,) = axis.containers
+    line, _, (bars,) = container.lines
+    assert line.get_xdata().tolist() == [20, 32] and line.get_ydata().tolist() == pytest.approx([0.2, 0.2])
+    spans = [segment[:, 1] for segment in bars.get_segments()]  # each bar's (low, high)
+    assert [high - low for low, high in spans] == pytest.approx([2 * np.std([0.1, 0.3], ddof=1), 0.0])
+
+
 def test_lu_song_table1_comes_from_the_metrics(tmp_path):
     from experiments import lu_song
 
