@@ -32,6 +32,11 @@ MNIST_FILES = {
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
+def _is_image(name):
+    """Whether a file name is one of the photo formats a class folder may hold (any letter case)."""
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
 # ----------------------------------------------------------------------------
 # MNIST
 
@@ -142,7 +147,7 @@ def _read_split(root, classes, size, keep_aspect):
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if not entry.is_file() or entry.name.startswith("."):
                 continue
-            image = _decode(entry.path, size, keep_aspect) if entry.name.lower().endswith(IMAGE_EXTENSIONS) else None
+            image = _decode(entry.path, size, keep_aspect) if _is_image(entry.name) else None
             if image is None:
                 skipped.append(os.path.relpath(entry.path, root))
                 continue
@@ -212,7 +217,7 @@ def list_images(paths):
         if os.path.isdir(path):
             for folder, subfolders, names in sorted(os.walk(path)):
                 subfolders.sort()
-                files += [os.path.join(folder, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)]
+                files += [os.path.join(folder, n) for n in sorted(names) if _is_image(n)]
         elif os.path.isfile(path):
             files.append(path)
         else:
@@ -287,7 +292,7 @@ def _holds(name, folder):
 
 def _has_images(folder):
     try:
-        return any(name.lower().endswith(IMAGE_EXTENSIONS) for name in os.listdir(folder))
+        return any(_is_image(name) for name in os.listdir(folder))
     except OSError:  # a subfolder this user may not read holds nothing the suite reads
         return False
 
