@@ -55,6 +55,29 @@ def test_throughput_measures_every_requested_row(capsys, monkeypatch):
     assert f"128.0 images/s  MFU {128 * flops / (peak * 1e9):6.1%}" in out
 
 
+def test_throughput_leaves_out_bfloat16_where_onednn_is_capped_below_it(capsys, monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 (an older CPU mimicked): a bfloat16 matmul there ends the process in oneDNN, so the
+    peak and the rows are measured in float32 only and the rows left out are named. No TensorFlow op runs here:
+    oneDNN reads the variable at its first kernel, and would keep the cap for this worker's later tests."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    timed, measured = [], []
+    monkeypatch.setattr(throughput, "matmul_peak", lambda dtype, size: timed.append(dtype.name) or 100.0)
+    monkeypatch.setattr(throughput, "conv_peak", lambda dtype: timed.append(dtype.name) or 200.0)
+    monkeypatch.setattr(throughput, "measure_model",
+                        lambda name, args, *_: measured.append(list(args.feeds)) or {"default": 1.0})
+    throughput.main(["--models", "lenet5", "--feeds", "default", "mixed_precision", "auto", "keras_bn_mixed",
+                     "--num_images", "16"])
+    out = capsys.readouterr().out
+    assert timed == ["float32", "float32"] and measured == [["default", "auto"]]
+    assert ("not measured: mixed_precision, keras_bn_mixed (bfloat16, which ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN "
+            "from; unset it to measure them)") in out
+    assert "machine peak, measured (best of a 4096x4096 matmul and a 3x3 256-channel convolution): float32 200 " \
+           "GFLOP/s (matmul 100, conv 200)\n" in out
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")  # uncapped: both precisions, every row asked for
+    throughput.main(["--models", "lenet5", "--feeds", "default", "mixed_precision", "--num_images", "16"])
+    assert timed[2:] == ["float32", "float32", "bfloat16", "bfloat16"] and measured[1] == ["default", "mixed_precision"]
+
+
 def test_the_pytorch_row_says_how_to_get_pytorch_when_it_is_missing(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
     monkeypatch.delitem(sys.modules, "pytorch_peer", raising=False)
