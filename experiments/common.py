@@ -213,7 +213,11 @@ def _main(module, args, argv):
         return 2
     if args.plan:
         run_folder.make_folder(results_dir, "--results_dir")
-        plan = plans.compute_plan(runs)
+        try:
+            plan = plans.compute_plan(runs)
+        except api.USER_ERRORS as error:
+            print(f"{name}: error: {error}", file=sys.stderr)
+            return 2
         text = plans.plan_text(plan, args.only)
         fileio.write_text(os.path.join(results_dir, "plan.md"), text + "\n")
         fileio.atomic_write(os.path.join(results_dir, plans.PLAN_CSV), lambda temp: plan.to_csv(temp, index=False))

@@ -124,6 +124,15 @@ def test_bfloat16_under_a_onednn_isa_cap_is_one_line_and_auto_takes_float32(caps
     argv = ["--data_dir", str(cifar_archive), "--batch_size", "4", "--mixed_precision", "bfloat16", "--log_dir",
             str(tmp_path / "run")]
     _assert_one_line_error(capsys, argv, "--mixed_precision bfloat16 with ONEDNN_MAX_CPU_ISA=AVX2", tmp_path / "run")
+    # An experiment's plan in bfloat16 (Jin's) is refused the same way before any timing (it failed mid-plan).
+    from experiments import jin
+
+    plan_argv = ["--tiny", "--plan", "--cifar10_dir", str(cifar_archive), "--results_dir", str(tmp_path / "jin")]
+    assert jin.main(plan_argv) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("jin: error: --mixed_precision bfloat16 with ONEDNN_MAX_CPU_ISA=AVX2")
+    assert err.count("\n") == 1 and not out.count("error")
+    assert not (tmp_path / "jin" / "plan.md").exists()
     for allowing in ("AVX512_CORE_BF16", "avx512_core_amx", "ALL", ""):
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", allowing)
         assert hardware.onednn_isa_cap() is None and hardware.resolve_mixed_precision("bfloat16") == "bfloat16"
