@@ -30,6 +30,12 @@ def onednn_isa_cap():
     return cap if cap and not cap.startswith(BFLOAT16_ISAS) else None
 
 
+def bfloat16_blocked():
+    """ONEDNN_MAX_CPU_ISA when it keeps this machine from bfloat16 (no GPU, oneDNN capped below it), else None: a
+    bfloat16 op there fails in oneDNN, and in a bare matmul ends the whole process."""
+    return onednn_isa_cap() if not tf.config.list_physical_devices("GPU") else None
+
+
 def cpu_has_native_bfloat16():
     """True when the CPU has bfloat16 instructions (AVX512_BF16 or AMX) that oneDNN may use, where mixed bfloat16
     pays."""
@@ -56,8 +62,8 @@ def resolve_mixed_precision(requested):
         return "bfloat16" if cpu_has_native_bfloat16() else "off"
     if requested == "float16" and not has_gpu:
         raise ValueError("--mixed_precision float16 needs a GPU (on CPU it is slower); use bfloat16 or off")
-    cap = onednn_isa_cap()
-    if requested == "bfloat16" and not has_gpu and cap:
+    cap = bfloat16_blocked() if requested == "bfloat16" else None
+    if cap:
         raise ValueError(f"--mixed_precision bfloat16 with ONEDNN_MAX_CPU_ISA={cap}: oneDNN refuses "
                          "bfloat16 convolutions below AVX512_CORE_BF16 (the run would fail at its first step); "
                          "use --mixed_precision off, or unset ONEDNN_MAX_CPU_ISA")

@@ -429,7 +429,6 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
     ``data_source`` (the file or folder the loader read) replaces ``data_dir``. A resolved
     config resolves to itself.
     """
-    import hardware  # imports TensorFlow: only where a run is about to start
     import resnet
 
     check(config)
@@ -457,10 +456,7 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
         options.setdefault("weights", "imagenet")
     if "conv_padding" in resnet.MODELS[config.model].options:  # recorded, so a later default cannot change the run
         options.setdefault("conv_padding", DEFAULT_CONV_PADDING)
-    try:
-        precision = hardware.resolve_mixed_precision(config.mixed_precision)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    precision = resolve_precision(config.mixed_precision)
     if precision == "float16" and config.jit_compile == "on" and replicas > 1:
         raise ConfigError(f"--jit_compile on with float16 on {replicas} replicas is refused: under XLA, TensorFlow "
                           "lets each GPU decide on its own whether to skip an overflowing step, around a collective "
@@ -489,6 +485,17 @@ def resolve(config, num_train_images, replicas=1, data_source=None):
         mixed_precision=precision,
         jit_compile="on" if config.jit_compile == "on" else "off",
     )
+
+
+def resolve_precision(requested):
+    """``hardware.resolve_mixed_precision``, its refusals (float16 without a GPU, bfloat16 under an
+    ONEDNN_MAX_CPU_ISA cap) as ConfigError: one line for the user."""
+    import hardware  # imports TensorFlow: only where a run or a plan is about to start
+
+    try:
+        return hardware.resolve_mixed_precision(requested)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 # ----------------------------------------------------------------------------

@@ -115,21 +115,16 @@ def conv_peak(dtype, repeats=3, batch=64, side=16, channels=256):
     return _best_gflops(conv, 2 * batch * side * side * channels * channels * 9, repeats)
 
 
-def bfloat16_capped():
-    """True where ONEDNN_MAX_CPU_ISA keeps oneDNN from bfloat16 on a CPU: TensorFlow still hands it bfloat16
-    matmuls and convolutions, and oneDNN's refusal ends the whole process (no Python exception to catch)."""
-    return bool(hardware.onednn_isa_cap()) and not tf.config.list_physical_devices("GPU")
-
-
 def runnable_feeds(feeds):
     """The requested rows this machine can run: without GPUs the mixed rows are bfloat16, left out (and said)
     under a bfloat16-blocking ONEDNN_MAX_CPU_ISA."""
-    if not bfloat16_capped():
+    cap = hardware.bfloat16_blocked()
+    if not cap:
         return list(feeds)
     skipped = [feed for feed in feeds if feed in MIXED_FEEDS]
     if skipped:
-        print(f"not measured: {', '.join(skipped)} (bfloat16, which ONEDNN_MAX_CPU_ISA="
-              f"{hardware.onednn_isa_cap()} keeps oneDNN from; unset it to measure them)")
+        print(f"not measured: {', '.join(skipped)} (bfloat16, which ONEDNN_MAX_CPU_ISA={cap} keeps oneDNN from; "
+              "unset it to measure them)")
     return [feed for feed in feeds if feed not in MIXED_FEEDS]
 
 
@@ -137,7 +132,7 @@ def measure_peaks(size):
     """The machine's measured peak per precision: the faster of a large matmul and a large 3x3 convolution
     (oneDNN's convolutions beat TensorFlow's float32 matmul on the EPYC here, so a matmul alone put
     AlexNet's MFU above 100%)."""
-    dtypes = {"off": tf.float32} if bfloat16_capped() else {"off": tf.float32, "bfloat16": tf.bfloat16}
+    dtypes = {"off": tf.float32} if hardware.bfloat16_blocked() else {"off": tf.float32, "bfloat16": tf.bfloat16}
     if tf.config.list_physical_devices("GPU"):
         dtypes["float16"] = tf.float16
     measured = {p: (matmul_peak(d, size), conv_peak(d)) for p, d in dtypes.items()}

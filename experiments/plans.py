@@ -48,11 +48,8 @@ def compute_plan(runs, measure=None):
     pipelines (ImageDataGenerator above all) make a run slower than this, never faster.
     """
     measure = measure or _model_rate
-    for precision in sorted({run.config.mixed_precision for run in runs} - {"auto"}):
-        try:  # before any timing: a precision this machine refuses (bfloat16 under an ONEDNN_MAX_CPU_ISA cap)
-            hardware.resolve_mixed_precision(precision)
-        except ValueError as error:
-            raise run_config.ConfigError(str(error)) from None
+    for precision in sorted({run.config.mixed_precision for run in runs}):  # refused before any timing
+        run_config.resolve_precision(precision)
     rates, rows = {}, []
     busy = hardware.busy_warning()
     measured_on = f"{hardware.describe()}, {datetime.date.today().isoformat()}" + (f" ({busy})" if busy else "")
